@@ -1,0 +1,35 @@
+# The two commands: `make repro` runs the pipeline, `make test` runs the tests.
+# Each creates the project's virtualenv on first use and reinstalls only when pyproject.toml or the lock changes.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+export PATH := $(abspath $(BIN)):$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: repro test setup setup-dev clean-venv
+
+repro: $(VENV)/.installed-base
+	dvc repro
+
+test: $(VENV)/.installed-dev
+	DVC_NO_ANALYTICS=1 pytest $(PYTEST_ARGS)
+
+setup: $(VENV)/.installed-base
+setup-dev: $(VENV)/.installed-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-base: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --constraint requirements.lock --editable .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --constraint requirements.lock --editable '.[dev]'
+	touch $@ $(VENV)/.installed-base
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""llm-feedback: compare LLMs on your own tasks with human annotators."""

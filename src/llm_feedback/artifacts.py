@@ -1,0 +1,106 @@
+"""The schema of every artifact the stages exchange, with atomic writes and validated reads.
+
+A stage that dies mid-write must never leave a file that the next stage (or DVC) takes for a finished one,
+and a stage that reads an artifact from an older version must say which column changed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llm_feedback.errors import InputError
+
+MESSAGE = pa.struct([pa.field("role", pa.string(), nullable=False), pa.field("content", pa.string(), nullable=False)])
+
+
+@dataclass(frozen=True)
+class ArtifactSchema:
+    """Required columns of one artifact; `open_ended` artifacts may carry more (e.g. the kept source columns)."""
+
+    name: str
+    schema: pa.Schema
+    open_ended: bool = False
+
+    def validate(self, table: pa.Table, where: str) -> pa.Table:
+        """Check names, types and nulls; return the table with its columns in contract order."""
+        for field in self.schema:
+            if field.name not in table.column_names:
+                raise InputError(f"{where}: missing column '{field.name}' ({self.name} artifact)")
+            actual = table.schema.field(field.name).type
+            if not actual.equals(field.type):
+                raise InputError(f"{where}: column '{field.name}' has type {actual}, expected {field.type}")
+            if not field.nullable and table.column(field.name).null_count:
+                raise InputError(f"{where}: column '{field.name}' has nulls ({self.name} artifact)")
+        extra = [c for c in table.column_names if c not in self.schema.names]
+        if extra and not self.open_ended:
+            raise InputError(f"{where}: unexpected column '{extra[0]}' ({self.name} artifact)")
+        return table.select(self.schema.names + extra)
+
+
+TASKS = ArtifactSchema(
+    "tasks",
+    pa.schema(
+        [
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("instruction", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("source_row", pa.int64(), nullable=False),
+        ]
+    ),
+    open_ended=True,
+)
+
+PROMPTS = ArtifactSchema(
+    "prompts",
+    pa.schema(
+        [
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("messages", pa.list_(MESSAGE), nullable=False),
+            pa.field("prompt", pa.string()),
+            pa.field("template_sha", pa.string()),
+        ]
+    ),
+)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path`; it replaces `path` only if the block finishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table(table: pa.Table, path: Path, artifact: ArtifactSchema) -> None:
+    """Validate against the contract, then write parquet atomically."""
+    table = artifact.validate(table, str(path))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_table(path: Path, artifact: ArtifactSchema) -> pa.Table:
+    """Read a parquet artifact and check it against its contract."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: not found (run the stage that writes the {artifact.name} artifact first)")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputError(f"{path}: not a readable parquet file ({str(e).splitlines()[0]})") from None
+    return artifact.validate(table, str(path))

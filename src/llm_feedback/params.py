@@ -1,0 +1,156 @@
+"""Typed view of params.yaml, so a typo fails at once with the key's name instead of deep inside a stage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from llm_feedback.errors import ConfigError
+
+DEFAULT_PARAMS_FILE = Path("params.yaml")
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Strict(BaseModel):
+    """Rejects unknown keys: a misspelt knob must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Paths(Strict):
+    tasks: Path = Path("data/tasks.parquet")
+    prompts: Path = Path("data/prompts.parquet")
+
+
+class FetchParams(Strict):
+    source: Literal["sample", "file", "hub"] = "sample"
+    path: Path = Path("data/sample/tasks.yaml")
+    dataset: str = "bigcode/self-oss-instruct-sc2-exec-filter-50k"
+    split: str = "train[:20]"
+    revision: str | None = None
+    instruction_column: str = "instruction"
+    keep_columns: list[str] = Field(default_factory=list)
+    shuffle: bool = False
+    seed: int = 42
+    limit: int | None = Field(default=None, ge=1)
+
+
+class FormatParams(Strict):
+    system_prompt: str | None = None
+
+
+class ModelSpec(Strict):
+    """One model, declared once; `compare` refers to it by name."""
+
+    backend: Literal["hf", "openai", "transformers"]
+    model: str | None = None
+    tokenizer: str | None = None
+    system_prompt: str | None = None
+    provider: str | None = None
+    endpoint_url: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> ModelSpec:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url (e.g. http://localhost:8000/v1)")
+        if self.backend == "hf" and self.provider and self.endpoint_url:
+            raise ValueError("set either provider (Inference Providers) or endpoint_url (a dedicated endpoint), not both")
+        if self.backend != "hf" and (self.provider or self.endpoint_url):
+            raise ValueError("provider and endpoint_url are for backend 'hf'")
+        if self.backend != "openai" and self.base_url:
+            raise ValueError("base_url is for backend 'openai'")
+        if self.model is None and not (self.backend == "hf" and self.endpoint_url):
+            raise ValueError("model is required")
+        if self.needs_prompt and not (self.tokenizer or self.model):
+            raise ValueError("a dedicated endpoint needs tokenizer (hub id or folder) to render its chat template")
+        return self
+
+    @property
+    def needs_prompt(self) -> bool:
+        """Backends that take raw text, so the format stage renders the model's own chat template."""
+        return self.backend == "transformers" or (self.backend == "hf" and self.endpoint_url is not None)
+
+
+class Params(Strict):
+    paths: Paths = Field(default_factory=Paths)
+    fetch: FetchParams = Field(default_factory=FetchParams)
+    format: FormatParams = Field(default_factory=FormatParams)
+    models: dict[str, ModelSpec] = Field(default_factory=dict)
+    compare: list[str] = Field(default_factory=list)
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, models: dict[str, ModelSpec]) -> dict[str, ModelSpec]:
+        for name in models:
+            if not re.match(MODEL_NAME_PATTERN, name):
+                raise ValueError(f"model name {name!r} may use only letters, digits, '.', '_' and '-'")
+        return models
+
+    @model_validator(mode="after")
+    def _compare_declared(self) -> Params:
+        if not self.compare:
+            raise ValueError("compare: list at least one model declared under models:")
+        for i, name in enumerate(self.compare):
+            if name not in self.models:
+                declared = ", ".join(self.models) or "none"
+                raise ValueError(f"compare[{i}]: {name!r} is not declared under models: (declared: {declared})")
+        if len(set(self.compare)) != len(self.compare):
+            raise ValueError("compare: lists a model twice")
+        return self
+
+
+def load_params(path: Path = DEFAULT_PARAMS_FILE) -> Params:
+    """Load and validate params.yaml; any problem becomes one ConfigError line naming the key."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (run from the project's root)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        raw: Any = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {_describe(e)}") from None
+
+
+def _may_hold_secret(key: str) -> bool:
+    """A value pasted into a key like api_key_env may be the key itself: never echo it."""
+    return any(word in key.lower() for word in ("key", "token", "secret", "password"))
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+
+
+def _describe(error: ValidationError) -> str:
+    """All validation problems on one line, each led by its dotted key."""
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (misspelt, or from a newer version?)"
+        elif item["type"] not in {"value_error", "missing"} and "input" in item and not _may_hold_secret(key):
+            message = f"{message} (got {item['input']!r:.60})"
+        parts.append(f"{key}: {message}" if key else message)
+    return "; ".join(parts)

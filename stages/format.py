@@ -1,0 +1,22 @@
+"""DVC stage `format`: tasks x compared models -> chat messages and templated prompts."""
+
+from llm_feedback.artifacts import PROMPTS, TASKS, read_table, write_table
+from llm_feedback.params import load_params
+from llm_feedback.prompts import build_prompts
+from llm_feedback.stage import run_stage
+
+
+def main() -> str:
+    params = load_params()
+    tasks = read_table(params.paths.tasks, TASKS)
+    prompts, rendering = build_prompts(tasks, params.models, params.compare, params.format)
+    write_table(prompts, params.paths.prompts, PROMPTS)
+    how = ", ".join(
+        f"{name}: {'messages only' if r is None else 'template (fast path)' if r.fast_path else 'template'}"
+        for name, r in rendering.items()
+    )
+    return f"{prompts.num_rows} prompts for {tasks.num_rows} tasks x {len(params.compare)} models -> {params.paths.prompts} ({how})"
+
+
+if __name__ == "__main__":
+    run_stage("format", main)

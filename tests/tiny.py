@@ -1,0 +1,51 @@
+"""Tiny local models for tests and benchmarks: nothing here touches the Hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+# ChatML, the format of Qwen2.5 and SmolLM2, with a default system message like Qwen's.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CORPUS = [
+    "Write a Python function that returns the sum of a list of integers.",
+    "def add(a, b):\n    return a + b\n",
+    "```python\nimport math\nprint(math.sqrt(16))\n```",
+    "Implement a class with a method that parses a CSV line and validates each field.",
+]
+
+
+def build_tokenizer(folder: Path, chat_template: str | None = CHATML_TEMPLATE, vocab_size: int = 300) -> Path:
+    """Train a byte-level BPE tokenizer on a few lines and save it as a transformers tokenizer folder."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(CORPUS * 10, trainer=trainer)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+    )
+    if chat_template is not None:
+        wrapped.chat_template = chat_template
+    folder.mkdir(parents=True, exist_ok=True)
+    wrapped.save_pretrained(folder)
+    return folder

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+
+from llm_feedback.errors import ConfigError, InputError
+from llm_feedback.params import FetchParams
+from llm_feedback.sources import fetch_tasks
+from tests.conftest import PROJECT_ROOT
+
+ROWS = [
+    {"instruction": "Write a function `a`.", "id": 1},
+    {"instruction": "  Write a function `a`.\r\n", "id": 2},  # same task once normalised
+    {"instruction": "", "id": 3},
+    {"instruction": None, "id": 4},
+    {"instruction": "Write a function `b` that returns 'é'.", "id": 5},
+]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    pa_csv.write_csv(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def write_parquet(path: Path, rows: list[dict]) -> Path:
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def fetch_file(path: Path, **kwargs) -> tuple[pa.Table, object]:
+    return fetch_tasks(FetchParams(source="file", path=path, **kwargs))
+
+
+@pytest.mark.parametrize("writer", [write_jsonl, write_csv, write_parquet])
+def test_file_formats_agree_and_drop_empty_and_duplicates(tmp_path: Path, writer) -> None:
+    suffix = {write_jsonl: ".jsonl", write_csv: ".csv", write_parquet: ".parquet"}[writer]
+    rows = ROWS if writer is not write_csv else [{**r, "instruction": r["instruction"] or ""} for r in ROWS]
+    table, stats = fetch_file(writer(tmp_path / f"tasks{suffix}", rows), keep_columns=["id"])
+    assert table.column("instruction").to_pylist() == ["Write a function `a`.", "Write a function `b` that returns 'é'."]
+    assert table.column("id").to_pylist() == [1, 5]
+    assert table.column("source_row").to_pylist() == [0, 4]
+    assert table.column("source").to_pylist() == [f"file:tasks{suffix}"] * 2
+    expected_id = hashlib.sha256("Write a function `a`.".encode()).hexdigest()[:16]
+    assert table.column("task_id")[0].as_py() == expected_id
+    assert (stats.rows_read, stats.empty_dropped, stats.duplicates_dropped, stats.tasks) == (5, 2, 1, 2)
+
+
+def test_sample_keeps_tests_and_has_stable_ids() -> None:
+    params = FetchParams(source="sample", path=PROJECT_ROOT / "data/sample/tasks.yaml")
+    table, stats = fetch_tasks(params)
+    again, _ = fetch_tasks(params)
+    assert stats.tasks >= 40 and stats.duplicates_dropped == 0
+    assert "tests" in table.column_names and all(t.strip() for t in table.column("tests").to_pylist())
+    assert table.column("task_id").to_pylist() == again.column("task_id").to_pylist()
+    assert len(set(table.column("task_id").to_pylist())) == table.num_rows
+
+
+def test_duplicates_across_batches_are_dropped_while_streaming(tmp_path: Path) -> None:
+    rows = [{"instruction": f"task {i % 15_000}"} for i in range(25_000)]  # spans three 10k batches
+    table, stats = fetch_file(write_parquet(tmp_path / "big.parquet", rows))
+    assert stats.tasks == 15_000 and stats.duplicates_dropped == 10_000
+    assert table.column("source_row").to_pylist() == list(range(15_000))
+
+
+def test_limit_and_seeded_shuffle(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "t.jsonl", [{"instruction": f"task {i}"} for i in range(50)])
+    first, _ = fetch_file(path, limit=5)
+    assert first.column("instruction").to_pylist() == [f"task {i}" for i in range(5)]
+    a, _ = fetch_file(path, shuffle=True, seed=1, limit=10)
+    b, _ = fetch_file(path, shuffle=True, seed=1, limit=10)
+    c, _ = fetch_file(path, shuffle=True, seed=2, limit=10)
+    assert a.column("task_id").to_pylist() == b.column("task_id").to_pylist()
+    assert a.column("task_id").to_pylist() != c.column("task_id").to_pylist()
+    assert a.num_rows == 10
+
+
+def test_hub_dataset_with_split_slice(tmp_path: Path) -> None:
+    folder = tmp_path / "self-oss-instruct"
+    (folder / "data").mkdir(parents=True)
+    rows = [{"instruction": f"Write `f{i}`.", "response": f"def f{i}(): pass"} for i in range(30)]
+    write_parquet(folder / "data" / "train-00000-of-00001.parquet", rows)
+    table, stats = fetch_tasks(FetchParams(source="hub", dataset=str(folder), split="train[:20]", keep_columns=["response"]))
+    assert stats.tasks == 20
+    assert table.column("response").to_pylist()[3] == "def f3(): pass"
+    assert table.column("source")[0].as_py() == f"hub:{folder}:train[:20]"
+
+
+@pytest.mark.parametrize("split", ["train[:abc]", "validation"])
+def test_hub_split_rejected_by_datasets_names_the_param(tmp_path: Path, split: str) -> None:
+    folder = tmp_path / "ds"
+    (folder / "data").mkdir(parents=True)
+    write_parquet(folder / "data" / "train-00000-of-00001.parquet", [{"instruction": "x"}])
+    with pytest.raises(ConfigError, match=r"^params.yaml: fetch.split: "):
+        fetch_tasks(FetchParams(source="hub", dataset=str(folder), split=split))
+
+
+def test_long_instruction_is_kept_whole(tmp_path: Path) -> None:
+    long = "Write a function `big`. " + "x" * 1_000_000
+    for writer, suffix in [(write_jsonl, ".jsonl"), (write_csv, ".csv")]:
+        table, _ = fetch_file(writer(tmp_path / f"long{suffix}", [{"instruction": long}, {"instruction": "short"}]))
+        assert table.column("instruction")[0].as_py() == long
+
+
+def bad_file(tmp_path: Path, name: str, content: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("t.jsonl", b'{"prompt": "x"}\n', r"t.jsonl: no column 'instruction' \(set fetch.instruction_column; columns: prompt\)"),
+        ("t.csv", b"prompt\nx\n", r"t.csv: no column 'instruction'"),
+        ("t.csv", b"", r"t.csv: file is empty"),
+        ("t.jsonl", b"", r"t.jsonl: file is empty"),
+        ("t.parquet", b"", r"t.parquet: file is empty"),
+        ("t.csv", b"instruction,x\n", r"t.csv: has no rows"),
+        ("t.csv", b'instruction,x\n" ",1\n', r"t.csv: no tasks left after dropping 1 empty and 0 duplicate"),
+        ("t.csv", b'instruction,x\n"a",1\n"b",2,3\n"c",4\n', r"t.csv: line 3: expected 2 fields like the header, got 3"),
+        ("t.csv", b'instruction,x\n"a",1\n"b\xff\xfe",2\n', r"t.csv: line 3: not valid UTF-8"),
+        ("t.jsonl", b'{"instruction": "a"}\n{"instruction": "b\xff"}\n', r"t.jsonl: line 2: not valid UTF-8"),
+        ("t.jsonl", b'{"instruction": "a"}\n{"instruction": \n', r"t.jsonl: line 2: not valid JSON"),
+        ("t.jsonl", b'{"instruction": 3}\n', r"t.jsonl: column 'instruction' holds int64, not text"),
+        ("t.parquet", b"PAR1 not parquet", r"t.parquet: not a readable parquet file"),
+    ],
+)
+def test_bad_files_give_one_clear_line(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    with pytest.raises(InputError, match=message) as error:
+        fetch_file(bad_file(tmp_path, name, content))
+    assert "\n" not in str(error.value)
+
+
+def test_bad_params_for_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"fetch.path: .*missing.jsonl does not exist"):
+        fetch_file(tmp_path / "missing.jsonl")
+    with pytest.raises(ConfigError, match=r"fetch.path: .* unknown extension"):
+        fetch_file(bad_file(tmp_path, "t.xlsx", b"x"))
+    with pytest.raises(ConfigError, match=r"fetch.keep_columns: 'task_id'"):
+        fetch_file(write_jsonl(tmp_path / "k.jsonl", ROWS), keep_columns=["task_id"])
+    with pytest.raises(InputError, match=r"no column 'nope' \(listed in fetch.keep_columns"):
+        fetch_file(write_jsonl(tmp_path / "k.jsonl", ROWS), keep_columns=["nope"])
