@@ -1,5 +1,10 @@
 """DVC stage `format`: tasks x compared models -> chat messages and templated prompts."""
 
+import os
+
+# Only tokenizers are needed here: transformers' advice that PyTorch is missing would just be noise.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
 from llm_feedback.artifacts import PROMPTS, TASKS, read_table, write_table
 from llm_feedback.params import load_params
 from llm_feedback.prompts import build_prompts

@@ -13,13 +13,19 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # huggingface_hub reads these at import time, so they are set here, before any test module imports it.
-_HF_HOME = tempfile.mkdtemp(prefix="llm-feedback-hf-home-")
+# DVC gets its own global config (no analytics, no update check) and site cache, so tests never touch the user's.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="llm-feedback-tests-"))
+(_SCRATCH / "dvc-global").mkdir()
+(_SCRATCH / "dvc-global" / "config").write_text("[core]\n    analytics = false\n    check_update = false\n")
 os.environ.update(
     {
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
-        "HF_HOME": _HF_HOME,
+        "HF_HOME": str(_SCRATCH / "hf-home"),
         "DVC_NO_ANALYTICS": "1",
+        "DVC_GLOBAL_CONFIG_DIR": str(_SCRATCH / "dvc-global"),
+        "DVC_SITE_CACHE_DIR": str(_SCRATCH / "dvc-site-cache"),
+        "DVC_STUDIO_OFFLINE": "true",
         "TOKENIZERS_PARALLELISM": "false",
     }
 )
@@ -28,9 +34,9 @@ from tests.tiny import build_tokenizer  # noqa: E402  (must follow the environme
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _remove_hf_home() -> Iterator[None]:
+def _remove_scratch() -> Iterator[None]:
     yield
-    shutil.rmtree(_HF_HOME, ignore_errors=True)
+    shutil.rmtree(_SCRATCH, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,89 @@
+"""fetch and format through real `dvc repro` in a git copy of the project, and artifacts shared through the default
+remote: the way a user runs and shares the pipeline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def copy_project(target: Path) -> Path:
+    """The project's own files (tracked or not ignored), as a fresh git repository."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    for name in listed:
+        if (PROJECT_ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / name, target / name)
+    run(["git", "init", "-q", "-b", "main"], target)
+    run(["git", "config", "user.email", "tests@example.invalid"], target)
+    run(["git", "config", "user.name", "tests"], target)
+    return target
+
+
+def edit_params(repo: Path, edit) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    edit(params)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_repro_reruns_only_what_changed_and_shares_through_the_default_remote(tmp_path: Path, tiny_tokenizer: Path) -> None:
+    repo = copy_project(tmp_path / "project")
+
+    def use_local_models(params: dict) -> None:
+        params["models"] = {
+            "local": {"backend": "transformers", "model": str(tiny_tokenizer)},
+            "api": {"backend": "openai", "model": "served", "base_url": "http://127.0.0.1:9/v1"},
+        }
+        params["compare"] = ["local", "api"]
+
+    edit_params(repo, use_local_models)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "project"], repo)
+
+    first = run(["dvc", "repro"], repo)
+    assert "fetch: 44 tasks -> data/tasks.parquet" in first.stdout
+    assert "format: 88 prompts for 44 tasks x 2 models" in first.stdout
+    prompts = pq.read_table(repo / "data/prompts.parquet")
+    assert prompts.column("model").to_pylist() == ["local"] * 44 + ["api"] * 44
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo).stdout
+
+    tasks_mtime = (repo / "data/tasks.parquet").stat().st_mtime_ns
+    edit_params(repo, lambda p: p["format"].update(system_prompt="Answer with one Python code block."))
+    second = run(["dvc", "repro"], repo)
+    assert "Stage 'fetch' didn't change, skipping" in second.stdout
+    assert "Running stage 'format'" in second.stdout
+    assert (repo / "data/tasks.parquet").stat().st_mtime_ns == tasks_mtime
+    messages = pq.read_table(repo / "data/prompts.parquet").column("messages").to_pylist()
+    assert messages[0][0] == {"role": "system", "content": "Answer with one Python code block."}
+
+    run(["dvc", "push"], repo)
+    assert (tmp_path / "llm-feedback-dvc-remote").is_dir(), "the default remote is a folder beside the repository"
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "run"], repo)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    for artifact in ("data/tasks.parquet", "data/prompts.parquet"):
+        assert (clone / artifact).read_bytes() == (repo / artifact).read_bytes()
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], clone).stdout
