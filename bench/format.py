@@ -61,11 +61,13 @@ TASKS = (
     "checks whether a string is a valid IPv4 address",
 )
 FILLER = (
-    "the", "input", "may", "be", "empty", "and", "must", "handle", "unicode", "such", "as", "naïve", "größe",
-    "数据", "émoji 🙂", "return", "None", "when", "invalid;", "raise", "ValueError", "otherwise.", "Use", "type",
-    "hints", "and", "a", "docstring.", "Example:", "`f([1, 2, 3])`", "{'a': 1}", "<tag>", "{{ x }}", "\n",
-    "```python\ndef helper(x):\n    return x\n```", "tests", "should", "cover", "edge", "cases.",
+    "the", "input", "may", "be", "empty", "and", "must", "handle", "such", "as", "return", "None", "when",
+    "invalid;", "raise", "ValueError", "otherwise.", "Use", "type", "hints", "and", "a", "docstring.", "Example:",
+    "`f([1, 2, 3])`", "{'a': 1}", "<tag>", "{{ x }}", "\n", "```python\ndef helper(x):\n    return x\n```",
+    "tests", "should", "cover", "edge", "cases.",
 )
+UNICODE_TAIL = " Keep names like naïve, größe and 数据 intact 🙂."
+UNICODE_EVERY = 20  # one row in 20 is non-ASCII: real instructions are mostly ASCII, but the UTF-8 path is exercised
 
 
 def make_instructions(rows: int, seed: int) -> pa.Array:
@@ -76,7 +78,8 @@ def make_instructions(rows: int, seed: int) -> pa.Array:
         length = round(math.exp(rng.uniform(math.log(MIN_CHARS), math.log(MAX_CHARS))))
         head = f"Write a Python function `f_{i}` that {rng.choice(TASKS)}."
         filler = " ".join(rng.choices(FILLER, k=length // 4 + 1))
-        texts.append(f"{head} {filler}"[: max(length, len(head))])
+        tail = UNICODE_TAIL if i % UNICODE_EVERY == 0 else ""
+        texts.append(f"{head} {filler}"[: length - len(tail)] + tail)
     return pa.array(texts, pa.string())
 
 

@@ -87,3 +87,7 @@ def test_repro_reruns_only_what_changed_and_shares_through_the_default_remote(tm
     for artifact in ("data/tasks.parquet", "data/prompts.parquet"):
         assert (clone / artifact).read_bytes() == (repo / artifact).read_bytes()
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], clone).stdout
+
+    experiment = run(["dvc", "exp", "run", "-S", "fetch.limit=5", "-S", 'format.system_prompt="Answer in Python."'], clone)
+    assert "fetch: 5 tasks" in experiment.stdout
+    assert pq.read_table(clone / "data/prompts.parquet").num_rows == 10

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -67,22 +65,3 @@ def test_a_key_pasted_into_api_key_env_is_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="models.x.api_key_env") as error:
         load_params(write_params(tmp_path, data))
     assert secret not in str(error.value)
-
-
-def test_stage_exits_2_with_one_line_and_writes_nothing(tmp_path: Path) -> None:
-    data = shipped()
-    data["fetch"]["limit"] = -1
-    data["paths"] = {"tasks": "out/tasks.parquet", "prompts": "out/prompts.parquet"}
-    write_params(tmp_path, data)
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.fetch"],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(PROJECT_ROOT), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "fetch: error: params.yaml: fetch.limit: Input should be greater than or equal to 1 (got -1)"
-    ]
-    assert not (tmp_path / "out").exists()

@@ -1,0 +1,79 @@
+"""The stage entry points as DVC runs them: one summary line, or one error line, an exit code and no artifact."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from tests.conftest import PROJECT_ROOT
+
+
+def run_stage(stage: str, folder: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=folder, env=env, capture_output=True, text=True)
+
+
+def project(folder: Path, tokenizer: Path, **fetch: object) -> Path:
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    params["fetch"].update({"path": str(PROJECT_ROOT / "data/sample/tasks.yaml"), **fetch})
+    for spec in params["models"].values():
+        spec["tokenizer"] = str(tokenizer)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder
+
+
+def test_fetch_then_format(tmp_path: Path, tiny_tokenizer: Path) -> None:
+    folder = project(tmp_path, tiny_tokenizer, limit=3)
+    fetched = run_stage("fetch", folder)
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.splitlines() == [
+        "fetch: 3 tasks -> data/tasks.parquet (44 rows read from sample; dropped 0 empty and 0 duplicate instructions)"
+    ]
+    formatted = run_stage("format", folder)
+    assert formatted.returncode == 0, formatted.stderr
+    assert formatted.stdout.startswith("format: 6 prompts for 3 tasks x 2 models -> data/prompts.parquet")
+    assert formatted.stderr == ""
+    assert pq.read_table(folder / "data/prompts.parquet").column("prompt")[0].as_py().endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize(
+    ("content", "fetch", "code", "error"),
+    [
+        (None, {"limit": -1}, 2, "params.yaml: fetch.limit: Input should be greater than or equal to 1 (got -1)"),
+        (b"instruction\n", {"path": "t.jsonl", "source": "file"}, 1, "t.jsonl: line 1: not valid JSON (Expecting value)"),
+        (b'instruction,x\n"a",1\n"b",2,3\n', {"path": "t.csv", "source": "file"}, 1, "t.csv: line 3: expected 2 fields like the header, got 3"),
+        (b'instruction\n"\xe9t\xe9"\n', {"path": "t.csv", "source": "file"}, 1, "t.csv: line 2: not valid UTF-8 (re-save the file as UTF-8)"),
+        (b"prompt\nx\n", {"path": "t.csv", "source": "file"}, 1, "t.csv: no column 'instruction' (set fetch.instruction_column; columns: prompt)"),
+    ],
+)
+def test_bad_input_one_line_exit_code_nothing_written(
+    tmp_path: Path, tiny_tokenizer: Path, content: bytes | None, fetch: dict, code: int, error: str
+) -> None:
+    if content is not None:
+        (tmp_path / fetch["path"]).write_bytes(content)
+    result = run_stage("fetch", project(tmp_path, tiny_tokenizer, **fetch))
+    assert result.returncode == code
+    assert result.stderr.splitlines() == [f"fetch: error: {error}"]
+    assert not (tmp_path / "data").exists()
+
+
+def test_params_that_are_not_yaml(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("fetch: [unclosed\n")
+    result = run_stage("fetch", tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("fetch: error: params.yaml: not valid YAML: line 2, column 1")
+
+
+def test_format_without_tasks_says_which_stage_to_run(tmp_path: Path, tiny_tokenizer: Path) -> None:
+    result = run_stage("format", project(tmp_path, tiny_tokenizer))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "format: error: data/tasks.parquet: not found (run the stage that writes the tasks artifact first)"
+    )
