@@ -49,3 +49,30 @@ def build_tokenizer(folder: Path, chat_template: str | None = CHATML_TEMPLATE, v
     folder.mkdir(parents=True, exist_ok=True)
     wrapped.save_pretrained(folder)
     return folder
+
+
+def build_model(folder: Path, tokenizer_folder: Path, seed: int = 0) -> Path:
+    """A randomly initialised two-layer Llama beside a copy of the tokenizer: a complete local model folder."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    for item in tokenizer_folder.iterdir():
+        shutil.copy2(item, folder / item.name)
+    return folder

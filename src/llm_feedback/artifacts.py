@@ -71,6 +71,24 @@ PROMPTS = ArtifactSchema(
     ),
 )
 
+GENERATIONS = ArtifactSchema(
+    "generations",
+    pa.schema(
+        [
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("response", pa.string()),
+            pa.field("finish_reason", pa.string()),
+            pa.field("prompt_tokens", pa.int64()),
+            pa.field("completion_tokens", pa.int64()),
+            pa.field("latency_s", pa.float64()),
+            pa.field("attempts", pa.int64(), nullable=False),
+            pa.field("error", pa.string()),
+            pa.field("request_hash", pa.string(), nullable=False),
+        ]
+    ),
+)
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:

@@ -26,6 +26,8 @@ class Strict(BaseModel):
 class Paths(Strict):
     tasks: Path = Path("data/tasks.parquet")
     prompts: Path = Path("data/prompts.parquet")
+    generations: Path = Path("data/generations.parquet")
+    generation_cache: Path = Path("data/cache/generations.sqlite")
 
 
 class FetchParams(Strict):
@@ -45,6 +47,38 @@ class FormatParams(Strict):
     system_prompt: str | None = None
 
 
+class GenerationParams(Strict):
+    """Sampling settings that mean the same thing on every backend."""
+
+    max_new_tokens: int = Field(default=1024, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)  # 0 = greedy
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: int | None = 0
+    stop: list[str] = Field(default_factory=list)
+
+
+class GenerationOverrides(Strict):
+    """A model's own values for some generation settings; unset ones come from `generation:`."""
+
+    max_new_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] | None = None
+
+
+class GenerateParams(Strict):
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=6, ge=1)
+    backoff_initial_s: float = Field(default=1.0, ge=0)
+    backoff_max_s: float = Field(default=60.0, ge=0)
+    max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0)
+    batch_size: int = Field(default=8, ge=1)
+    progress_every_s: float = Field(default=30.0, gt=0)
+
+
 class ModelSpec(Strict):
     """One model, declared once; `compare` refers to it by name."""
 
@@ -56,6 +90,10 @@ class ModelSpec(Strict):
     endpoint_url: str | None = None
     base_url: str | None = None
     api_key_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    device: str | None = None
+    generation: GenerationOverrides = Field(default_factory=GenerationOverrides)
+    concurrency: int | None = Field(default=None, ge=1, le=1024)
+    requests_per_minute: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _backend_fields(self) -> ModelSpec:
@@ -67,6 +105,8 @@ class ModelSpec(Strict):
             raise ValueError("provider and endpoint_url are for backend 'hf'")
         if self.backend != "openai" and self.base_url:
             raise ValueError("base_url is for backend 'openai'")
+        if self.backend != "transformers" and self.device:
+            raise ValueError("device is for backend 'transformers'")
         if self.model is None and not (self.backend == "hf" and self.endpoint_url):
             raise ValueError("model is required")
         if self.needs_prompt and not (self.tokenizer or self.model):
@@ -78,11 +118,16 @@ class ModelSpec(Strict):
         """Backends that take raw text, so the format stage renders the model's own chat template."""
         return self.backend == "transformers" or (self.backend == "hf" and self.endpoint_url is not None)
 
+    def generation_params(self, defaults: GenerationParams) -> GenerationParams:
+        return defaults.model_copy(update=self.generation.model_dump(exclude_unset=True))
+
 
 class Params(Strict):
     paths: Paths = Field(default_factory=Paths)
     fetch: FetchParams = Field(default_factory=FetchParams)
     format: FormatParams = Field(default_factory=FormatParams)
+    generation: GenerationParams = Field(default_factory=GenerationParams)
+    generate: GenerateParams = Field(default_factory=GenerateParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     compare: list[str] = Field(default_factory=list)
 

@@ -1,0 +1,1 @@
+"""LLM backends behind one async interface, and the runner that drives them."""

@@ -1,0 +1,228 @@
+"""The generate stage against real servers on loopback: the fake LLM server for `openai` and `hf`, a tiny local
+model for `transformers`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import huggingface_hub
+import pyarrow as pa
+import pytest
+from huggingface_hub import AsyncInferenceClient
+
+from llm_feedback.generation import generate
+from llm_feedback.llm.factory import backend_for
+from llm_feedback.llm.hf_backend import HFBackend
+from llm_feedback.params import FetchParams, Params
+from llm_feedback.prompts import build_prompts
+from llm_feedback.sources import fetch_tasks
+from tests.conftest import PROJECT_ROOT
+from tests.llm_server import CHAT_PATH, FakeLLMServer, canned_answer
+from tests.tiny import build_model
+
+FAST_RETRIES = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as running:
+        yield running
+
+
+@pytest.fixture
+def hub_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub refuses even loopback URLs when offline; the fake server is all these tests reach."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+def make_params(tmp_path: Path, models: dict, generate: dict | None = None, generation: dict | None = None) -> Params:
+    return Params.model_validate(
+        {
+            "paths": {"generation_cache": str(tmp_path / "cache.sqlite")},
+            "models": models,
+            "compare": list(models),
+            "generate": {**FAST_RETRIES, **(generate or {})},
+            "generation": {"max_new_tokens": 64, **(generation or {})},
+        }
+    )
+
+
+def openai_model(server: FakeLLMServer, **extra: object) -> dict:
+    return {"backend": "openai", "model": "served-model", "base_url": f"{server.url}/v1", **extra}
+
+
+def prompts_for(params: Params, limit: int = 6, marker: dict[int, str] | None = None) -> pa.Table:
+    tasks, _ = fetch_tasks(FetchParams(path=PROJECT_ROOT / "data/sample/tasks.yaml", limit=limit))
+    if marker:
+        texts = tasks.column("instruction").to_pylist()
+        for row, text in marker.items():
+            texts[row] = f"{texts[row]} {text}"
+        tasks = tasks.set_column(1, "instruction", pa.array(texts, pa.string()))
+    prompts, _ = build_prompts(tasks, params.models, params.compare, params.format)
+    return prompts
+
+
+def run(params: Params, prompts: pa.Table, previous: pa.Table | None = None, factory=None):
+    factory = factory or partial(backend_for, run=params.generate)
+    return generate(prompts, params, params.paths.generation_cache, previous, factory)
+
+
+def test_openai_backend_answers_every_row_and_records_usage(tmp_path: Path, server: FakeLLMServer) -> None:
+    params = make_params(tmp_path, {"a": openai_model(server), "b": openai_model(server, model="other")})
+    prompts = prompts_for(params)
+    table, summaries = run(params, prompts)
+    rows = table.to_pylist()
+    assert [r["model"] for r in rows] == ["a"] * 6 + ["b"] * 6
+    instruction = prompts.column("messages")[0].as_py()[-1]["content"]
+    assert rows[0]["response"] == canned_answer("served-model", instruction)
+    assert rows[6]["response"] == canned_answer("other", instruction)
+    assert all(r["error"] is None and r["finish_reason"] == "stop" and r["attempts"] == 1 for r in rows)
+    assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 and r["latency_s"] > 0 for r in rows)
+    assert server.count(CHAT_PATH) == 12
+    body = server.requests[0]["body"]
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (64, 0.0, 1.0, 0)
+    assert [s.ok for s in summaries] == [6, 6]
+
+
+def test_transient_faults_are_retried_and_counted(tmp_path: Path, server: FakeLLMServer) -> None:
+    server.script = ["429", "500", "drop", "slow"]
+    params = make_params(tmp_path, {"a": openai_model(server)}, generate={"concurrency": 1, "timeout_s": 0.5})
+    table, summaries = run(params, prompts_for(params, limit=3))
+    rows = table.to_pylist()
+    assert all(r["response"] for r in rows)
+    assert sum(r["attempts"] for r in rows) == 7  # each fault cost one extra attempt, whichever request met it
+    assert server.count(CHAT_PATH) == 3
+    assert server.count(CHAT_PATH, fault=None) == 7
+    assert summaries[0].failed == 0
+
+
+def test_retry_after_is_honoured(tmp_path: Path, server: FakeLLMServer) -> None:
+    server.retry_after_s = 0.6
+    server.script = ["429"]
+    params = make_params(tmp_path, {"a": openai_model(server)})
+    started = time.monotonic()
+    table, _ = run(params, prompts_for(params, limit=1))
+    assert time.monotonic() - started >= 0.6
+    assert table.column("attempts").to_pylist() == [2]
+
+
+def test_client_errors_are_not_retried_and_the_run_goes_on(tmp_path: Path, server: FakeLLMServer) -> None:
+    server.fail_marker = {"BAD400": "400"}
+    params = make_params(tmp_path, {"a": openai_model(server)})
+    table, summaries = run(params, prompts_for(params, limit=4, marker={1: "BAD400"}))
+    rows = table.to_pylist()
+    assert rows[1]["response"] is None and rows[1]["attempts"] == 1
+    assert rows[1]["error"].startswith("HTTP 400: ")
+    assert [r["response"] is not None for r in rows] == [True, False, True, True]
+    assert (summaries[0].failed, summaries[0].error_rate) == (1, 0.25)
+    assert server.count(CHAT_PATH, fault="400") == 1
+
+
+def test_retries_give_up_after_max_attempts(tmp_path: Path, server: FakeLLMServer) -> None:
+    server.fail_marker = {"ALWAYS500": "500"}
+    params = make_params(tmp_path, {"a": openai_model(server)}, generate={"max_attempts": 3})
+    table, _ = run(params, prompts_for(params, limit=2, marker={0: "ALWAYS500"}))
+    row = table.to_pylist()[0]
+    assert row["attempts"] == 3 and row["error"].endswith("(after 3 attempts)")
+    assert server.count(CHAT_PATH, fault="500") == 3
+
+
+def test_concurrency_is_bounded_per_model_and_models_run_together(tmp_path: Path, server: FakeLLMServer) -> None:
+    server.latency_s = 0.2
+    params = make_params(
+        tmp_path, {"a": openai_model(server, concurrency=3), "b": openai_model(server, model="b", concurrency=3)}
+    )
+    started = time.monotonic()
+    run(params, prompts_for(params, limit=9))
+    elapsed = time.monotonic() - started
+    assert server.max_in_flight == 6  # 3 per model, both models at once
+    assert 0.6 <= elapsed < 1.2  # 9 requests / 3 slots = 3 rounds of 0.2 s, not 6
+
+
+def test_requests_per_minute_paces_requests(tmp_path: Path, server: FakeLLMServer) -> None:
+    params = make_params(tmp_path, {"a": openai_model(server, requests_per_minute=600)}, generate={"concurrency": 8})
+    started = time.monotonic()
+    run(params, prompts_for(params, limit=5))
+    assert time.monotonic() - started >= 0.4  # 10 per second: the 5th leaves 0.4 s after the first
+
+
+def test_rerun_sends_nothing_and_rebuilds_the_same_bytes(tmp_path: Path, server: FakeLLMServer) -> None:
+    params = make_params(tmp_path, {"a": openai_model(server)})
+    prompts = prompts_for(params)
+    first, _ = run(params, prompts)
+    second, summaries = run(params, prompts)
+    assert server.count(CHAT_PATH) == 6
+    assert second.equals(first)
+    assert summaries[0].cached == 6
+    changed = make_params(tmp_path, {"a": openai_model(server)}, generation={"max_new_tokens": 32})
+    run(changed, prompts)
+    assert server.count(CHAT_PATH) == 12  # a generation param is part of the request's identity
+
+
+def test_previous_artifact_counts_as_a_cache(tmp_path: Path, server: FakeLLMServer) -> None:
+    params = make_params(tmp_path, {"a": openai_model(server)})
+    prompts = prompts_for(params)
+    first, _ = run(params, prompts)
+    fresh = make_params(tmp_path / "elsewhere", {"a": openai_model(server)})
+    again, _ = run(fresh, prompts, previous=first)
+    assert server.count(CHAT_PATH) == 6
+    assert again.equals(first)
+
+
+def test_hf_text_generation_on_a_dedicated_endpoint(
+    tmp_path: Path, server: FakeLLMServer, tiny_tokenizer: Path, hub_reachable: None
+) -> None:
+    server.script = ["429", "500"]
+    spec = {"backend": "hf", "endpoint_url": server.url, "tokenizer": str(tiny_tokenizer)}
+    params = make_params(tmp_path, {"tgi": spec}, generate={"concurrency": 1}, generation={"stop": ["def "]})
+    prompts = prompts_for(params, limit=2)
+    table, _ = run(params, prompts)
+    rows = table.to_pylist()
+    bodies = [r["body"] for r in server.requests]
+    assert {b["inputs"] for b in bodies} == set(prompts.column("prompt").to_pylist())
+    assert all(b["parameters"]["do_sample"] is False and "temperature" not in b["parameters"] for b in bodies)
+    full = canned_answer("tgi", prompts.column("prompt")[0].as_py())
+    assert rows[0]["response"] == full[: full.index("def ")]  # OpenAI's meaning of stop: the text ends before it
+    assert rows[0]["finish_reason"] == "stop"
+    assert sum(r["attempts"] for r in rows) == 4  # TGI's overloaded (429) and incomplete (500) errors were retried
+
+
+def test_hf_chat_completion(tmp_path: Path, server: FakeLLMServer, hub_reachable: None) -> None:
+    server.script = ["drop"]
+    params = make_params(tmp_path, {"provider": {"backend": "hf", "model": "org/model", "provider": "auto"}})
+
+    def factory(name: str, spec) -> HFBackend:
+        # Inference Providers live on the Hub's router; the same client is pointed at the fake server instead.
+        client = AsyncInferenceClient(base_url=f"{server.url}/v1", timeout=5)
+        return HFBackend(spec, params.generate.timeout_s, client=client)
+
+    prompts = prompts_for(params, limit=2)
+    table, _ = run(params, prompts, factory=factory)
+    rows = table.to_pylist()
+    instruction = prompts.column("messages")[0].as_py()[-1]["content"]
+    assert rows[0]["response"] == canned_answer("org/model", instruction)
+    assert rows[0]["attempts"] == 2 and rows[0]["prompt_tokens"] > 0
+    assert server.count(CHAT_PATH) == 2
+
+
+@pytest.mark.slow
+def test_transformers_backend_generates_in_batches(tmp_path: Path, tiny_tokenizer: Path) -> None:
+    model = build_model(tmp_path / "model", tiny_tokenizer)
+    params = make_params(
+        tmp_path, {"local": {"backend": "transformers", "model": str(model)}}, generate={"batch_size": 4},
+        generation={"max_new_tokens": 8},
+    )
+    prompts = prompts_for(params, limit=6)
+    table, summaries = run(params, prompts)
+    rows = table.to_pylist()
+    assert all(r["error"] is None and isinstance(r["response"], str) for r in rows)
+    assert all(r["completion_tokens"] <= 8 and r["prompt_tokens"] > 10 for r in rows)
+    assert {r["finish_reason"] for r in rows} <= {"stop", "length"}
+    again, _ = run(make_params(tmp_path / "fresh", params.models and {"local": {"backend": "transformers", "model": str(model)}},
+                               generate={"batch_size": 1}, generation={"max_new_tokens": 8}), prompts)
+    # Greedy decoding gives the same text whether a prompt was batched with others (left-padded) or alone.
+    assert again.column("response").to_pylist() == table.column("response").to_pylist()
+    assert summaries[0].ok == 6

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from tenacity import RetryCallState
+
+from llm_feedback.generation import endpoint_identity, request_hash
+from llm_feedback.llm.base import Request, TransientError, cut_at_stop, parse_retry_after
+from llm_feedback.llm.runner import Limits, server_aware_wait
+from llm_feedback.params import GenerationOverrides, GenerationParams, ModelSpec
+
+MESSAGES = [{"role": "user", "content": "Write `f`."}]
+
+
+def api(**kwargs) -> ModelSpec:
+    return ModelSpec(**{"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:8000/v1", **kwargs})
+
+
+def test_overrides_take_only_what_the_model_sets() -> None:
+    defaults = GenerationParams(max_new_tokens=512, temperature=0.2, seed=3)
+    spec = api(generation=GenerationOverrides(temperature=0.0, seed=None))
+    merged = spec.generation_params(defaults)
+    assert (merged.max_new_tokens, merged.temperature, merged.seed) == (512, 0.0, None)
+
+
+def test_request_hash_depends_on_what_determines_the_answer_only() -> None:
+    gen = GenerationParams()
+    base = request_hash(api(), Request(MESSAGES, None, gen))
+    assert base == request_hash(api(api_key_env="OTHER_KEY", concurrency=64), Request(MESSAGES, None, gen))
+    assert base == request_hash(api(base_url="http://user:secret@127.0.0.1:8000/v1/?key=abc"), Request(MESSAGES, None, gen))
+    assert base != request_hash(api(), Request(MESSAGES, None, gen.model_copy(update={"temperature": 0.7})))
+    assert base != request_hash(api(model="m2"), Request(MESSAGES, None, gen))
+    assert base != request_hash(api(base_url="http://127.0.0.1:8001/v1"), Request(MESSAGES, None, gen))
+    assert base != request_hash(api(), Request([{"role": "user", "content": "Write `g`."}], None, gen))
+    local = ModelSpec(backend="transformers", model="m")
+    assert request_hash(local, Request(MESSAGES, "<s>a", gen)) != request_hash(local, Request(MESSAGES, "<s>b", gen))
+
+
+def test_endpoint_identity_drops_credentials() -> None:
+    assert endpoint_identity(api(base_url="https://u:p@host.example:8443/v1/?api-key=k")) == "https://host.example:8443/v1"
+    assert endpoint_identity(ModelSpec(backend="hf", model="m")) == "provider:auto"
+    assert endpoint_identity(ModelSpec(backend="transformers", model="m")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "stop", "expected"),
+    [("a```b", ["```"], ("a", True)), ("abc", ["x"], ("abc", False)), ("a;b.c", [".", ";"], ("a", True)), ("abc", [""], ("abc", False))],
+)
+def test_cut_at_stop(text: str, stop: list[str], expected: tuple[str, bool]) -> None:
+    assert cut_at_stop(text, stop) == expected
+
+
+def test_retry_after_parsing() -> None:
+    assert parse_retry_after("2.5") == 2.5
+    assert parse_retry_after("-1") == 0.0
+    assert parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT") is None
+    assert parse_retry_after(None) is None
+
+
+def test_wait_is_exponential_but_never_shorter_than_retry_after() -> None:
+    wait = server_aware_wait(Limits(4, None, 1.0, 5, backoff_initial_s=0.1, backoff_max_s=10.0))
+
+    def state(attempt: int, error: Exception) -> RetryCallState:
+        return SimpleNamespace(attempt_number=attempt, outcome=SimpleNamespace(exception=lambda: error))  # type: ignore[return-value]
+
+    assert 0.1 <= wait(state(1, TransientError("500"))) <= 0.2
+    assert 0.8 <= wait(state(4, TransientError("500"))) <= 0.9
+    assert wait(state(1, TransientError("429", retry_after=7.0))) >= 7.0
