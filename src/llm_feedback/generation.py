@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from llm_feedback.artifacts import GENERATIONS
-from llm_feedback.errors import InputError
+from llm_feedback.errors import InputError, PipelineError
 from llm_feedback.llm.base import Backend, Request
 from llm_feedback.llm.cache import CachedGeneration, GenerationCache
 from llm_feedback.llm.progress import Progress
@@ -102,7 +102,10 @@ def generate(
             cache.put_many(_successes(previous, set(hashes)))
         cached = cache.lookup(hashes)
         pending = [i for i, h in enumerate(hashes) if h not in cached]
-        outcomes = asyncio.run(_send(pending, rows, requests, hashes, params, cache, make_backend))
+        try:
+            outcomes = asyncio.run(_send(pending, rows, requests, hashes, params, cache, make_backend))
+        except* PipelineError as group:
+            raise _first(group) from None  # e.g. a model that cannot load: one line, not a task group's traceback
         cached = cache.lookup(hashes)
     finally:
         cache.close()
@@ -151,6 +154,13 @@ async def _send(
         for backend in backends.values():
             await backend.aclose()
     return outcomes
+
+
+def _first(group: BaseExceptionGroup) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def _limits(params: Params, name: str) -> Limits:

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from huggingface_hub import AsyncInferenceClient
 
+from llm_feedback.errors import ConfigError
 from llm_feedback.generation import generate
 from llm_feedback.llm.factory import backend_for
 from llm_feedback.llm.hf_backend import HFBackend
@@ -226,3 +227,9 @@ def test_transformers_backend_generates_in_batches(tmp_path: Path, tiny_tokenize
     # Greedy decoding gives the same text whether a prompt was batched with others (left-padded) or alone.
     assert again.column("response").to_pylist() == table.column("response").to_pylist()
     assert summaries[0].ok == 6
+
+
+def test_a_model_that_cannot_load_stops_the_run_with_one_line(tmp_path: Path, tiny_tokenizer: Path) -> None:
+    params = make_params(tmp_path, {"local": {"backend": "transformers", "model": str(tiny_tokenizer)}})
+    with pytest.raises(ConfigError, match=r"^params.yaml: models.local: cannot load '.*chatml' \(Unrecognized model"):
+        run(params, prompts_for(params, limit=2))
