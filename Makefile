@@ -23,8 +23,9 @@ setup-dev: $(VENV)/.installed-dev
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# The pipeline's default models run locally, so it installs the `local` extra (torch) too.
 $(VENV)/.installed-base: pyproject.toml requirements.lock | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --constraint requirements.lock --editable .
+	$(BIN)/python -m pip install --quiet --constraint requirements.lock --editable '.[local]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml requirements.lock | $(BIN)/python
