@@ -26,6 +26,9 @@ from llm_feedback.llm.runner import Limits, Outcome, run_requests
 from llm_feedback.params import ModelSpec, Params
 
 BackendFactory = Callable[[str, ModelSpec], Backend]
+# huggingface_hub's async client opens at most this many connections; more in flight would only queue in its pool
+# and eat into their timeouts.
+HF_MAX_CONNECTIONS = 100
 
 
 @dataclass
@@ -91,9 +94,8 @@ def generate(
     if missing:
         raise InputError(f"{params.paths.prompts}: no prompts for model '{missing[0]}' (rerun the format stage)")
     rows = [r for r in rows if r["model"] in params.compare]
-    requests = [
-        Request(r["messages"], r["prompt"], params.models[r["model"]].generation_params(params.generation)) for r in rows
-    ]
+    generation = {name: params.models[name].generation_params(params.generation) for name in params.compare}
+    requests = [Request(r["messages"], r["prompt"], generation[r["model"]]) for r in rows]
     hashes = [request_hash(params.models[r["model"]], q) for r, q in zip(rows, requests)]
 
     cache = GenerationCache(cache_path)
@@ -166,9 +168,12 @@ def _first(group: BaseExceptionGroup) -> BaseException:
 def _limits(params: Params, name: str) -> Limits:
     spec, run = params.models[name], params.generate
     local = spec.backend == "transformers"
+    concurrency = spec.concurrency or run.concurrency
+    if spec.backend == "hf":
+        concurrency = min(concurrency, HF_MAX_CONNECTIONS)
     return Limits(
         # A local model batches whatever is in flight, so in-flight requests are one batch.
-        concurrency=run.batch_size if local else spec.concurrency or run.concurrency,
+        concurrency=run.batch_size if local else concurrency,
         requests_per_minute=None if local else spec.requests_per_minute or run.requests_per_minute,
         timeout_s=None if local else run.timeout_s,
         max_attempts=1 if local else run.max_attempts,
