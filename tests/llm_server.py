@@ -1,6 +1,6 @@
 """A fake LLM server on loopback that speaks the OpenAI chat API and TGI's text-generation API, and injects faults.
 
-Tests and benchmarks point real clients (the `openai` SDK, `huggingface_hub.AsyncInferenceClient`, plain httpx) at it,
+Tests and benchmarks point real clients (the project's backends, `huggingface_hub.AsyncInferenceClient`, httpx2) at it,
 so what is exercised is the client's real HTTP behaviour (retries, timeouts, Retry-After, connection errors), not a
 mock of it. It runs its own asyncio loop in a daemon thread, so it keeps serving while the test blocks on a
 subprocess (`dvc repro`, a stage), and latency is an `asyncio.sleep`, so one thread serves many slow requests at once.
@@ -12,7 +12,7 @@ subprocess (`dvc repro`, a stage), and latency is an `asyncio.sleep`, so one thr
         assert server.count("/v1/chat/completions") == expected
 
 Endpoints (paths are what the clients post to when given the server's URL):
-- `POST /v1/chat/completions`: OpenAI chat completions, non-streaming. The `openai` SDK with `base_url=url + "/v1"`,
+- `POST /v1/chat/completions`: OpenAI chat completions, non-streaming. The project's `openai` backend with `base_url=url + "/v1"`,
   and `AsyncInferenceClient(model=url)` or `AsyncInferenceClient(base_url=url + "/v1")` `.chat_completion(...)`.
 - `GET /v1/models`: one model, `fake-model` (never faulted).
 - `POST /`: TGI's compat route, answers a one-element list. `AsyncInferenceClient(model=url).text_generation(...)`

@@ -160,20 +160,6 @@ def test_tgi_routes_raw(server: FakeLLMServer, http: httpx2.Client) -> None:
     assert http.post("/", json={"inputs": "Do X."}).json()["error"]["type"] == "server_error"
 
 
-def test_openai_sdk(server: FakeLLMServer) -> None:
-    openai = pytest.importorskip("openai")
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="sk-test", timeout=2.0, max_retries=0)
-    out = client.chat.completions.create(
-        model="gpt-x", messages=[{"role": "user", "content": INSTRUCTION}], max_tokens=4, seed=1, temperature=0.0
-    )
-    assert out.choices[0].message.content == "Here is a solution" and out.choices[0].finish_reason == "length"
-    assert out.usage is not None and out.usage.completion_tokens == 4
-    server.script.append("429")
-    with pytest.raises(openai.RateLimitError):
-        client.chat.completions.create(model="gpt-x", messages=[{"role": "user", "content": "x"}])
-    assert {r["headers"]["authorization"] for r in server.requests} == {"Bearer sk-test"}
-
-
 @pytest.mark.usefixtures("hub_online")
 def test_huggingface_hub_text_generation_and_chat(server: FakeLLMServer) -> None:
     async def run() -> None:

@@ -1,67 +1,93 @@
-"""Any OpenAI-compatible chat server (vLLM, TGI's /v1, Ollama, llama.cpp) through the official `openai` SDK."""
+"""Any OpenAI-compatible chat server (vLLM, TGI's /v1, Ollama, llama.cpp) over aiohttp.
+
+The `openai` SDK was measured at ~1.9 ms of client CPU per request (request building, httpx pool, pydantic
+parsing), which held 64 concurrent requests to ~0.6 of the ideal rate on 2 cores. One POST of JSON and three fields
+read back need none of that: aiohttp alone costs ~0.2 ms per request.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from typing import Any
 
-import openai
+import aiohttp
 
 from llm_feedback.llm.base import Completion, PermanentError, Request, TransientError, parse_retry_after
 from llm_feedback.params import ModelSpec
 
 RETRYABLE_STATUS = {408, 409, 429}
-# Local servers usually need no key, but the SDK insists on one.
-NO_KEY = "not-needed"
 
 
 class OpenAIBackend:
     def __init__(self, spec: ModelSpec, timeout_s: float) -> None:
-        api_key = os.environ.get(spec.api_key_env or "OPENAI_API_KEY") or NO_KEY
-        # The runner retries (with Retry-After and jitter), so the SDK's own retries are off.
-        self._client = openai.AsyncOpenAI(base_url=spec.base_url, api_key=api_key, timeout=timeout_s, max_retries=0)
+        self._url = f"{(spec.base_url or '').rstrip('/')}/chat/completions"
+        api_key = os.environ.get(spec.api_key_env or "OPENAI_API_KEY")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._model = spec.model
+        self._session: aiohttp.ClientSession | None = None
 
     async def complete(self, request: Request) -> Completion:
+        if self._session is None:
+            # No connection cap here: the runner bounds requests in flight.
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=self._timeout)
         gen = request.generation
+        body = {
+            "model": self._model,
+            "messages": request.messages,
+            "max_tokens": gen.max_new_tokens,
+            "temperature": gen.temperature,
+            "top_p": gen.top_p,
+            "seed": gen.seed,
+            "stop": gen.stop or None,
+        }
         try:
-            response = await self._client.chat.completions.create(
-                model=self._model,
-                messages=request.messages,
-                max_tokens=gen.max_new_tokens,
-                temperature=gen.temperature,
-                top_p=gen.top_p,
-                seed=gen.seed,
-                stop=gen.stop or None,
-            )
-        except openai.APIStatusError as e:
-            status = e.status_code
-            message = f"HTTP {status}: {_error_message(e)}"
-            if status in RETRYABLE_STATUS or status >= 500:
-                raise TransientError(message, parse_retry_after(e.response.headers.get("retry-after"))) from None
-            raise PermanentError(message) from None
-        except openai.APITimeoutError:
+            async with self._session.post(self._url, json=body, headers=self._headers) as response:
+                payload = await response.read()
+                if response.status >= 400:
+                    message = f"HTTP {response.status}: {_error_message(payload)}"
+                    if response.status in RETRYABLE_STATUS or response.status >= 500:
+                        raise TransientError(message, parse_retry_after(response.headers.get("Retry-After")))
+                    raise PermanentError(message)
+        except TimeoutError:
             raise TransientError("timed out") from None
-        except openai.APIConnectionError as e:
-            raise TransientError(f"connection failed: {e.__cause__ or e}") from None
-        if not response.choices:
-            raise PermanentError("the server answered with no choices")
-        choice = response.choices[0]
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-        )
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
+            raise TransientError(f"connection failed: {e or type(e).__name__}") from None
+        return _completion(payload)
 
     async def aclose(self) -> None:
-        await self._client.close()
+        if self._session is not None:
+            await self._session.close()
 
 
-def _error_message(error: openai.APIStatusError) -> str:
-    body = error.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:200]
-    return str(error.message)[:200]
+def _completion(payload: bytes) -> Completion:
+    try:
+        data = json.loads(payload)
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise PermanentError(f"not an OpenAI chat completion: {payload[:200]!r}") from None
+    usage: dict[str, Any] = data.get("usage") or {}
+    return Completion(
+        text=text,
+        finish_reason=choice.get("finish_reason"),
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+    )
+
+
+def _error_message(payload: bytes) -> str:
+    """The servers disagree on the error shape: {"error": {"message"}}, {"error": "..."}, {"message"}, {"detail"}."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return payload[:200].decode("utf-8", "replace")
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:200]
+        for value in (error, data.get("message"), data.get("detail")):
+            if value:
+                return str(value)[:200]
+    return str(data)[:200]
