@@ -43,27 +43,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.tiny
+sys.path.insert(0, str(ROOT))  # for bench.synthetic and tests.tiny
 sys.dont_write_bytecode = True  # nothing written inside the repository, not even __pycache__
 os.environ["HF_HUB_OFFLINE"] = "1"  # transformers is imported lazily, after this; children inherit it
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found" on every run
 
+from bench.synthetic import TASKS  # noqa: E402
 from llm_feedback.prompts import chat_messages, render_prompts  # noqa: E402  (after the settings above)
 
 VARIANTS = ("baseline", "candidate")
 INSTRUCTIONS_FILE = "instructions.arrow"
 TOKENIZER_DIR = "tokenizer"
 MIN_CHARS, MAX_CHARS = 50, 2_000
-TASKS = (
-    "returns the sum of a list of integers",
-    "parses a CSV line and validates each field",
-    "merges two sorted lists without using `sorted`",
-    "reads a JSON file and returns the keys at depth two",
-    "computes the edit distance between two strings",
-    "retries an HTTP request with exponential backoff",
-    "flattens a nested dictionary into dotted keys",
-    "checks whether a string is a valid IPv4 address",
-)
 FILLER = (
     "the", "input", "may", "be", "empty", "and", "must", "handle", "such", "as", "return", "None", "when",
     "invalid;", "raise", "ValueError", "otherwise.", "Use", "type", "hints", "and", "a", "docstring.", "Example:",

@@ -46,11 +46,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.llm_server
+sys.path.insert(0, str(ROOT))  # for bench.synthetic and tests.llm_server
 sys.dont_write_bytecode = True  # nothing written inside the repository, not even __pycache__
 
+from bench.synthetic import TASKS  # noqa: E402
 from llm_feedback.llm.base import Request  # noqa: E402  (after the settings above)
 from llm_feedback.params import GenerationParams  # noqa: E402
+from tests.llm_server import CHAT_PATH  # noqa: E402
 
 LATENCY_S = 0.1
 CONCURRENCIES = (1, 8, 64)
@@ -62,17 +64,6 @@ TARGET_VS_SEQUENTIAL = 40.0
 MODEL = "m"
 TIMEOUT_S = 30.0
 GENERATION = GenerationParams(max_new_tokens=256)  # the server's canned answers are ~20 words: never truncated
-CHAT_PATH = "/v1/chat/completions"
-TASKS = (
-    "returns the sum of a list of integers",
-    "parses a CSV line and validates each field",
-    "merges two sorted lists without using `sorted`",
-    "reads a JSON file and returns the keys at depth two",
-    "computes the edit distance between two strings",
-    "retries an HTTP request with exponential backoff",
-    "flattens a nested dictionary into dotted keys",
-    "checks whether a string is a valid IPv4 address",
-)
 
 
 def instructions(count: int) -> list[str]:
