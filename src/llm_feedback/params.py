@@ -122,12 +122,21 @@ class ModelSpec(Strict):
         return defaults.model_copy(update=self.generation.model_dump(exclude_unset=True))
 
 
+class ArgillaParams(Strict):
+    """Where annotation happens: `local` is the embedded server; anything else is a hosted Argilla's URL."""
+
+    url: str = "local"
+    data_dir: Path = Path(".argilla")
+    port: int = Field(default=6900, ge=1, le=65535)
+
+
 class Params(Strict):
     paths: Paths = Field(default_factory=Paths)
     fetch: FetchParams = Field(default_factory=FetchParams)
     format: FormatParams = Field(default_factory=FormatParams)
     generation: GenerationParams = Field(default_factory=GenerationParams)
     generate: GenerateParams = Field(default_factory=GenerateParams)
+    argilla: ArgillaParams = Field(default_factory=ArgillaParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     compare: list[str] = Field(default_factory=list)
 
