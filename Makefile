@@ -6,6 +6,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
+CHROMIUM ?= /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -14,7 +17,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 repro: $(VENV)/.installed-base
 	dvc repro
 
-test: $(VENV)/.installed-dev
+test: $(VENV)/.installed-dev $(CHROMIUM)
 	DVC_NO_ANALYTICS=1 pytest $(PYTEST_ARGS)
 
 setup: $(VENV)/.installed-base
@@ -31,6 +34,11 @@ $(VENV)/.installed-base: pyproject.toml requirements.lock | $(BIN)/python
 $(VENV)/.installed-dev: pyproject.toml requirements.lock | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --constraint requirements.lock --editable '.[dev]'
 	touch $@ $(VENV)/.installed-base
+
+# The browser test drives Debian's Chromium (playwright never downloads a browser of its own here).
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium
 
 clean-venv:
 	rm -rf $(VENV)

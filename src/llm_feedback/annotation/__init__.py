@@ -1,0 +1,1 @@
+"""Argilla: the embedded annotation server and, later, the annotation dataset."""

@@ -1,0 +1,83 @@
+"""`llm-feedback`: the commands that are not pipeline stages (the embedded annotation server, for now)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from llm_feedback.annotation import server as embedded
+from llm_feedback.errors import PipelineError
+from llm_feedback.params import DEFAULT_PARAMS_FILE, ArgillaParams, load_params
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except PipelineError as e:
+        print(f"llm-feedback: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def _server(args: argparse.Namespace) -> embedded.EmbeddedServer:
+    defaults = load_params().argilla if DEFAULT_PARAMS_FILE.exists() else ArgillaParams()
+    return embedded.EmbeddedServer(
+        data_dir=args.data_dir or defaults.data_dir, host=args.host, port=args.port or defaults.port
+    )
+
+
+def _start(args: argparse.Namespace) -> int:
+    server = _server(args)
+    if not embedded.is_loopback(server.host) and args.allow_remote:
+        print(f"warning: listening on {server.host}: anyone who can reach it can try to log in", file=sys.stderr)
+    credentials, already = embedded.start(server, allow_remote=args.allow_remote)
+    if already:
+        print(f"annotation server already running at {server.url}")
+        return 0
+    print(f"annotation server running at {server.url}")
+    if credentials is not None:
+        print(f"  owner login (shown once; kept in {server.credentials_file}, mode 0600):")
+        print(f"    username: {credentials.username}")
+        print(f"    password: {credentials.password}")
+        print(f"    API key:  {credentials.api_key}")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    server = _server(args)
+    print("annotation server stopped" if embedded.stop(server) else "annotation server was not running")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    state = embedded.status(_server(args))
+    if not state.running:
+        print(f"annotation server not running ({state.url})")
+        return 3
+    print(f"annotation server running at {state.url}: pid {state.pid}, argilla {state.version}, {state.datasets} datasets")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llm-feedback", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    server = commands.add_parser("server", help="the embedded Argilla annotation server")
+    actions = server.add_subparsers(required=True, metavar="ACTION")
+    for name, function, help_text in (
+        ("start", _start, "start it (installs it on first use); prints the URL, and the owner's login the first time"),
+        ("stop", _stop, "stop it gracefully; its data stays"),
+        ("status", _status, "URL, pid, version and dataset count (exit code 3 when not running)"),
+    ):
+        action = actions.add_parser(name, help=help_text)
+        action.set_defaults(command=function)
+        action.add_argument("--data-dir", type=Path, help="its folder (default: argilla.data_dir in params.yaml)")
+        action.add_argument("--port", type=int, help="default: argilla.port in params.yaml")
+        action.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; others need --allow-remote")
+        if name == "start":
+            action.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())
