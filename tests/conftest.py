@@ -43,3 +43,11 @@ def _remove_scratch() -> Iterator[None]:
 def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ChatML tokenizer folder, like Qwen2.5's, trained locally."""
     return build_tokenizer(tmp_path_factory.mktemp("tokenizer") / "chatml")
+
+
+@pytest.fixture(scope="session")
+def server_venv() -> Path:
+    """The annotation server's own virtualenv, built once (about a minute) and kept in .argilla/venv for later runs."""
+    from llm_feedback.annotation.server import EmbeddedServer, ensure_venv
+
+    return ensure_venv(EmbeddedServer(data_dir=PROJECT_ROOT / ".argilla")).parent.parent

@@ -179,6 +179,7 @@ def start(server: EmbeddedServer, allow_remote: bool = False) -> tuple[Credentia
             [str(python), "-m", "annotation_server", "--data-dir", str(server.data_dir.resolve()),
              "--host", server.host, "--port", str(server.port)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            cwd=server.data_dir,  # not the repository root, whose annotation_server/ folder could shadow the package
         )
     server.pid_file.write_text(json.dumps({"pid": process.pid, "host": server.host, "port": server.port}))
     deadline = time.monotonic() + START_TIMEOUT_S
