@@ -139,9 +139,7 @@ def _delay_import_from_hub(name: str, subset: str, split: str, dataset_id: UUID,
     async def work() -> None:
         from argilla_server.api.schemas.v1.datasets import HubDatasetMapping
         from argilla_server.contexts.hub import BATCH_SIZE, HubDataset
-        from argilla_server.models import Dataset
         from argilla_server.search_engine import SearchEngine
-        from sqlalchemy.orm import selectinload
 
         parsed = HubDatasetMapping.model_validate(mapping)
         # Downloads block: they run in threads; database writes stay on the server's loop (HubDataset.import_to).
@@ -149,15 +147,7 @@ def _delay_import_from_hub(name: str, subset: str, split: str, dataset_id: UUID,
             lambda: HubDataset(name, subset, split, parsed).take(hub_jobs.HUB_DATASET_TAKE_ROWS)
         )
         async with AsyncSessionLocal() as db:
-            dataset = await Dataset.get_or_raise(
-                db,
-                dataset_id,
-                options=[
-                    selectinload(Dataset.fields),
-                    selectinload(Dataset.questions),
-                    selectinload(Dataset.metadata_properties),
-                ],
-            )
+            dataset = await _dataset_with(db, dataset_id, "fields", "questions", "metadata_properties")
             if not dataset.is_ready:
                 raise Exception("it's not possible to import records to a non published dataset")
             async with SearchEngine.get_by_name(settings.search_engine) as engine:
@@ -174,19 +164,10 @@ def _delay_export_to_hub(
 ) -> InProcessJob:
     async def work() -> None:
         from argilla_server.contexts.hub import HubDatasetExporter
-        from argilla_server.models import Dataset
-        from sqlalchemy.orm import selectinload
 
         async with AsyncSessionLocal() as db:
-            dataset = await Dataset.get_or_raise(
-                db,
-                dataset_id,
-                options=[
-                    selectinload(Dataset.fields),
-                    selectinload(Dataset.questions),
-                    selectinload(Dataset.metadata_properties),
-                    selectinload(Dataset.vectors_settings),
-                ],
+            dataset = await _dataset_with(
+                db, dataset_id, "fields", "questions", "metadata_properties", "vectors_settings"
             )
         await asyncio.to_thread(HubDatasetExporter(dataset).export_to, name, subset, split, private, token)
 
@@ -227,3 +208,13 @@ def install(app) -> None:
     _app.configure_redis = lambda: None
     original = app.router.lifespan_context
     app.router.lifespan_context = lambda a: _lifespan(a, original)
+
+
+async def _dataset_with(db: Any, dataset_id: UUID, *relations: str) -> Any:
+    """The dataset with the relations a Hub job reads, loaded up front (the job outlives lazy loading)."""
+    from argilla_server.models import Dataset
+    from sqlalchemy.orm import selectinload
+
+    return await Dataset.get_or_raise(
+        db, dataset_id, options=[selectinload(getattr(Dataset, name)) for name in relations]
+    )
