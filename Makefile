@@ -12,16 +12,13 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: repro test setup setup-dev clean-venv
+.PHONY: repro test clean-venv
 
 repro: $(VENV)/.installed-base
 	dvc repro
 
 test: $(VENV)/.installed-dev $(CHROMIUM)
 	DVC_NO_ANALYTICS=1 pytest $(PYTEST_ARGS)
-
-setup: $(VENV)/.installed-base
-setup-dev: $(VENV)/.installed-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
