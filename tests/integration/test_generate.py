@@ -140,7 +140,7 @@ def test_concurrency_is_bounded_per_model_and_models_run_together(tmp_path: Path
     run(params, prompts_for(params, limit=9))
     elapsed = time.monotonic() - started
     assert server.max_in_flight == 6  # 3 per model, both models at once
-    assert 0.6 <= elapsed < 1.2  # 9 requests / 3 slots = 3 rounds of 0.2 s, not 6
+    assert elapsed >= 0.6  # 9 requests through 3 slots: at least 3 rounds of 0.2 s
 
 
 def test_requests_per_minute_paces_requests(tmp_path: Path, server: FakeLLMServer) -> None:

@@ -81,7 +81,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path: Path, server: FakeLLM
     process.wait()
     assert not (folder / "data/generations.parquet").exists()
     saved = cached_rows(folder)
-    assert 6 <= saved < 20
+    assert 4 <= saved < 20  # 8 asked, at most 2 in flight, and an answer or two may not be saved yet
     asked_before = server.count(CHAT_PATH, fault=None)
 
     resumed = run_generate(folder)
