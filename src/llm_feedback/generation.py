@@ -184,8 +184,6 @@ def _limits(params: Params, name: str) -> Limits:
 
 def _successes(previous: pa.Table, wanted: set[str]) -> list[tuple[str, CachedGeneration]]:
     """Rows of an earlier artifact (e.g. from `dvc pull`) that answer requests of this run."""
-    if "request_hash" not in previous.column_names:
-        return []
     found = []
     for r in previous.to_pylist():
         if r["request_hash"] in wanted and r["error"] is None and r["response"] is not None:

@@ -47,6 +47,8 @@ class TransformersBackend:
                 except TimeoutError:
                     break
             live = [(request, future) for request, future in batch if not future.cancelled()]
+            if not live:
+                continue
             try:
                 completions = await asyncio.to_thread(self._generate, [request for request, _ in live])
             except Exception as e:  # an out-of-memory or a bad input fails this batch's rows, not the run
