@@ -35,8 +35,8 @@ SECRET_VARIABLES = ("HF_TOKEN", "OPENAI_API_KEY", "ARGILLA_API_KEY", "ARGILLA_AP
 @dataclasses.dataclass(frozen=True)
 class Credentials:
     username: str
-    password: str
-    api_key: str
+    password: str = dataclasses.field(repr=False)  # never in a traceback or a log line
+    api_key: str = dataclasses.field(repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +110,7 @@ def ensure_credentials(server: EmbeddedServer) -> tuple[Credentials, bool]:
     server.data_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(server.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(credentials.__dict__, f, indent=2)
+        json.dump(dataclasses.asdict(credentials), f, indent=2)
     return credentials, True
 
 

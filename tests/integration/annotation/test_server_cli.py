@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -14,14 +13,9 @@ from pathlib import Path
 import pytest
 
 from llm_feedback.annotation.server import EmbeddedServer, ensure_venv
+from tests.integration.annotation.conftest import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
