@@ -89,6 +89,58 @@ GENERATIONS = ArtifactSchema(
     ),
 )
 
+# The judge's verdict on one answer, with the annotators' 0-7 rubric; push turns scores into suggestions.
+JUDGMENTS = ArtifactSchema(
+    "judgments",
+    pa.schema(
+        [
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("judge", pa.string(), nullable=False),
+            pa.field("score", pa.int64()),  # null when the judge's answer could not be used (see error)
+            pa.field("rationale", pa.string()),
+            pa.field("error", pa.string()),
+            pa.field("request_hash", pa.string(), nullable=False),
+        ]
+    ),
+)
+
+# The outcome of running one answer's code with the task's tests; push shows the status to annotators.
+EXECUTIONS = ArtifactSchema(
+    "executions",
+    pa.schema(
+        [
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("status", pa.string(), nullable=False),  # pass | fail | error | timeout | no_code
+            pa.field("tests_passed", pa.int64()),
+            pa.field("tests_total", pa.int64()),
+            pa.field("duration_s", pa.float64()),
+            pa.field("stderr_tail", pa.string()),
+        ]
+    ),
+)
+
+# One row per (record, annotator, model); model identities are restored from the push receipt's blinding map.
+ANNOTATIONS = ArtifactSchema(
+    "annotations",
+    pa.schema(
+        [
+            pa.field("record_id", pa.string(), nullable=False),
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("annotator", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("position", pa.int64(), nullable=False),  # 1 = shown as Response 1
+            pa.field("score", pa.int64()),  # null in a draft or discard without this rating
+            pa.field("status", pa.string(), nullable=False),  # submitted | draft | discarded
+            pa.field("to_correct", pa.string()),  # a model name, "combination" or "neither"
+            pa.field("corrected_response", pa.string()),
+            pa.field("comments", pa.string()),
+            pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+        ]
+    ),
+)
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:

@@ -1,4 +1,4 @@
-"""`llm-feedback`: the commands that are not pipeline stages (the embedded annotation server, for now)."""
+"""`llm-feedback`: the commands that are not pipeline stages: the embedded annotation server and annotator accounts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from llm_feedback.annotation import server as embedded
+from llm_feedback.annotation.annotators import add_annotators, annotators_file
+from llm_feedback.annotation.connection import resolve
 from llm_feedback.errors import PipelineError
 from llm_feedback.params import DEFAULT_PARAMS_FILE, ArgillaParams, load_params
 
@@ -59,6 +61,21 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_annotators(args: argparse.Namespace) -> int:
+    params = load_params()
+    store = annotators_file(params.argilla.data_dir)
+    target = resolve(params.argilla)
+    workspace = params.annotation.workspace
+    for added in add_annotators(target, workspace, args.names, store):
+        if added.password is None:
+            note = "added to the workspace" if added.joined_workspace else "already in the workspace"
+            print(f"{added.username}: exists, password unchanged ({note})")
+        else:
+            print(f"{added.username}: password {added.password}")
+    print(f"annotators of workspace {workspace} at {target.url}; new passwords are shown once and kept in {store} (mode 0600)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-feedback", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -76,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1; others need --allow-remote")
         if name == "start":
             action.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --host")
+    annotators = commands.add_parser("annotators", help="annotator accounts on the server params.yaml points at")
+    annotator_actions = annotators.add_subparsers(required=True, metavar="ACTION")
+    add = annotator_actions.add_parser(
+        "add", help="create annotators with generated passwords in annotation.workspace (shown once, kept 0600)"
+    )
+    add.add_argument("names", nargs="+", metavar="NAME", help="user names: lower-case letters, digits, '-', '_'")
+    add.set_defaults(command=_add_annotators)
     return parser
 
 

@@ -28,6 +28,10 @@ class Paths(Strict):
     prompts: Path = Path("data/prompts.parquet")
     generations: Path = Path("data/generations.parquet")
     generation_cache: Path = Path("data/cache/generations.sqlite")
+    judgments: Path = Path("data/judgments.parquet")
+    executions: Path = Path("data/executions.parquet")
+    push_receipt: Path = Path("data/push.json")
+    annotations: Path = Path("data/annotations.parquet")
 
 
 class FetchParams(Strict):
@@ -128,6 +132,41 @@ class ArgillaParams(Strict):
     url: str = "local"
     data_dir: Path = Path(".argilla")
     port: int = Field(default=6900, ge=1, le=65535)
+    timeout_s: float = Field(default=60.0, gt=0)
+    # HF_TOKEN as `Authorization: Bearer` (a private Hugging Face Space): auto = only to *.hf.space hosts
+    send_hf_token: Literal["auto", "always", "never"] = "auto"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if url != "local" and not re.match(r"^https?://[^/\s]+", url):
+            raise ValueError("must be 'local' (the embedded server) or an http(s) URL such as https://my-argilla.hf.space")
+        if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+            raise ValueError("must not carry credentials: put the key in ARGILLA_API_KEY")
+        return url.rstrip("/")
+
+
+class AnnotationParams(Strict):
+    """The Argilla dataset annotators work in, and how records reach them."""
+
+    workspace: str = Field(default="llm-feedback", min_length=1)
+    dataset: str = Field(default="code-answers", min_length=1)
+    guidelines: Path = Path("annotation/guidelines.md")
+    rating_tooltip: Path = Path("annotation/rating_tooltip.md")
+    seed: int = 42
+    assignment: Literal["metadata", "overlap"] = "metadata"
+    groups: int = Field(default=2, ge=1, le=1000)
+    min_submitted: int = Field(default=1, ge=1, le=100)
+    on_annotated_change: Literal["fail", "skip", "new_record"] = "fail"
+    recreate: bool = False
+    force: bool = False
+    batch_size: int = Field(default=500, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _assignment(self) -> AnnotationParams:
+        if self.force and not self.recreate:
+            raise ValueError("force only applies with recreate: true")
+        return self
 
 
 class Params(Strict):
@@ -137,6 +176,7 @@ class Params(Strict):
     generation: GenerationParams = Field(default_factory=GenerationParams)
     generate: GenerateParams = Field(default_factory=GenerateParams)
     argilla: ArgillaParams = Field(default_factory=ArgillaParams)
+    annotation: AnnotationParams = Field(default_factory=AnnotationParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     compare: list[str] = Field(default_factory=list)
 

@@ -1,0 +1,112 @@
+"""One way to reach Argilla, embedded or hosted: the URL and key resolved from params and the environment, and every
+failure turned into one line that says what to do (the SDK alone retries silently, then raises a raw traceback)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from llm_feedback.annotation import server as embedded
+from llm_feedback.errors import ConfigError, PipelineError
+from llm_feedback.params import ArgillaParams
+
+API_KEY_VARIABLE = "ARGILLA_API_KEY"
+HF_TOKEN_VARIABLE = "HF_TOKEN"
+CONNECT_RETRIES = 1  # the SDK's default of 5 means 7.5 s of silence before a dead server is reported
+
+
+@dataclass(frozen=True)
+class Target:
+    """A server to talk to: its URL, and the secrets that go with it (kept out of reprs)."""
+
+    url: str
+    api_key: str = field(repr=False)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+    embedded: bool = False
+    timeout_s: float = 60.0
+
+    def client(self):  # -> argilla.Argilla (imported late: the SDK reads the environment at import)
+        import argilla as rg
+
+        return rg.Argilla(
+            api_url=self.url, api_key=self.api_key, timeout=self.timeout_s, retries=CONNECT_RETRIES, headers=dict(self.headers)
+        )
+
+
+def resolve(params: ArgillaParams, start_embedded: bool = True) -> Target:
+    """The server params point at; `local` starts the embedded server when it is not running."""
+    if params.url == "local":
+        server = embedded.EmbeddedServer(data_dir=params.data_dir, port=params.port)
+        if start_embedded:
+            _, already = embedded.start(server)
+            if not already:
+                print(f"annotation server started at {server.url} (owner login in {server.credentials_file})", flush=True)
+        credentials = embedded.load_credentials(server)
+        if credentials is None:
+            raise PipelineError(f"no credentials in {server.data_dir}: run `llm-feedback server start` first")
+        return Target(server.url, credentials.api_key, embedded=True, timeout_s=params.timeout_s)
+    api_key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    if not api_key:
+        raise ConfigError(
+            f"argilla.url is {params.url}: export {API_KEY_VARIABLE} with an owner's or admin's API key "
+            "(Argilla UI > My settings), or set argilla.url: local for the embedded server"
+        )
+    headers = {}
+    token = os.environ.get(HF_TOKEN_VARIABLE, "").strip()
+    if token and _sends_hf_token(params.url, params.send_hf_token):
+        headers["Authorization"] = f"Bearer {token}"
+    return Target(params.url, api_key, headers, timeout_s=params.timeout_s)
+
+
+def _sends_hf_token(url: str, mode: str) -> bool:
+    """A Hugging Face token goes only where it is needed: a private Space, never to an arbitrary host."""
+    if mode != "auto":
+        return mode == "always"
+    host = urlsplit(url).hostname or ""
+    return host.endswith(".hf.space")
+
+
+@contextmanager
+def reporting_errors(target: Target) -> Iterator[None]:
+    """Turn transport and HTTP failures from the SDK or httpx into one PipelineError line."""
+    from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError, ForbiddenError, UnauthorizedError
+
+    try:
+        yield
+    except httpx.ConnectError:
+        hint = "start it with `llm-feedback server start`" if target.embedded else "check argilla.url, or the network"
+        raise PipelineError(f"cannot reach Argilla at {target.url}: connection refused or unresolvable ({hint})") from None
+    except httpx.TimeoutException:
+        raise PipelineError(f"Argilla at {target.url} did not answer within {target.timeout_s:.0f} s (argilla.timeout_s)") from None
+    except httpx.TransportError as e:
+        raise PipelineError(f"lost the connection to Argilla at {target.url}: {type(e).__name__}") from None
+    except (UnauthorizedError, ArgillaCredentialsError):
+        raise PipelineError(
+            f"Argilla at {target.url} rejected the API key ({API_KEY_VARIABLE}"
+            f"{'' if not target.headers else ', or the Space rejected HF_TOKEN'})"
+        ) from None
+    except ForbiddenError:
+        raise PipelineError(f"Argilla at {target.url}: the API key's user may not do this (an owner or admin key is needed)") from None
+    except ArgillaAPIError as e:
+        raise PipelineError(f"Argilla at {target.url}: {_first_line(e)}") from None
+    except httpx.HTTPStatusError as e:
+        raise PipelineError(f"Argilla at {target.url}: {e.response.status_code} for {e.request.method} {e.request.url.path}: "
+                            f"{_detail(e.response)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(getattr(error, "message", None) or error)
+    return text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = response.text
+    return str(detail)[:300]

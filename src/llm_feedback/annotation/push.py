@@ -1,0 +1,211 @@
+"""push: bring the annotation dataset on the server in line with the inputs, changing only what differs and never
+touching what someone has already answered without being told to."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import pyarrow as pa
+
+from llm_feedback.annotation.connection import Target, reporting_errors, resolve
+from llm_feedback.annotation.dataset_settings import DatasetSpec, describe_structure_change, structure_of
+from llm_feedback.annotation.receipt import Receipt
+from llm_feedback.annotation.records import AnnotationRecord, build_records
+from llm_feedback.annotation.server_records import ServerRecord, list_records
+from llm_feedback.errors import ConfigError, PipelineError
+from llm_feedback.params import Params
+
+SHOWN_IDS = 5
+
+
+@dataclass(frozen=True)
+class PushResult:
+    receipt: Receipt
+    created: int
+    updated: int
+    unchanged: int
+    skipped: int  # answered records whose new content was not pushed (on_annotated_change: skip)
+    copies: int  # new records holding the new content of answered ones (on_annotated_change: new_record)
+    missing_answers: int
+    settings_changes: tuple[str, ...]
+
+    def line(self) -> str:
+        parts = [f"{self.created} new", f"{self.updated} updated", f"{self.unchanged} unchanged"]
+        if self.skipped:
+            parts.append(f"{self.skipped} answered and changed, skipped")
+        if self.copies:
+            parts.append(f"{self.copies} answered and changed, added as new records")
+        if self.missing_answers:
+            parts.append(f"{self.missing_answers} tasks left out: a model has no answer yet (rerun generate)")
+        if self.settings_changes:
+            parts.append("updated " + ", ".join(self.settings_changes))
+        r = self.receipt
+        return f"{r.records} records in {r.workspace}/{r.dataset} at {r.url} ({'; '.join(parts)})"
+
+
+def push(
+    params: Params,
+    tasks: pa.Table,
+    generations: pa.Table,
+    previous: Receipt | None = None,
+    judgments: pa.Table | None = None,
+    executions: pa.Table | None = None,
+) -> PushResult:
+    target = resolve(params.argilla)
+    settings = params.annotation
+    spec = DatasetSpec.from_params(settings, len(params.compare), with_executions=executions is not None)
+    with reporting_errors(target), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the SDK warns where a lookup finds nothing; we report that ourselves
+        client = target.client()
+        workspace = _workspace(client, settings.workspace)
+        dataset = client.datasets(name=settings.dataset, workspace=workspace)
+        existing: list[ServerRecord] = []
+        changes: tuple[str, ...] = ()
+        if dataset is not None:
+            existing = list_records(client, str(dataset.id), _question_ids(dataset), "reading the dataset")
+            dataset, changes = _reconcile_settings(target, dataset, spec, params, existing)
+            if dataset is None:
+                existing = []
+        if dataset is None:
+            import argilla as rg
+
+            dataset = rg.Dataset(name=settings.dataset, workspace=workspace, settings=spec.build(), client=client).create()
+
+        known = previous.orders() if previous is not None and previous.dataset_id == str(dataset.id) else {}
+        built = build_records(tasks, generations, params.compare, spec, settings.seed, known, judgments, executions)
+        plan = _plan(built.records, {r.record_id: r for r in existing}, settings.on_annotated_change)
+        if plan.to_log:
+            batch_size = min(settings.batch_size, len(plan.to_log))
+            dataset.records.log([record.to_sdk() for record in plan.to_log], batch_size=batch_size)
+
+        blinding = {rid: entry for rid, entry in (previous.blinding.items() if known else ())}
+        blinding.update({r.record_id: {"task_id": r.task_id, "models": list(r.models)} for r in built.records + plan.copies})
+        on_server = {r.record_id for r in existing} | {r.record_id for r in plan.to_log}
+        blinding = {rid: blinding[rid] for rid in sorted(on_server) if rid in blinding}
+        content = hashlib.sha256("".join(f"{r.record_id}:{r.content_hash()}\n" for r in built.records).encode()).hexdigest()
+        receipt = Receipt(
+            url=target.url, workspace=settings.workspace, dataset=settings.dataset, dataset_id=str(dataset.id),
+            models=list(params.compare), records=len(on_server), settings_hash=spec.settings_hash(),
+            content_hash=content, blinding=blinding,
+        )
+    return PushResult(receipt, plan.created, plan.updated, plan.unchanged, plan.skipped, plan.copied,
+                      built.missing_answers, changes)
+
+
+def _workspace(client, name: str):
+    import argilla as rg
+
+    workspace = client.workspaces(name)
+    return workspace if workspace is not None else rg.Workspace(name=name, client=client).create()
+
+
+def _question_ids(dataset) -> dict[str, str]:
+    return {str(q.id): q.name for q in dataset.settings.questions}
+
+
+def _reconcile_settings(target: Target, dataset, spec: DatasetSpec, params: Params, existing: Sequence[ServerRecord]):
+    """Update what can change in place; recreate (when allowed) or stop when the fields or questions changed.
+    Returns the dataset (None when it was deleted) and what was updated."""
+    settings = params.annotation
+    current, wanted = structure_of(dataset.settings), spec.structure()
+    if current == wanted:
+        return dataset, _update_presentation(dataset, spec)
+    what = describe_structure_change(current, wanted)
+    name = f"{settings.workspace}/{settings.dataset}"
+    if not settings.recreate:
+        raise ConfigError(
+            f"dataset {name} at {target.url} was published with other fields or questions ({what}), which Argilla cannot "
+            "change; either set annotation.dataset to a new name, or annotation.recreate: true to delete and recreate it"
+        )
+    submitted = sum(record.submitted for record in existing)
+    if submitted and not settings.force:
+        raise PipelineError(
+            f"dataset {name} has submitted responses on {submitted} records; recreating it would delete them. Run pull to "
+            "keep them, then set annotation.force: true, or use a new annotation.dataset name"
+        )
+    dataset.delete()
+    return None, (f"recreated the dataset ({what})",)
+
+
+def _update_presentation(dataset, spec: DatasetSpec) -> tuple[str, ...]:
+    """Guidelines, rating tooltip, task distribution and new metadata: Argilla lets these change after publishing."""
+    import argilla as rg
+
+    built = spec.build()
+    server = dataset.settings
+    changes = []
+    if server.guidelines.strip() != spec.guidelines:
+        server.guidelines = spec.guidelines
+        changes.append("guidelines")
+    for question in built.questions:
+        mine = server.questions[question.name]
+        if (mine.description or "") != (question.description or "") or mine.title != question.title:
+            mine.description, mine.title = question.description, question.title
+            changes.append(f"question {question.name}")
+    if server.distribution.min_submitted != spec.min_submitted:
+        server.distribution = rg.TaskDistribution(min_submitted=spec.min_submitted)
+        changes.append("min_submitted")
+    names = {m.name for m in server.metadata}
+    for prop in built.metadata:
+        if prop.name not in names:
+            server.metadata.add(prop)
+            changes.append(f"metadata {prop.name}")
+    if changes:
+        server.update()
+    return tuple(changes)
+
+
+@dataclass
+class _Plan:
+    to_log: list[AnnotationRecord]
+    copies: list[AnnotationRecord]
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    copied: int = 0
+
+
+def _plan(records: Sequence[AnnotationRecord], server: dict[str, ServerRecord], on_change: str) -> _Plan:
+    plan = _Plan([], [])
+    answered_and_changed = []
+    for record in records:
+        current = server.get(record.record_id)
+        if current is None:
+            plan.to_log.append(record)
+            plan.created += 1
+        elif _same(current, record):
+            plan.unchanged += 1
+        elif current.annotated:
+            answered_and_changed.append(record)
+        else:
+            plan.to_log.append(record)
+            plan.updated += 1
+    if answered_and_changed and on_change == "fail":
+        ids = ", ".join(r.record_id for r in answered_and_changed[:SHOWN_IDS])
+        more = len(answered_and_changed) - SHOWN_IDS
+        raise PipelineError(
+            f"{len(answered_and_changed)} records already answered would change ({ids}{f' and {more} more' if more > 0 else ''}): "
+            "set annotation.on_annotated_change to skip (keep what annotators saw) or new_record (add the new content "
+            "as new records)"
+        )
+    if on_change == "skip":
+        plan.skipped = len(answered_and_changed)
+    elif on_change == "new_record":
+        for record in answered_and_changed:
+            copy = replace(record, record_id=f"{record.task_id}.{record.content_hash()[:8]}")
+            current = server.get(copy.record_id)
+            if current is None or (not _same(current, copy) and not current.annotated):
+                plan.to_log.append(copy)
+                plan.copied += 1
+            plan.copies.append(copy)
+    return plan
+
+
+def _same(current: ServerRecord, record: AnnotationRecord) -> bool:
+    """Same text and metadata, and every suggestion in place (a suggestion no longer wanted is left on the server)."""
+    wanted = {(s.question, s.value, s.agent) for s in record.suggestions}
+    return current.fields == record.fields and current.metadata == record.metadata and wanted <= current.suggestions

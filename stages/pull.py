@@ -1,0 +1,18 @@
+"""DVC stage `pull` (always runs): every annotation on the server -> data/annotations.parquet, models un-blinded."""
+
+from llm_feedback.annotation.pull import pull
+from llm_feedback.annotation.receipt import read_receipt
+from llm_feedback.artifacts import ANNOTATIONS, write_table
+from llm_feedback.params import load_params
+from llm_feedback.stage import run_stage
+
+
+def main() -> str:
+    params = load_params()
+    result = pull(params, read_receipt(params.paths.push_receipt))
+    write_table(result.table, params.paths.annotations, ANNOTATIONS)
+    return f"{result.line()} -> {params.paths.annotations} ({result.table.num_rows} rows)"
+
+
+if __name__ == "__main__":
+    run_stage("pull", main)

@@ -1,0 +1,32 @@
+"""DVC stage `push`: tasks and generations -> the annotation dataset in Argilla, and a receipt of what is there."""
+
+from llm_feedback.annotation.push import push
+from llm_feedback.annotation.receipt import Receipt, read_receipt
+from llm_feedback.artifacts import EXECUTIONS, GENERATIONS, JUDGMENTS, TASKS, read_table
+from llm_feedback.errors import InputError
+from llm_feedback.params import load_params
+from llm_feedback.stage import run_stage
+
+
+def main() -> str:
+    params = load_params()
+    paths = params.paths
+    tasks = read_table(paths.tasks, TASKS)
+    generations = read_table(paths.generations, GENERATIONS)
+    judgments = read_table(paths.judgments, JUDGMENTS) if paths.judgments.exists() else None
+    executions = read_table(paths.executions, EXECUTIONS) if paths.executions.exists() else None
+    result = push(params, tasks, generations, _previous(paths.push_receipt), judgments, executions)
+    result.receipt.write(paths.push_receipt)
+    return f"{result.line()} -> {paths.push_receipt}"
+
+
+def _previous(path) -> Receipt | None:
+    """The last receipt keeps the display order of records already on the server (it is a persistent output)."""
+    try:
+        return read_receipt(path) if path.exists() else None
+    except InputError:
+        return None
+
+
+if __name__ == "__main__":
+    run_stage("push", main)
