@@ -3,48 +3,14 @@ remote: the way a user runs and shares the pipeline."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from tests.conftest import PROJECT_ROOT
+from tests.project import copy_project, edit_params, run
 
 pytestmark = pytest.mark.slow
-
-
-def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def copy_project(target: Path) -> Path:
-    """The project's own files (tracked or not ignored), as a fresh git repository."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    for name in listed:
-        if (PROJECT_ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT_ROOT / name, target / name)
-    run(["git", "init", "-q", "-b", "main"], target)
-    run(["git", "config", "user.email", "tests@example.invalid"], target)
-    run(["git", "config", "user.name", "tests"], target)
-    return target
-
-
-def edit_params(repo: Path, edit) -> None:
-    path = repo / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    edit(params)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_fetch_and_format_rerun_only_what_changed_and_share_through_the_default_remote(tmp_path: Path, tiny_tokenizer: Path) -> None:
@@ -114,7 +80,7 @@ def test_a_team_pays_for_each_generation_once(tmp_path: Path) -> None:
         edit_params(repo, api_models(["a", "b"]))
         run(["git", "add", "-A"], repo)
         run(["git", "commit", "-qm", "project"], repo)
-        first = run(["dvc", "repro"], repo)
+        first = run(["dvc", "repro", "generate"], repo)
         assert "generate: 10 generations -> data/generations.parquet" in first.stdout
         assert server.count(CHAT_PATH) == 10
         run(["dvc", "push"], repo)
@@ -124,11 +90,11 @@ def test_a_team_pays_for_each_generation_once(tmp_path: Path) -> None:
         clone = tmp_path / "teammate"
         run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
         run(["dvc", "pull"], clone)
-        assert "Data and pipelines are up to date" in run(["dvc", "repro"], clone).stdout
+        assert "Data and pipelines are up to date" in run(["dvc", "repro", "generate"], clone).stdout
         assert server.count(CHAT_PATH) == 10
 
         edit_params(clone, api_models(["a", "b", "c"]))
-        third = run(["dvc", "repro"], clone)
+        third = run(["dvc", "repro", "generate"], clone)
         assert "generate: a: 5 ok, 0 failed" in third.stdout and "5 from cache, 0 sent" in third.stdout
         assert server.count(CHAT_PATH) == 15  # only model c was asked
         assert pq.read_table(clone / "data/generations.parquet").num_rows == 15

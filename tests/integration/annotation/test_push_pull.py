@@ -1,0 +1,248 @@
+"""push and pull against the real embedded server: blind, idempotent, and every annotation back on the right model."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pytest
+
+from llm_feedback.annotation.annotators import add_annotators
+from llm_feedback.annotation.connection import resolve
+from llm_feedback.annotation.dataset_settings import response_field
+from llm_feedback.annotation.pull import pull
+from llm_feedback.annotation.push import push
+from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGMENTS
+from llm_feedback.errors import ConfigError, PipelineError
+from tests.integration.annotation.annotating import (
+    Annotator, make_generations, make_tasks, owner_records, params_for, writer_of,
+)
+from tests.integration.annotation.conftest import RunningServer
+
+MODELS = ["alpha", "beta", "gamma"]
+# each annotator's score for each model, so a score that lands on the wrong model is seen at once
+SCORES = {"ann-a": {"alpha": 7, "beta": 3, "gamma": 0}, "ann-b": {"alpha": 6, "beta": 2, "gamma": 1},
+          "ann-c": {"alpha": 5, "beta": 4, "gamma": 2}}
+
+
+@pytest.fixture
+def hosted(argilla_server: RunningServer, monkeypatch: pytest.MonkeyPatch) -> RunningServer:
+    """The embedded server, reached the way a hosted one is: its URL, and the key from the environment."""
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
+    return argilla_server
+
+
+_names = (f"dataset-{i}" for i in itertools.count())
+
+
+def new_dataset() -> str:
+    return next(_names)
+
+
+def annotators(server: RunningServer, tmp_path: Path, names: list[str]) -> dict[str, Annotator]:
+    params = params_for(server.url, "unused", MODELS)
+    added = add_annotators(resolve(params.argilla), params.annotation.workspace, names, tmp_path / "annotators.json")
+    stored = json.loads((tmp_path / "annotators.json").read_text())[server.url]
+    return {a.username: Annotator(server.url, a.username, stored[a.username]) for a in added}
+
+
+def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_path: Path) -> None:
+    params = params_for(hosted.url, new_dataset(), MODELS, assignment="overlap", min_submitted=2)
+    tasks = make_tasks(12)
+    pushed = push(params, tasks, make_generations(tasks, MODELS))
+    assert (pushed.created, pushed.receipt.records) == (12, 12)
+    orders = {tuple(entry["models"]) for entry in pushed.receipt.blinding.values()}
+    assert len(orders) > 1, "the display order is shuffled per record"
+
+    people = annotators(hosted, tmp_path, list(SCORES))
+    records = owner_records(hosted.url, hosted.api_key, pushed.receipt.dataset_id)
+    expected: list[dict] = []
+
+    def answer(person: str, record: dict, status: str, values: dict | None) -> None:
+        people[person].respond(record["id"], status, values)
+        shown = [writer_of(record["fields"][response_field(p)]) for p in range(1, len(MODELS) + 1)]
+        for position, model in enumerate(shown, 1):
+            expected.append({
+                "record_id": record["external_id"], "task_id": record["external_id"], "annotator": person, "model": model,
+                "position": position, "score": (values or {}).get(f"score_response_{position}"), "status": status,
+                "to_correct": None if not values or "to_correct" not in values else
+                (shown[int(values["to_correct"][-1]) - 1] if values["to_correct"].startswith("response_") else values["to_correct"]),
+                "corrected_response": (values or {}).get("corrected_response"), "comments": (values or {}).get("comments"),
+            })
+
+    def scores(person: str, record: dict) -> dict:
+        return {f"score_response_{p}": SCORES[person][writer_of(record["fields"][response_field(p)])] for p in (1, 2, 3)}
+
+    for i, record in enumerate(records):
+        answer("ann-a", record, "submitted", scores("ann-a", record))
+        if i < 8:
+            answer("ann-b", record, "submitted", scores("ann-b", record))
+        if i < 4:
+            extra = {"to_correct": "response_2" if i % 2 else "neither", "corrected_response": f"fixed {i}", "comments": f"note {i}"}
+            answer("ann-c", record, "submitted", {**scores("ann-c", record), **extra})
+    answer("ann-b", records[8], "draft", {"score_response_1": 3})
+    answer("ann-b", records[9], "discarded", None)
+
+    pulled = pull(params, pushed.receipt)
+    table = ANNOTATIONS.validate(pulled.table, "pulled")
+    rows = table.to_pylist()
+    assert all(row.pop("updated_at").utcoffset() == timedelta(0) for row in rows)
+    key = lambda r: (r["task_id"], r["annotator"], r["position"])  # noqa: E731
+    assert sorted(rows, key=key) == sorted(expected, key=key)
+    assert [key(r) for r in rows] == sorted(key(r) for r in rows), "the artifact is sorted"
+    submitted = [r for r in rows if r["status"] == "submitted"]
+    assert all(r["score"] == SCORES[r["annotator"]][r["model"]] for r in submitted)
+    assert pulled.statuses == {"submitted": 24, "draft": 1, "discarded": 1}
+    assert (pulled.records, pulled.annotated, pulled.annotators) == (12, 12, 3)
+    assert pull(params, pushed.receipt).table.equals(pulled.table), "pulling again gives the same table"
+
+
+def test_a_second_push_changes_nothing_and_new_tasks_are_added_alone(hosted: RunningServer) -> None:
+    params = params_for(hosted.url, new_dataset(), MODELS[:2])
+    tasks = make_tasks(10)
+    first = push(params, tasks, make_generations(tasks, MODELS[:2]))
+    before = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)
+
+    again = push(params, tasks, make_generations(tasks, MODELS[:2]), first.receipt)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 10)
+    assert again.receipt == first.receipt
+    assert owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id) == before, "not one record was touched"
+
+    more = make_tasks(13)
+    grown = push(params, more, make_generations(more, MODELS[:2]), again.receipt)
+    assert (grown.created, grown.updated, grown.unchanged, grown.receipt.records) == (3, 0, 10, 13)
+    after = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
+    assert all(after[r["external_id"]]["updated_at"] == r["updated_at"] for r in before)
+
+
+def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer, tmp_path: Path) -> None:
+    dataset = new_dataset()
+    params = params_for(hosted.url, dataset, MODELS[:2])
+    tasks = make_tasks(4)
+    first = push(params, tasks, make_generations(tasks, MODELS[:2]))
+    records = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)
+    answered = records[0]
+    person = annotators(hosted, tmp_path, ["ann-edit"])["ann-edit"]
+    person.respond(answered["id"], "submitted", {"score_response_1": 5, "score_response_2": 1})
+
+    changed = make_generations(tasks, MODELS[:2], version=" v2")
+    with pytest.raises(PipelineError, match=rf"1 records already answered would change \({answered['external_id']}\).*on_annotated_change"):
+        push(params, tasks, changed, first.receipt)
+
+    skipped = push(params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="skip"), tasks, changed, first.receipt)
+    assert (skipped.skipped, skipped.updated) == (1, 3), "the unanswered records take the new text"
+    now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
+    assert now[answered["external_id"]]["fields"] == answered["fields"]
+    assert all(" v2" in now[r["external_id"]]["fields"]["response_1"] for r in records[1:])
+
+    copied = push(params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record"), tasks, changed, skipped.receipt)
+    assert (copied.copies, copied.receipt.records) == (1, 5)
+    now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
+    copy_id = next(rid for rid in now if rid.startswith(answered["external_id"] + "."))
+    assert " v2" in now[copy_id]["fields"]["response_1"] and now[answered["external_id"]]["responses"]
+    assert copied.receipt.blinding[copy_id]["task_id"] == answered["external_id"]
+
+
+def test_published_settings_change_in_place_or_stop_with_the_options(hosted: RunningServer, tmp_path: Path) -> None:
+    dataset = new_dataset()
+    tasks = make_tasks(3)
+    first = push(params_for(hosted.url, dataset, MODELS[:2]), tasks, make_generations(tasks, MODELS[:2]))
+
+    guidelines = tmp_path / "guidelines.md"
+    guidelines.write_text("# New guidelines\n\nRate carefully.")
+    edited = push(params_for(hosted.url, dataset, MODELS[:2], guidelines=str(guidelines), min_submitted=2), tasks,
+                  make_generations(tasks, MODELS[:2]), first.receipt)
+    assert set(edited.settings_changes) == {"guidelines", "min_submitted"}
+    settings = httpx.get(f"{hosted.url}/api/v1/datasets/{first.receipt.dataset_id}",
+                         headers={"X-Argilla-Api-Key": hosted.api_key}).json()
+    assert settings["guidelines"].startswith("# New guidelines") and settings["distribution"]["min_submitted"] == 2
+
+    three = make_generations(tasks, MODELS)
+    with pytest.raises(ConfigError, match=r"new field response_3.*annotation\.dataset.*annotation\.recreate"):
+        push(params_for(hosted.url, dataset, MODELS), tasks, three, edited.receipt)
+
+    record = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)[0]
+    annotators(hosted, tmp_path, ["ann-recreate"])["ann-recreate"].respond(
+        record["id"], "submitted", {"score_response_1": 2, "score_response_2": 2})
+    with pytest.raises(PipelineError, match="submitted responses on 1 records.*annotation.force"):
+        push(params_for(hosted.url, dataset, MODELS, recreate=True), tasks, three, edited.receipt)
+    assert len(owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)) == 3, "refused: nothing deleted"
+
+    recreated = push(params_for(hosted.url, dataset, MODELS, recreate=True, force=True), tasks, three, edited.receipt)
+    assert recreated.receipt.dataset_id != first.receipt.dataset_id and recreated.created == 3
+    assert all(len(entry["models"]) == 3 for entry in recreated.receipt.blinding.values())
+
+
+def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: RunningServer) -> None:
+    params = params_for(hosted.url, new_dataset(), MODELS[:2])
+    tasks = make_tasks(3)
+    ids = tasks.column("task_id").to_pylist()
+    judgments = pa.Table.from_pylist(
+        [{"task_id": t, "model": m, "judge": "judge-llm", "score": 6 if m == "alpha" else (None if t == ids[0] else 2),
+          "rationale": "ok", "error": None, "request_hash": "h"} for t in ids for m in MODELS[:2]], schema=JUDGMENTS.schema)
+    executions = pa.Table.from_pylist(
+        [{"task_id": t, "model": m, "status": "pass" if m == "alpha" else "fail", "tests_passed": 1, "tests_total": 1,
+          "duration_s": 0.1, "stderr_tail": None} for t in ids for m in MODELS[:2]], schema=EXECUTIONS.schema)
+    pushed = push(params, tasks, make_generations(tasks, MODELS[:2]), judgments=judgments, executions=executions)
+
+    questions = httpx.get(f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}/questions",
+                          headers={"X-Argilla-Api-Key": hosted.api_key}).json()["items"]
+    names = {q["id"]: q["name"] for q in questions}
+    for record in httpx.get(f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}/records",
+                            headers={"X-Argilla-Api-Key": hosted.api_key}, params={"include": "suggestions"}).json()["items"]:
+        order = pushed.receipt.blinding[record["external_id"]]["models"]
+        got = {names[s["question_id"]]: (s["value"], s["agent"]) for s in record["suggestions"]}
+        want = {f"score_response_{p}": (6 if m == "alpha" else 2, "judge-llm") for p, m in enumerate(order, 1)
+                if not (m == "beta" and record["external_id"] == ids[0])}
+        assert got == want, "a judge answer without a score is not suggested"
+        assert {record["metadata"][f"execution_response_{p}"] for p in (1, 2)} == {"pass", "fail"}
+        assert record["metadata"][f"execution_response_{order.index('alpha') + 1}"] == "pass"
+    again = push(params, tasks, make_generations(tasks, MODELS[:2]), pushed.receipt, judgments, executions)
+    assert again.unchanged == 3
+
+
+def test_pull_before_anyone_annotated_gives_an_empty_valid_artifact(hosted: RunningServer) -> None:
+    params = params_for(hosted.url, new_dataset(), MODELS[:2])
+    tasks = make_tasks(5)
+    pushed = push(params, tasks, make_generations(tasks, MODELS[:2]))
+    pulled = pull(params, pushed.receipt)
+    assert pulled.table.num_rows == 0 and pulled.table.schema.equals(ANNOTATIONS.schema)
+    assert "0 of 5 records annotated; responses: none yet" in pulled.line()
+
+
+def test_pull_names_a_receipt_from_elsewhere_or_a_deleted_dataset(hosted: RunningServer) -> None:
+    dataset = new_dataset()
+    params = params_for(hosted.url, dataset, MODELS[:2])
+    tasks = make_tasks(2)
+    pushed = push(params, tasks, make_generations(tasks, MODELS[:2]))
+    with pytest.raises(PipelineError, match=rf"written for llm-feedback/{dataset} at {hosted.url}, but params point at "
+                                            rf"llm-feedback/other at {hosted.url}; run push first"):
+        pull(params_for(hosted.url, "other", MODELS[:2]), pushed.receipt)
+    httpx.delete(f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}",
+                 headers={"X-Argilla-Api-Key": hosted.api_key}).raise_for_status()
+    with pytest.raises(PipelineError, match=rf"llm-feedback/{dataset} \(id .*\) is not on {hosted.url} any more"):
+        pull(params, pushed.receipt)
+
+
+def test_a_dead_server_or_a_wrong_key_is_one_clear_line_at_once(hosted: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from tests.integration.annotation.conftest import free_port
+
+    tasks = make_tasks(1)
+    dead = params_for(f"http://127.0.0.1:{free_port()}", new_dataset(), MODELS[:2])
+    began = time.monotonic()
+    with pytest.raises(PipelineError, match=r"^cannot reach Argilla at http://127\.0\.0\.1:\d+: connection refused"):
+        push(dead, tasks, make_generations(tasks, MODELS[:2]))
+    assert time.monotonic() - began < 5, "no long silent retries"
+
+    monkeypatch.setenv("ARGILLA_API_KEY", "not-the-key")
+    with pytest.raises(PipelineError, match=r"rejected the API key \(ARGILLA_API_KEY\)$"):
+        push(params_for(hosted.url, new_dataset(), MODELS[:2]), tasks, make_generations(tasks, MODELS[:2]))
+    monkeypatch.delenv("ARGILLA_API_KEY")
+    with pytest.raises(ConfigError, match="export ARGILLA_API_KEY"):
+        push(params_for(hosted.url, new_dataset(), MODELS[:2]), tasks, make_generations(tasks, MODELS[:2]))
