@@ -32,10 +32,16 @@ class Target:
 
     def client(self):  # -> argilla.Argilla (imported late: the SDK reads the environment at import)
         import argilla as rg
+        from argilla._exceptions import NotFoundError
 
-        return rg.Argilla(
-            api_url=self.url, api_key=self.api_key, timeout=self.timeout_s, retries=CONNECT_RETRIES, headers=dict(self.headers)
-        )
+        try:
+            return rg.Argilla(api_url=self.url, api_key=self.api_key, timeout=self.timeout_s, retries=CONNECT_RETRIES,
+                              headers=dict(self.headers))
+        except NotFoundError:  # the first call is /api/v1/me: something answers, but not Argilla's API
+            raise PipelineError(
+                f"{self.url} answers, but not as Argilla: check argilla.url (the server's root URL); a private Hugging "
+                f"Face Space also needs {HF_TOKEN_VARIABLE}"
+            ) from None
 
 
 def resolve(params: ArgillaParams, start_embedded: bool = True) -> Target:

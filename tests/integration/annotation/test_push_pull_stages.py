@@ -1,0 +1,198 @@
+"""The push and pull stages as DVC runs them (`python -m stages.push`), the annotators command, a push killed half
+way, and a private-Space-style server that wants `Authorization: Bearer $HF_TOKEN`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from llm_feedback.annotation.pull import pull
+from llm_feedback.annotation.push import push
+from llm_feedback.errors import PipelineError
+from tests.conftest import PROJECT_ROOT
+from tests.integration.annotation.annotating import Annotator, make_generations, make_tasks, params_for, write_inputs
+from tests.integration.annotation.conftest import RunningServer
+
+MODELS = ["alpha", "beta"]
+FAKE_HF_TOKEN = "hf_FAKEspaceToken0123456789abcdef"
+
+
+def project(folder: Path, argilla: dict, tasks: int, **annotation) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    table = make_tasks(tasks)
+    write_inputs(folder, table, make_generations(table, MODELS))
+    params = {
+        "argilla": argilla,
+        "annotation": {"guidelines": str(PROJECT_ROOT / "annotation/guidelines.md"),
+                       "rating_tooltip": str(PROJECT_ROOT / "annotation/rating_tooltip.md"), **annotation},
+        "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
+        "compare": MODELS,
+    }
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    return folder
+
+
+def local(server: RunningServer) -> dict:
+    """Params for the embedded server: `url: local` with its folder and port."""
+    return {"url": "local", "data_dir": str(server.data_dir), "port": server.server.port}
+
+
+def stage(name: str, folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=folder, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **env}, timeout=300)
+
+
+def dataset_total(server: RunningServer, name: str) -> int | None:
+    headers = {"X-Argilla-Api-Key": server.api_key}
+    for dataset in httpx.get(f"{server.url}/api/v1/me/datasets", headers=headers).json()["items"]:
+        if dataset["name"] == name:
+            page = httpx.get(f"{server.url}/api/v1/datasets/{dataset['id']}/records", headers=headers, params={"limit": 1})
+            return int(page.json()["total"])
+    return None
+
+
+def test_push_and_pull_stages_on_the_embedded_server_keep_its_key_out(argilla_server: RunningServer, tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", local(argilla_server), 6, dataset="stage-local")
+    pushed = stage("push", folder, HF_TOKEN=FAKE_HF_TOKEN)
+    assert pushed.returncode == 0, pushed.stderr
+    assert f"push: 6 records in llm-feedback/stage-local at {argilla_server.url} (6 new; 0 updated; 0 unchanged)" in pushed.stdout
+    receipt = json.loads((folder / "data/push.json").read_text())
+    assert receipt["url"] == argilla_server.url and receipt["records"] == 6 and len(receipt["blinding"]) == 6
+
+    pulled = stage("pull", folder)
+    assert pulled.returncode == 0, pulled.stderr
+    assert "pull: 0 of 6 records annotated" in pulled.stdout
+    first = (folder / "data/annotations.parquet").read_bytes()
+    assert stage("pull", folder).returncode == 0
+    assert (folder / "data/annotations.parquet").read_bytes() == first, "an unchanged server gives the same bytes"
+
+    again = stage("push", folder)
+    assert "(0 new; 0 updated; 6 unchanged)" in again.stdout
+    for text in [pushed.stdout, pushed.stderr, pulled.stdout, pulled.stderr, *(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file() and p.suffix != ".parquet")]:
+        assert argilla_server.api_key not in text and argilla_server.credentials.password not in text
+        assert FAKE_HF_TOKEN not in text
+    assert argilla_server.api_key.encode() not in (folder / "data/annotations.parquet").read_bytes()
+
+
+def test_a_push_killed_half_way_completes_on_rerun_without_duplicates(argilla_server: RunningServer, tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", local(argilla_server), 3000, dataset="stage-killed", batch_size=100)
+    process = subprocess.Popen([sys.executable, "-m", "stages.push"], cwd=folder, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    deadline = time.monotonic() + 120
+    while (dataset_total(argilla_server, "stage-killed") or 0) < 300:
+        assert process.poll() is None, "the push finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    part = dataset_total(argilla_server, "stage-killed")
+    assert part is not None and 300 <= part < 3000
+    assert not (folder / "data/push.json").exists(), "no receipt for a push that did not finish"
+
+    rerun = stage("push", folder)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"({3000 - part} new; 0 updated; {part} unchanged)" in rerun.stdout
+    receipt = json.loads((folder / "data/push.json").read_text())
+    headers = {"X-Argilla-Api-Key": argilla_server.api_key}
+    ids = []
+    for offset in range(0, 3000, 1000):
+        page = httpx.get(f"{argilla_server.url}/api/v1/datasets/{receipt['dataset_id']}/records", headers=headers,
+                         params={"offset": offset, "limit": 1000}).json()
+        ids += [item["external_id"] for item in page["items"]]
+    assert len(ids) == len(set(ids)) == 3000 == receipt["records"]
+
+
+def test_annotators_add_creates_logins_shown_once_and_kept_private(argilla_server: RunningServer, tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", local(argilla_server), 2, dataset="stage-annotators")
+    assert stage("push", folder).returncode == 0
+    command = [str(Path(sys.executable).parent / "llm-feedback"), "annotators", "add", "rater-1", "rater-2"]
+    first = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    passwords = dict(line.split(": password ") for line in first.stdout.splitlines() if ": password " in line)
+    assert set(passwords) == {"rater-1", "rater-2"}
+    store = argilla_server.data_dir / "annotators.json"
+    assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    assert json.loads(store.read_text())[argilla_server.url]["rater-1"] == passwords["rater-1"]
+
+    rater = Annotator(argilla_server.url, "rater-1", passwords["rater-1"])
+    visible = [d["name"] for d in rater.client.get("/api/v1/me/datasets").json()["items"]]
+    assert "stage-annotators" in visible, "the annotator sees the workspace's datasets"
+
+    second = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    assert "rater-1: exists, password unchanged (already in the workspace)" in second.stdout
+    assert passwords["rater-1"] not in second.stdout
+    bad = subprocess.run(command[:-2] + ["Rater"], cwd=folder, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "annotator name 'Rater'" in bad.stderr
+
+
+class _BearerProxy(BaseHTTPRequestHandler):
+    """Forwards to Argilla only requests that carry the Space's bearer token, as a private HF Space does."""
+
+    upstream = ""
+    seen_tokens: list[str] = []
+
+    def _forward(self) -> None:
+        auth = self.headers.get("Authorization", "")
+        type(self).seen_tokens.append(auth)
+        if auth != f"Bearer {FAKE_HF_TOKEN}":
+            self.send_response(404)
+            self.end_headers()
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "authorization", "content-length"}}
+        response = httpx.request(self.command, self.upstream + self.path, headers=headers, content=body, timeout=60)
+        self.send_response(response.status_code)
+        for key, value in response.headers.items():
+            if key.lower() not in {"content-length", "transfer-encoding", "content-encoding", "connection"}:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(response.content)))
+        self.end_headers()
+        self.wfile.write(response.content)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def private_space(argilla_server: RunningServer) -> Iterator[str]:
+    _BearerProxy.upstream, _BearerProxy.seen_tokens = argilla_server.url, []
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _BearerProxy)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{proxy.server_address[1]}"
+    finally:
+        proxy.shutdown()
+
+
+def test_a_private_space_gets_the_hf_token_as_bearer(argilla_server: RunningServer, private_space: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
+    monkeypatch.setenv("HF_TOKEN", FAKE_HF_TOKEN)
+    tasks = make_tasks(3)
+    params = params_for(private_space, "space-dataset", MODELS)
+    with pytest.raises(PipelineError, match=r"^http://127.0.0.1:\d+ answers, but not as Argilla.*needs HF_TOKEN$"):
+        push(params, tasks, make_generations(tasks, MODELS))  # auto: a loopback host is not a Space, no token sent
+    assert set(_BearerProxy.seen_tokens) == {""}
+
+    params = params.model_copy(update={"argilla": params.argilla.model_copy(update={"send_hf_token": "always"})})
+    pushed = push(params, tasks, make_generations(tasks, MODELS))
+    assert pushed.created == 3
+    assert pull(params, pushed.receipt).records == 3
+    assert FAKE_HF_TOKEN not in json.dumps(pushed.receipt.__dict__)
