@@ -1,5 +1,5 @@
-"""An annotator's whole round trip in the real web UI, in headless Debian Chromium: log in, open the dataset, rate both
-responses, submit; the owner's SDK sees the submission."""
+"""An annotator's whole round trip in the real web UI, in headless Debian Chromium: push a dataset, log in as an
+annotator, rate both responses, submit; pull puts each score on the model that was shown in that position."""
 
 from __future__ import annotations
 
@@ -9,48 +9,34 @@ from pathlib import Path
 
 import pytest
 
+from llm_feedback.annotation.annotators import add_annotators
+from llm_feedback.annotation.connection import resolve
+from llm_feedback.annotation.pull import pull
+from llm_feedback.annotation.push import push
+from tests.integration.annotation.annotating import make_generations, make_tasks, params_for
+
+MODELS = ["alpha", "beta"]
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 @pytest.fixture
-def annotated_dataset(argilla_server):
-    import argilla as rg
-
-    client = rg.Argilla(api_url=argilla_server.url, api_key=argilla_server.api_key, retries=0)
+def pushed(argilla_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The product's own dataset (push) and an annotator (annotators add), on the embedded server."""
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
     suffix = secrets.token_hex(3)
-    workspace = rg.Workspace(name=f"browser-{suffix}", client=client).create()
-    password = secrets.token_urlsafe(12)
-    annotator = rg.User(username=f"ann-{suffix}", password=password, role="annotator", client=client).create()
-    workspace.add_user(annotator)
-    settings = rg.Settings(
-        guidelines="Rate each response from 0 to 7.",
-        fields=[
-            rg.TextField(name="instruction"),
-            rg.TextField(name="response_1", use_markdown=True),
-            rg.TextField(name="response_2", use_markdown=True),
-        ],
-        questions=[
-            rg.RatingQuestion(name="score_response_1", values=list(range(8))),
-            rg.RatingQuestion(name="score_response_2", values=list(range(8))),
-        ],
-    )
-    dataset = rg.Dataset(name=f"compare-{suffix}", workspace=workspace.name, settings=settings, client=client).create()
-    dataset.records.log(
-        [
-            {"id": f"task-{i}", "instruction": f"Write a Python function `f{i}`.", "response_1": "```python\npass\n```",
-             "response_2": f"```python\ndef f{i}():\n    return {i}\n```"}
-            for i in range(3)
-        ]
-    )
-    return dataset, annotator, password
+    params = params_for(argilla_server.url, f"browser-{suffix}", MODELS, assignment="overlap")
+    tasks = make_tasks(3)
+    result = push(params, tasks, make_generations(tasks, MODELS))
+    added = add_annotators(resolve(params.argilla), params.annotation.workspace, [f"ann-{suffix}"], tmp_path / "a.json")
+    return params, result.receipt, added[0]
 
 
-def test_annotator_rates_and_submits_in_the_web_ui(argilla_server, annotated_dataset, tmp_path: Path) -> None:
+def test_annotator_rates_and_submits_in_the_web_ui(argilla_server, pushed, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    dataset, annotator, password = annotated_dataset
+    params, receipt, annotator = pushed
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
@@ -58,25 +44,23 @@ def test_annotator_rates_and_submits_in_the_web_ui(argilla_server, annotated_dat
             page.route("**/fonts.googleapis.com/**", lambda route: route.abort())  # nothing leaves loopback
             page.goto(argilla_server.url)
             page.get_by_label("Username").fill(annotator.username)
-            page.get_by_label("Password").fill(password)
+            page.get_by_label("Password").fill(annotator.password)
             page.get_by_role("button", name="Sign in").click()
-            page.get_by_text(dataset.name).first.click()
+            page.get_by_text(receipt.dataset).first.click()
+            page.get_by_text("If every response scores 4 or less").first.wait_for()
             page.locator("label[for=score_response_1_5]").click()
             page.locator("label[for=score_response_2_2]").click()
-            shown = page.get_by_text("Write a Python function").first.inner_text()
+            shown = page.get_by_text("Write a function").first.inner_text()
             page.get_by_role("button", name="Submit").click()
             page.get_by_text("33.33%").wait_for()  # the progress bar: one of three records submitted
             page.screenshot(path=tmp_path / "after-submit.png")
         finally:
             browser.close()
 
-    submitted = {
-        record.id: {(r.question_name, r.value, r.status.value, r.user_id) for r in record.responses}
-        for record in dataset.records(with_responses=True)
-    }
-    task = next(record_id for record_id in submitted if f"`f{record_id.split('-')[1]}`" in shown)
-    assert submitted[task] == {
-        ("score_response_1", 5, "submitted", annotator.id),
-        ("score_response_2", 2, "submitted", annotator.id),
-    }
-    assert all(not responses for record_id, responses in submitted.items() if record_id != task)
+    rows = pull(params, receipt).table.to_pylist()
+    task = next(t for t in receipt.blinding if f"f{int(t, 16)} that returns" in shown)  # markdown drops the backticks
+    first, second = receipt.blinding[task]["models"]
+    assert [(r["task_id"], r["annotator"], r["model"], r["position"], r["score"], r["status"]) for r in rows] == [
+        (task, annotator.username, first, 1, 5, "submitted"),
+        (task, annotator.username, second, 2, 2, "submitted"),
+    ]

@@ -1,0 +1,61 @@
+"""The whole flow through `dvc repro`, as a user runs it: fetch to pull against the embedded server, then annotations
+arrive and only pull's output changes; with nothing new, pull's output is byte-identical and dvc.lock stays put."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from llm_feedback.annotation.annotators import add_annotators
+from llm_feedback.annotation.connection import resolve
+from llm_feedback.annotation.receipt import read_receipt
+from llm_feedback.params import load_params
+from tests.integration.annotation.annotating import Annotator, owner_records
+from tests.integration.annotation.conftest import RunningServer
+from tests.llm_server import FakeLLMServer
+from tests.project import copy_project, edit_params, run
+
+pytestmark = pytest.mark.slow
+
+
+def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argilla_server: RunningServer, tmp_path: Path) -> None:
+    with FakeLLMServer() as llm:
+        repo = copy_project(tmp_path / "project")
+
+        def configure(params: dict) -> None:
+            params["fetch"]["limit"] = 4
+            params["models"] = {m: {"backend": "openai", "model": m, "base_url": f"{llm.url}/v1"} for m in ("a", "b")}
+            params["compare"] = ["a", "b"]
+            params["argilla"].update(data_dir=str(argilla_server.data_dir), port=argilla_server.server.port)
+            params["annotation"]["dataset"] = "dvc-flow"
+
+        edit_params(repo, configure)
+        run(["git", "add", "-A"], repo)
+        run(["git", "commit", "-qm", "project"], repo)
+
+        first = run(["dvc", "repro"], repo)
+        for line in ("generate: 8 generations", "push: 4 records in llm-feedback/dvc-flow", "pull: 0 of 4 records annotated"):
+            assert line in first.stdout, first.stdout
+        run(["git", "add", "-A"], repo)
+        run(["git", "commit", "-qm", "pushed"], repo)
+
+        receipt = read_receipt(repo / "data/push.json")
+        params = load_params(repo / "params.yaml")
+        added = add_annotators(resolve(params.argilla), params.annotation.workspace, ["flow-rater"], tmp_path / "a.json")
+        rater = Annotator(argilla_server.url, "flow-rater", added[0].password or "")
+        for record in owner_records(argilla_server.url, argilla_server.api_key, receipt.dataset_id)[:2]:
+            rater.respond(record["id"], "submitted", {"score_response_1": 6, "score_response_2": 1})
+
+        second = run(["dvc", "repro"], repo)
+        assert "Stage 'push' didn't change, skipping" in second.stdout
+        assert "pull: 2 of 4 records annotated; responses: 2 submitted; 1 annotators" in second.stdout
+        annotations = pq.read_table(repo / "data/annotations.parquet")
+        assert annotations.num_rows == 4 and set(annotations.column("annotator").to_pylist()) == {"flow-rater"}
+        run(["git", "add", "-A"], repo)
+        run(["git", "commit", "-qm", "annotated"], repo)
+
+        third = run(["dvc", "repro"], repo)
+        assert "Running stage 'pull'" in third.stdout
+        assert run(["git", "status", "--porcelain"], repo).stdout == "", "nothing new: same artifact, same dvc.lock"
