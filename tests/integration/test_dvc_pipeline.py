@@ -89,7 +89,7 @@ def test_a_team_pays_for_each_generation_once(tmp_path: Path) -> None:
 
         clone = tmp_path / "teammate"
         run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
-        run(["dvc", "pull"], clone)
+        run(["dvc", "pull", "--with-deps", "generate"], clone)
         assert "Data and pipelines are up to date" in run(["dvc", "repro", "generate"], clone).stdout
         assert server.count(CHAT_PATH) == 10
 
