@@ -80,7 +80,7 @@ def _sends_hf_token(url: str, mode: str) -> bool:
 @contextmanager
 def reporting_errors(target: Target) -> Iterator[None]:
     """Turn transport and HTTP failures from the SDK or httpx into one PipelineError line."""
-    from argilla._exceptions import ArgillaAPIError, ArgillaCredentialsError, ForbiddenError, UnauthorizedError
+    from argilla._exceptions import ArgillaCredentialsError, ArgillaError, ForbiddenError, UnauthorizedError
 
     try:
         yield
@@ -98,7 +98,7 @@ def reporting_errors(target: Target) -> Iterator[None]:
         ) from None
     except ForbiddenError:
         raise PipelineError(f"Argilla at {target.url}: the API key's user may not do this (an owner or admin key is needed)") from None
-    except ArgillaAPIError as e:
+    except ArgillaError as e:  # any other refusal, e.g. a record or a setting the server did not accept
         raise PipelineError(f"Argilla at {target.url}: {_first_line(e)}") from None
     except httpx.HTTPStatusError as e:
         raise PipelineError(f"Argilla at {target.url}: {e.response.status_code} for {e.request.method} {e.request.url.path}: "
@@ -106,7 +106,7 @@ def reporting_errors(target: Target) -> Iterator[None]:
 
 
 def _first_line(error: Exception) -> str:
-    text = str(getattr(error, "message", None) or error)
+    text = str(error) or str(getattr(error, "message", ""))
     return text.strip().splitlines()[0][:300] if text.strip() else type(error).__name__
 
 
