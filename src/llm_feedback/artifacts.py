@@ -6,6 +6,7 @@ and a stage that reads an artifact from an older version must say which column c
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -131,6 +132,7 @@ ANNOTATIONS = ArtifactSchema(
             pa.field("annotator", pa.string(), nullable=False),
             pa.field("model", pa.string(), nullable=False),
             pa.field("position", pa.int64(), nullable=False),  # 1 = shown as Response 1
+            pa.field("response_sha", pa.string(), nullable=False),  # of the text rated: tells a stale score from a current one
             pa.field("score", pa.int64()),  # null in a draft or discard without this rating
             pa.field("status", pa.string(), nullable=False),  # submitted | draft | discarded
             pa.field("to_correct", pa.string()),  # a model name, "combination" or "neither"
@@ -140,6 +142,11 @@ ANNOTATIONS = ArtifactSchema(
         ]
     ),
 )
+
+
+def text_sha(text: str) -> str:
+    """A short fingerprint of a text, to match what annotators rated with what generate holds now."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from llm_feedback.annotation.dataset_settings import (
 )
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.annotation.server_records import list_records
-from llm_feedback.artifacts import ANNOTATIONS
+from llm_feedback.artifacts import ANNOTATIONS, text_sha
 from llm_feedback.errors import InputError, PipelineError
 from llm_feedback.params import Params
 
@@ -88,7 +88,8 @@ def pull(params: Params, receipt: Receipt) -> PullResult:
             for position, model in enumerate(order, 1):
                 rows.append({
                     "record_id": record.record_id, "task_id": task_id, "annotator": annotator, "model": model,
-                    "position": position, "score": (values.get(score_question(position)) or {}).get("value"),
+                    "position": position, "response_sha": text_sha(record.fields.get(response_field(position), "")),
+                    "score": (values.get(score_question(position)) or {}).get("value"),
                     "status": response["status"], "to_correct": _unblind(answer[CORRECT_QUESTION], order),
                     "corrected_response": answer[CORRECTED_RESPONSE] or None, "comments": answer[COMMENTS] or None,
                     "updated_at": _utc(response["updated_at"]),

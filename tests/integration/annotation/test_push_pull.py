@@ -16,7 +16,7 @@ from llm_feedback.annotation.connection import resolve
 from llm_feedback.annotation.dataset_settings import response_field
 from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
-from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGMENTS
+from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGMENTS, text_sha
 from llm_feedback.errors import ConfigError, PipelineError
 from tests.integration.annotation.annotating import (
     Annotator, make_generations, make_tasks, owner_records, params_for, writer_of,
@@ -68,7 +68,8 @@ def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_pat
         for position, model in enumerate(shown, 1):
             expected.append({
                 "record_id": record["external_id"], "task_id": record["external_id"], "annotator": person, "model": model,
-                "position": position, "score": (values or {}).get(f"score_response_{position}"), "status": status,
+                "position": position, "response_sha": text_sha(record["fields"][response_field(position)]),
+                "score": (values or {}).get(f"score_response_{position}"), "status": status,
                 "to_correct": None if not values or "to_correct" not in values else
                 (shown[int(values["to_correct"][-1]) - 1] if values["to_correct"].startswith("response_") else values["to_correct"]),
                 "corrected_response": (values or {}).get("corrected_response"), "comments": (values or {}).get("comments"),
