@@ -32,6 +32,10 @@ class Paths(Strict):
     executions: Path = Path("data/executions.parquet")
     push_receipt: Path = Path("data/push.json")
     annotations: Path = Path("data/annotations.parquet")
+    metrics: Path = Path("metrics.json")
+    plots: Path = Path("plots")
+    reports: Path = Path("reports")
+    export: Path = Path("data/export")
 
 
 class FetchParams(Strict):
@@ -169,6 +173,28 @@ class AnnotationParams(Strict):
         return self
 
 
+class AnalyzeParams(Strict):
+    """How annotations become scores and how sure we are of them."""
+
+    aggregate: Literal["mean", "median", "majority"] = "mean"
+    tie_margin: float = Field(default=0.0, ge=0.0, le=7.0)
+    bootstrap: int = Field(default=1000, ge=100, le=100_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+    lowest: int = Field(default=20, ge=0)
+
+
+class ExportParams(Strict):
+    """Which annotated answers become training data."""
+
+    sft_min_score: float = Field(default=6.0, ge=0.0, le=7.0)
+    dpo_min_margin: float = Field(default=2.0, gt=0.0, le=7.0)
+    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    seed: int = 0
+    push_to_hub: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
+    private: bool = True
+
+
 class Params(Strict):
     paths: Paths = Field(default_factory=Paths)
     fetch: FetchParams = Field(default_factory=FetchParams)
@@ -177,6 +203,8 @@ class Params(Strict):
     generate: GenerateParams = Field(default_factory=GenerateParams)
     argilla: ArgillaParams = Field(default_factory=ArgillaParams)
     annotation: AnnotationParams = Field(default_factory=AnnotationParams)
+    analyze: AnalyzeParams = Field(default_factory=AnalyzeParams)
+    export: ExportParams = Field(default_factory=ExportParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     compare: list[str] = Field(default_factory=list)
 

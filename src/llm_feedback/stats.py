@@ -1,8 +1,8 @@
 """The statistics behind analyze: bootstrap confidence intervals, win rates, Bradley-Terry ratings, agreement.
 
-Bootstraps resample tasks. Every resample is a row of multinomial counts over tasks, so a statistic over all
-resamples is a matrix product (counts @ per-task values) done in blocks that keep memory flat, instead of a Python
-loop over resamples.
+Bootstraps resample tasks. A resample is a row of counts (how often each task was drawn), so the sums behind every
+statistic, over all resamples at once, are one matrix product (counts @ per-task values), done in blocks that keep
+memory flat, instead of a Python loop over resamples.
 """
 
 from __future__ import annotations
@@ -24,38 +24,41 @@ class Interval:
 
 
 def resample_blocks(n_units: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Blocks of bootstrap resamples as (block, n_units) float counts; the same seed gives the same resamples."""
+    """Blocks of bootstrap resamples as (block, n_units) counts (how often each unit was drawn); the same seed gives
+    the same resamples."""
     rng = np.random.default_rng(seed)
     per_block = max(1, min(resamples, BLOCK_BYTES // (8 * max(n_units, 1))))
     done = 0
     while done < resamples:
         size = min(per_block, resamples - done)
-        yield rng.multinomial(n_units, np.full(n_units, 1.0 / n_units), size=size).astype(np.float64)
+        drawn = rng.integers(0, n_units, size=(size, n_units)) + (np.arange(size) * n_units)[:, None]
+        yield np.bincount(drawn.ravel(), minlength=size * n_units).reshape(size, n_units).astype(np.float64)
         done += size
 
 
-def bootstrap_ratios(numerators: np.ndarray, denominators: np.ndarray, resamples: int, seed: int,
-                     confidence: float) -> list[Interval]:
-    """Intervals for the ratios sum(numerator) / sum(denominator) of each column, resampling rows (tasks).
+def bootstrap_sums(values: np.ndarray, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column sums of a (units, K) matrix, over all units and over each resample: shapes (K,) and (resamples, K).
 
-    A mean score is a ratio (score sum / scored count), and so is a win rate (wins / comparisons)."""
-    n, columns = numerators.shape
-    totals = denominators.sum(axis=0)
-    estimates = np.divide(numerators.sum(axis=0), totals, out=np.full(columns, np.nan), where=totals > 0)
-    if n == 0:
-        return [Interval(None, None, None)] * columns
-    samples = []
-    for counts in resample_blocks(n, resamples, seed):
-        top, bottom = counts @ numerators, counts @ denominators
-        samples.append(np.divide(top, bottom, out=np.full_like(top, np.nan), where=bottom > 0))
-    return _intervals(estimates, np.vstack(samples), confidence)
+    Every statistic here is a function of such sums (a mean is a score sum over a count; Bradley-Terry needs win
+    counts), so one pass over the resamples serves them all."""
+    if values.shape[0] == 0:
+        return values.sum(axis=0), np.zeros((0, values.shape[1]))
+    samples = [counts @ values for counts in resample_blocks(values.shape[0], resamples, seed)]
+    return values.sum(axis=0), np.vstack(samples)
+
+
+def ratio_intervals(numerators: np.ndarray, denominators: np.ndarray, sample_numerators: np.ndarray,
+                    sample_denominators: np.ndarray, confidence: float) -> list[Interval]:
+    """Intervals for ratios of sums (e.g. mean score = score sum / scored tasks), by the percentile method."""
+    estimates = _divide(numerators, denominators)
+    return _intervals(estimates, _divide(sample_numerators, sample_denominators), confidence)
 
 
 def _intervals(estimates: np.ndarray, samples: np.ndarray, confidence: float) -> list[Interval]:
     tail = (1 - confidence) / 2 * 100
     result = []
     for column, estimate in enumerate(estimates):
-        values = samples[:, column]
+        values = samples[:, column] if samples.shape[0] else samples[:0, 0]
         values = values[np.isfinite(values)]
         if not np.isfinite(estimate) or values.size == 0:
             result.append(Interval(None, None, None))
@@ -63,6 +66,10 @@ def _intervals(estimates: np.ndarray, samples: np.ndarray, confidence: float) ->
         low, high = np.percentile(values, [tail, 100 - tail])
         result.append(Interval(float(estimate), float(low), float(high)))
     return result
+
+
+def _divide(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    return np.divide(top, bottom, out=np.full(np.shape(top), np.nan), where=np.asarray(bottom) > 0)
 
 
 def pair_outcomes(scores: np.ndarray, margin: float) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -109,26 +116,24 @@ def elo_scale(strength: np.ndarray) -> np.ndarray:
         return 1000 + 400 * np.log10(strength)
 
 
-def win_matrix(outcomes: np.ndarray, pairs: Sequence[tuple[int, int]], models: int, weights: np.ndarray) -> np.ndarray:
-    """(..., M, M) wins with ties as half a win, from per-task outcomes weighted by resample counts (..., tasks)."""
-    per_pair = np.tensordot(weights, outcomes, axes=([-1], [0]))  # (..., pairs, 3)
-    wins = np.zeros(per_pair.shape[:-2] + (models, models))
+def win_matrix(pair_counts: np.ndarray, pairs: Sequence[tuple[int, int]], models: int) -> np.ndarray:
+    """(..., M, M) wins, ties counted as half a win each (as Chatbot Arena does), from (..., pairs, 3) counts of
+    win, tie and loss of the first model of each pair."""
+    wins = np.zeros(pair_counts.shape[:-2] + (models, models))
     for k, (i, j) in enumerate(pairs):
-        wins[..., i, j] = per_pair[..., k, 0] + 0.5 * per_pair[..., k, 1]
-        wins[..., j, i] = per_pair[..., k, 2] + 0.5 * per_pair[..., k, 1]
+        wins[..., i, j] = pair_counts[..., k, 0] + 0.5 * pair_counts[..., k, 1]
+        wins[..., j, i] = pair_counts[..., k, 2] + 0.5 * pair_counts[..., k, 1]
     return wins
 
 
-def bradley_terry_intervals(outcomes: np.ndarray, pairs: Sequence[tuple[int, int]], models: int, resamples: int,
-                            seed: int, confidence: float) -> list[Interval]:
-    """Elo-scale ratings and bootstrap intervals over tasks."""
-    n = outcomes.shape[0]
-    if n == 0 or not outcomes.any():
+def bradley_terry_intervals(pair_counts: np.ndarray, sample_pair_counts: np.ndarray, pairs: Sequence[tuple[int, int]],
+                            models: int, confidence: float) -> list[Interval]:
+    """Elo-scale ratings from (pairs, 3) outcome counts, with intervals from the same counts per resample."""
+    if not pair_counts.any():
         return [Interval(None, None, None)] * models
-    estimate = elo_scale(bradley_terry(win_matrix(outcomes, pairs, models, np.ones(n))))
-    samples = [elo_scale(bradley_terry(win_matrix(outcomes, pairs, models, counts)))
-               for counts in resample_blocks(n, resamples, seed)]
-    return _intervals(np.where(np.isfinite(estimate), estimate, np.nan), np.vstack(samples), confidence)
+    estimate = elo_scale(bradley_terry(win_matrix(pair_counts, pairs, models)))
+    samples = elo_scale(bradley_terry(win_matrix(sample_pair_counts, pairs, models)))
+    return _intervals(np.where(np.isfinite(estimate), estimate, np.nan), samples, confidence)
 
 
 def ordinal_alpha(ratings: np.ndarray, value_domain: Sequence[int]) -> float | None:
