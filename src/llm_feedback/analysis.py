@@ -31,6 +31,11 @@ class Analysis:
     submitted: pd.DataFrame  # current submitted rows: task_id, record_id, annotator, model, position, score, comments
     models: list[str]
 
+    def ranking(self) -> list[tuple[str, dict]]:
+        """Models with a mean score, best first."""
+        scored = [(m, v) for m, v in self.metrics["models"].items() if v["mean"] is not None]
+        return sorted(scored, key=lambda mv: -mv[1]["mean"])
+
 
 def aggregate_scores(rows: pd.DataFrame, how: str) -> pd.DataFrame:
     """One score per (task, model) from its annotators: mean, median, or the most frequent (ties: the lower)."""
@@ -58,12 +63,7 @@ def analyze(
 ) -> Analysis:
     rows = annotations.to_pandas()
     models = list(compare) + sorted(set(rows["model"]) - set(compare))
-    submitted = rows[(rows["status"] == "submitted") & rows["score"].notna()]
-    submitted = submitted.merge(_current_shas(generations), on=["task_id", "model"], how="left")
-    is_current = (submitted["response_sha"] == submitted["current_sha"]).to_numpy()
-    stale = int((~is_current).sum())
-    submitted = submitted[is_current].drop(columns="current_sha")
-    submitted["score"] = submitted["score"].astype(float)
+    submitted, stale = current_scores(rows, generations)
     scores = aggregate_scores(submitted, params.aggregate)
 
     sums = _Bootstrap.run(_score_matrix(scores, models), params)
@@ -80,6 +80,16 @@ def analyze(
         "execution": _execution(executions, scores, models) if executions is not None else None,
     }
     return Analysis(json_safe(metrics), scores, submitted, models)
+
+
+def current_scores(rows: pd.DataFrame, generations: pa.Table) -> tuple[pd.DataFrame, int]:
+    """Submitted scores of answers generate still holds; and how many scores were left out as stale."""
+    submitted = rows[(rows["status"] == "submitted") & rows["score"].notna()]
+    submitted = submitted.merge(_current_shas(generations), on=["task_id", "model"], how="left")
+    is_current = (submitted["response_sha"] == submitted["current_sha"]).to_numpy()
+    submitted = submitted[is_current].drop(columns="current_sha")
+    submitted["score"] = submitted["score"].astype(float)
+    return submitted, int((~is_current).sum())
 
 
 def _current_shas(generations: pa.Table) -> pd.DataFrame:
@@ -164,9 +174,10 @@ def _model_means(sums: _Bootstrap, submitted: pd.DataFrame, models: list[str]) -
 def _pairwise(sums: _Bootstrap, models: list[str]) -> dict:
     totals, samples = sums.pair_counts()
     valid, sample_valid = totals.sum(axis=1, keepdims=True), samples.sum(axis=2, keepdims=True)
-    intervals = ratio_intervals(totals.reshape(-1), np.repeat(valid, 3, axis=1).reshape(-1),
-                                samples.reshape(samples.shape[0], -1),
-                                np.repeat(sample_valid, 3, axis=2).reshape(samples.shape[0], -1), sums.confidence)
+    width = len(sums.pairs) * 3
+    intervals = ratio_intervals(totals.reshape(width), np.repeat(valid, 3, axis=1).reshape(width),
+                                samples.reshape(len(samples), width),
+                                np.repeat(sample_valid, 3, axis=2).reshape(len(samples), width), sums.confidence)
     result = {}
     for k, (i, j) in enumerate(sums.pairs):
         entry: dict = {"tasks": int(valid[k, 0])}

@@ -1,0 +1,174 @@
+"""export: annotated answers -> fine-tuning data in TRL's formats.
+
+SFT rows are conversational (`messages`): per task, an annotator's corrected response when one was written, else the
+best answer when its score reaches `export.sft_min_score`. DPO rows are conversational preferences (`prompt`,
+`chosen`, `rejected`, each a list of messages): every pair of answers whose scores differ by `export.dpo_min_margin`
+or more, and each correction against the worst original. Train and test are split by task, so no task is in both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from llm_feedback.analysis import aggregate_scores, current_scores
+from llm_feedback.artifacts import MESSAGE
+from llm_feedback.errors import ConfigError, PipelineError
+from llm_feedback.params import ExportParams
+
+SFT_SCHEMA = pa.schema([
+    pa.field("messages", pa.list_(MESSAGE), nullable=False),
+    pa.field("task_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),  # correction | model
+    pa.field("model", pa.string()),  # null for a correction
+    pa.field("score", pa.float64()),
+])
+DPO_SCHEMA = pa.schema([
+    pa.field("prompt", pa.list_(MESSAGE), nullable=False),
+    pa.field("chosen", pa.list_(MESSAGE), nullable=False),
+    pa.field("rejected", pa.list_(MESSAGE), nullable=False),
+    pa.field("task_id", pa.string(), nullable=False),
+    pa.field("chosen_model", pa.string(), nullable=False),  # "correction" for an annotator's corrected response
+    pa.field("rejected_model", pa.string(), nullable=False),
+    pa.field("score_chosen", pa.float64()),
+    pa.field("score_rejected", pa.float64(), nullable=False),
+])
+CORRECTION = "correction"
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Exported:
+    sft: dict[str, pa.Table]
+    dpo: dict[str, pa.Table]
+
+    def line(self) -> str:
+        return (f"SFT {self.sft['train'].num_rows} train + {self.sft['test'].num_rows} test, "
+                f"DPO {self.dpo['train'].num_rows} train + {self.dpo['test'].num_rows} test")
+
+
+def build_exports(annotations: pa.Table, generations: pa.Table, tasks: pa.Table, compare: list[str], aggregate: str,
+                  params: ExportParams) -> Exported:
+    rows = annotations.to_pandas()
+    submitted, _ = current_scores(rows, generations)
+    scores = aggregate_scores(submitted, aggregate)
+    instructions = dict(zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist()))
+    answers = {(t, m): r for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))
+               if r is not None}
+    corrections = _corrections(rows)
+    rank = {m: k for k, m in enumerate(compare)}
+
+    sft, dpo = [], []
+    by_task = {t: group for t, group in scores.groupby("task_id", sort=True)} if not scores.empty else {}
+    for task_id in sorted(set(by_task) | set(corrections)):
+        if task_id not in instructions:
+            continue
+        prompt = [{"role": "user", "content": instructions[task_id]}]
+        scored = []
+        if task_id in by_task:
+            group = by_task[task_id]
+            scored = sorted(((float(s), m) for m, s in zip(group["model"], group["score"]) if (task_id, m) in answers),
+                            key=lambda sm: (-sm[0], rank.get(sm[1], len(rank)), sm[1]))
+        if task_id in corrections:
+            sft.append({"messages": prompt + [_assistant(corrections[task_id])], "task_id": task_id,
+                        "source": CORRECTION, "model": None, "score": None})
+            if scored:
+                worst_score, worst = scored[-1]
+                dpo.append(_pair(prompt, task_id, corrections[task_id], CORRECTION, None, answers[(task_id, worst)],
+                                 worst, worst_score))
+        elif scored and scored[0][0] >= params.sft_min_score:
+            best_score, best = scored[0]
+            sft.append({"messages": prompt + [_assistant(answers[(task_id, best)])], "task_id": task_id,
+                        "source": "model", "model": best, "score": best_score})
+        for (high, better), (low, worse) in itertools.combinations(scored, 2):
+            if high - low >= params.dpo_min_margin:
+                dpo.append(_pair(prompt, task_id, answers[(task_id, better)], better, high, answers[(task_id, worse)],
+                                 worse, low))
+    return Exported(_split(sft, SFT_SCHEMA, params), _split(dpo, DPO_SCHEMA, params))
+
+
+def _assistant(text: str) -> dict:
+    return {"role": "assistant", "content": text}
+
+
+def _pair(prompt: list[dict], task_id: str, chosen: str, chosen_model: str, chosen_score: float | None, rejected: str,
+          rejected_model: str, rejected_score: float) -> dict:
+    return {"prompt": prompt, "chosen": [_assistant(chosen)], "rejected": [_assistant(rejected)], "task_id": task_id,
+            "chosen_model": chosen_model, "rejected_model": rejected_model, "score_chosen": chosen_score,
+            "score_rejected": rejected_score}
+
+
+def _corrections(rows: pd.DataFrame) -> dict[str, str]:
+    """Per task, the most recent corrected response an annotator submitted."""
+    written = rows[(rows["status"] == "submitted") & rows["corrected_response"].notna()]
+    written = written[written["corrected_response"].str.strip() != ""]
+    latest = written.sort_values(["task_id", "updated_at", "annotator"]).drop_duplicates("task_id", keep="last")
+    return dict(zip(latest["task_id"], latest["corrected_response"]))
+
+
+def in_test_split(task_id: str, seed: int, fraction: float) -> bool:
+    """A stable draw per task: adding tasks later never moves an old one between train and test."""
+    draw = int.from_bytes(hashlib.sha256(f"{seed}:{task_id}".encode()).digest()[:8], "big") / 2**64
+    return draw < fraction
+
+
+def _split(rows: list[dict], schema: pa.Schema, params: ExportParams) -> dict[str, pa.Table]:
+    test = [in_test_split(r["task_id"], params.seed, params.test_fraction) for r in rows]
+    return {
+        "train": pa.Table.from_pylist([r for r, t in zip(rows, test) if not t], schema=schema),
+        "test": pa.Table.from_pylist([r for r, t in zip(rows, test) if t], schema=schema),
+    }
+
+
+def write_exports(exported: Exported, folder: Path) -> None:
+    """<folder>/{sft,dpo}/{train,test}.{parquet,jsonl} and a dataset card naming both configs, replaced together."""
+    staging = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    for kind, tables in (("sft", exported.sft), ("dpo", exported.dpo)):
+        (staging / kind).mkdir(parents=True)
+        for split, table in tables.items():
+            pq.write_table(table, staging / kind / f"{split}.parquet", compression="zstd")
+            with (staging / kind / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+                for row in table.to_pylist():
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (staging / "README.md").write_text(_card(exported), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+
+
+def _card(exported: Exported) -> str:
+    configs = []
+    for kind in ("sft", "dpo"):
+        files = "".join(f"  - split: {split}\n    path: {kind}/{split}.parquet\n" for split in SPLITS)
+        configs.append(f"- config_name: {kind}\n  data_files:\n{files}")
+    return ("---\nconfigs:\n" + "".join(configs) + "---\n\n# Training data from human annotations\n\n"
+            f"- `sft`: conversational (`messages`) rows: {exported.line()}.\n"
+            "- `dpo`: conversational preferences (`prompt`, `chosen`, `rejected`).\n\n"
+            "Load with `datasets.load_dataset(<repo>, \"sft\")` or `\"dpo\"`; both are in TRL's formats.\n")
+
+
+def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
+    """Upload the export folder as a dataset repository; the token comes from HF_TOKEN only."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    token = os.environ.get("HF_TOKEN", "").strip()
+    if not token:
+        raise ConfigError(f"export.push_to_hub is {repo_id}: export HF_TOKEN with write access, or set it to null")
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
+                                   commit_message="Update SFT and DPO exports")
+    except HfHubHTTPError as e:
+        raise PipelineError(f"could not push to the Hub dataset {repo_id}: {str(e).splitlines()[0]}") from None
+    return str(getattr(commit, "commit_url", f"https://huggingface.co/datasets/{repo_id}"))

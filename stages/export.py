@@ -1,0 +1,24 @@
+"""DVC stage `export`: annotations -> SFT and DPO datasets in TRL's formats under data/export/ (optionally the Hub)."""
+
+from llm_feedback.artifacts import ANNOTATIONS, GENERATIONS, TASKS, read_table
+from llm_feedback.export import build_exports, push_to_hub, write_exports
+from llm_feedback.params import load_params
+from llm_feedback.stage import run_stage
+
+
+def main() -> str:
+    params = load_params()
+    paths = params.paths
+    exported = build_exports(
+        read_table(paths.annotations, ANNOTATIONS), read_table(paths.generations, GENERATIONS),
+        read_table(paths.tasks, TASKS), params.compare, params.analyze.aggregate, params.export,
+    )
+    write_exports(exported, paths.export)
+    line = f"{exported.line()} -> {paths.export}"
+    if params.export.push_to_hub:
+        line += f"; pushed to {push_to_hub(paths.export, params.export.push_to_hub, params.export.private)}"
+    return line
+
+
+if __name__ == "__main__":
+    run_stage("export", main)
