@@ -130,12 +130,17 @@ def _split(rows: list[dict], schema: pa.Schema, params: ExportParams) -> dict[st
 
 
 def write_exports(exported: Exported, folder: Path) -> None:
-    """<folder>/{sft,dpo}/{train,test}.{parquet,jsonl} and a dataset card naming both configs, replaced together."""
+    """<folder>/{sft,dpo}/{train,test}.{parquet,jsonl} and a dataset card naming the configs, replaced together.
+
+    A split without rows is not written: `datasets` cannot load an empty parquet file."""
     staging = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     for kind, tables in (("sft", exported.sft), ("dpo", exported.dpo)):
-        (staging / kind).mkdir(parents=True)
         for split, table in tables.items():
+            if not table.num_rows:
+                continue
+            (staging / kind).mkdir(exist_ok=True)
             pq.write_table(table, staging / kind / f"{split}.parquet", compression="zstd")
             with (staging / kind / f"{split}.jsonl").open("w", encoding="utf-8") as f:
                 for row in table.to_pylist():
@@ -147,10 +152,12 @@ def write_exports(exported: Exported, folder: Path) -> None:
 
 def _card(exported: Exported) -> str:
     configs = []
-    for kind in ("sft", "dpo"):
-        files = "".join(f"  - split: {split}\n    path: {kind}/{split}.parquet\n" for split in SPLITS)
-        configs.append(f"- config_name: {kind}\n  data_files:\n{files}")
-    return ("---\nconfigs:\n" + "".join(configs) + "---\n\n# Training data from human annotations\n\n"
+    for kind, tables in (("sft", exported.sft), ("dpo", exported.dpo)):
+        files = "".join(f"  - split: {split}\n    path: {kind}/{split}.parquet\n" for split in SPLITS if tables[split].num_rows)
+        if files:
+            configs.append(f"- config_name: {kind}\n  data_files:\n{files}")
+    header = ("---\nconfigs:\n" + "".join(configs) + "---\n\n") if configs else ""
+    return (header + "# Training data from human annotations\n\n"
             f"- `sft`: conversational (`messages`) rows: {exported.line()}.\n"
             "- `dpo`: conversational preferences (`prompt`, `chosen`, `rejected`).\n\n"
             "Load with `datasets.load_dataset(<repo>, \"sft\")` or `\"dpo\"`; both are in TRL's formats.\n")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 BLOCK_BYTES = 64 * 2**20  # peak size of one block of resample counts
+MULTINOMIAL_UNITS = 4096  # up to this many distinct units, resamples come straight from a multinomial
 
 
 @dataclass(frozen=True)
@@ -23,27 +24,38 @@ class Interval:
     high: float | None
 
 
-def resample_blocks(n_units: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
-    """Blocks of bootstrap resamples as (block, n_units) counts (how often each unit was drawn); the same seed gives
-    the same resamples."""
+def resample_blocks(weights: np.ndarray, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """Blocks of bootstrap resamples as (block, units) counts: how often each unit was drawn. A unit of weight k
+    stands for k identical tasks, so every resample draws sum(weights) tasks. The same seed gives the same draws."""
     rng = np.random.default_rng(seed)
-    per_block = max(1, min(resamples, BLOCK_BYTES // (8 * max(n_units, 1))))
+    weights = np.asarray(weights, dtype=np.int64)
+    units, tasks = len(weights), int(weights.sum())
+    per_block = max(1, min(resamples, BLOCK_BYTES // (8 * max(units, tasks if units > MULTINOMIAL_UNITS else 1))))
+    task_unit = np.repeat(np.arange(units), weights) if units > MULTINOMIAL_UNITS else None
     done = 0
     while done < resamples:
         size = min(per_block, resamples - done)
-        drawn = rng.integers(0, n_units, size=(size, n_units)) + (np.arange(size) * n_units)[:, None]
-        yield np.bincount(drawn.ravel(), minlength=size * n_units).reshape(size, n_units).astype(np.float64)
+        if task_unit is None:  # few distinct units: draw straight from their multinomial
+            counts = rng.multinomial(tasks, weights / tasks, size=size)
+        else:  # many: draw tasks, count them per unit
+            drawn = task_unit[rng.integers(0, tasks, size=(size, tasks))] + (np.arange(size) * units)[:, None]
+            counts = np.bincount(drawn.ravel(), minlength=size * units).reshape(size, units)
+        yield counts.astype(np.float64)
         done += size
 
 
 def bootstrap_sums(values: np.ndarray, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column sums of a (units, K) matrix, over all units and over each resample: shapes (K,) and (resamples, K).
+    """Column sums of a (tasks, K) matrix, over all tasks and over each resample of tasks: shapes (K,) and
+    (resamples, K).
 
     Every statistic here is a function of such sums (a mean is a score sum over a count; Bradley-Terry needs win
-    counts), so one pass over the resamples serves them all."""
+    counts), so one pass over the resamples serves them all. Tasks with identical rows are drawn as one unit with
+    their multiplicity, which is the same bootstrap: scores on a 0-7 scale leave few distinct rows, and drawing
+    from a multinomial over a few hundred of them is far cheaper than drawing 50k task indices per resample."""
     if values.shape[0] == 0:
         return values.sum(axis=0), np.zeros((0, values.shape[1]))
-    samples = [counts @ values for counts in resample_blocks(values.shape[0], resamples, seed)]
+    patterns, multiplicity = np.unique(values, axis=0, return_counts=True)
+    samples = [counts @ patterns for counts in resample_blocks(multiplicity, resamples, seed)]
     return values.sum(axis=0), np.vstack(samples)
 
 

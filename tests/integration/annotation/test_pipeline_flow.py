@@ -1,8 +1,10 @@
-"""The whole flow through `dvc repro`, as a user runs it: fetch to pull against the embedded server, then annotations
-arrive and only pull's output changes; with nothing new, pull's output is byte-identical and dvc.lock stays put."""
+"""The whole flow through `dvc repro`, as a user runs it: fetch to export against the embedded server. Annotations
+arrive and only pull, analyze and export rerun; `dvc metrics diff` shows the scores move; with nothing new, pull's
+output is byte-identical, analyze and export are skipped, and nothing changes in git."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -36,8 +38,10 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
         run(["git", "commit", "-qm", "project"], repo)
 
         first = run(["dvc", "repro"], repo)
-        for line in ("generate: 8 generations", "push: 4 records in llm-feedback/dvc-flow", "pull: 0 of 4 records annotated"):
+        for line in ("generate: 8 generations", "push: 4 records in llm-feedback/dvc-flow", "pull: 0 of 4 records annotated",
+                     "analyze: 0 of 4 tasks scored; mean score: none yet", "export: SFT 0 train + 0 test"):
             assert line in first.stdout, first.stdout
+        assert "No submitted scores yet" in (repo / "reports/report.md").read_text()
         run(["git", "add", "-A"], repo)
         run(["git", "commit", "-qm", "pushed"], repo)
 
@@ -51,11 +55,21 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
         second = run(["dvc", "repro"], repo)
         assert "Stage 'push' didn't change, skipping" in second.stdout
         assert "pull: 2 of 4 records annotated; responses: 2 submitted; 1 annotators" in second.stdout
+        assert "analyze: 2 of 4 tasks scored" in second.stdout
         annotations = pq.read_table(repo / "data/annotations.parquet")
         assert annotations.num_rows == 4 and set(annotations.column("annotator").to_pylist()) == {"flow-rater"}
+        shown_first = {r["model"] for r in annotations.to_pylist() if r["position"] == 1}
+        metrics = json.loads((repo / "metrics.json").read_text())
+        for model in ("a", "b"):
+            scores = [6 if r["position"] == 1 else 1 for r in annotations.to_pylist() if r["model"] == model]
+            assert metrics["models"][model]["mean"] == sum(scores) / len(scores), (shown_first, metrics["models"])
+        diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
+        assert json.loads(diff)["metrics.json"]["models.a.mean"]["old"] is None
         run(["git", "add", "-A"], repo)
         run(["git", "commit", "-qm", "annotated"], repo)
 
         third = run(["dvc", "repro"], repo)
         assert "Running stage 'pull'" in third.stdout
-        assert run(["git", "status", "--porcelain"], repo).stdout == "", "nothing new: same artifact, same dvc.lock"
+        assert "Stage 'analyze' didn't change, skipping" in third.stdout
+        assert "Stage 'export' didn't change, skipping" in third.stdout
+        assert run(["git", "status", "--porcelain"], repo).stdout == "", "nothing new: same artifacts, same dvc.lock"

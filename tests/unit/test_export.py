@@ -1,0 +1,147 @@
+"""export on a case worked out by hand; the files load with `datasets` and pass TRL's own format helpers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from llm_feedback.artifacts import ANNOTATIONS, TASKS, text_sha
+from llm_feedback.errors import ConfigError
+from llm_feedback.export import build_exports, in_test_split, push_to_hub, write_exports
+from llm_feedback.params import ExportParams
+from tests.synthetic_annotations import generations_for
+
+TASK_IDS = ["t1", "t2", "t3", "t4"]
+GENERATIONS = generations_for(TASK_IDS, ["a", "b"])
+ANSWER = {(t, m): r for t, m, r in zip(*(GENERATIONS.column(c).to_pylist() for c in ("task_id", "model", "response")))}
+TASKS_TABLE = TASKS.validate(pa.table({"task_id": TASK_IDS, "instruction": [f"Task {t}" for t in TASK_IDS],
+                                       "source": ["s"] * 4, "source_row": list(range(4))}), "tasks")
+
+
+def rows(task: str, annotator: str, scores: dict[str, int | None], status: str = "submitted",
+         corrected: str | None = None, minute: int = 0) -> list[dict]:
+    return [{"record_id": task, "task_id": task, "annotator": annotator, "model": m, "position": p,
+             "response_sha": text_sha(ANSWER[(task, m)]), "score": s, "status": status, "to_correct": None,
+             "corrected_response": corrected, "comments": None,
+             "updated_at": datetime(2026, 1, 1, 0, minute, tzinfo=timezone.utc)}
+            for p, (m, s) in enumerate(scores.items(), 1)]
+
+
+ANNOTATIONS_TABLE = pa.Table.from_pylist(
+    rows("t1", "x", {"a": 6, "b": 2}) + rows("t1", "y", {"a": 7, "b": 3})  # mean a 6.5, b 2.5
+    + rows("t2", "x", {"a": 3, "b": 4})  # nothing reaches 6, margin 1
+    + rows("t3", "x", {"a": 2, "b": 1}, corrected="old fix", minute=1)
+    + rows("t3", "y", {"a": 2, "b": 1}, corrected="```python\nfixed()\n```", minute=2)  # the latest correction wins
+    + rows("t4", "x", {"a": 7, "b": None}, status="draft"),  # drafts never count
+    schema=ANNOTATIONS.schema)
+
+
+def user(task: str) -> list[dict]:
+    return [{"role": "user", "content": f"Task {task}"}]
+
+
+def assistant(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def test_sft_and_dpo_rows_by_hand() -> None:
+    exported = build_exports(ANNOTATIONS_TABLE, GENERATIONS, TASKS_TABLE, ["a", "b"], "mean",
+                             ExportParams(sft_min_score=6, dpo_min_margin=2, test_fraction=0.0))
+    assert exported.sft["test"].num_rows == exported.dpo["test"].num_rows == 0
+    assert exported.sft["train"].to_pylist() == [
+        {"messages": user("t1") + assistant(ANSWER[("t1", "a")]), "task_id": "t1", "source": "model", "model": "a",
+         "score": 6.5},
+        {"messages": user("t3") + assistant("```python\nfixed()\n```"), "task_id": "t3", "source": "correction",
+         "model": None, "score": None},
+    ]
+    assert exported.dpo["train"].to_pylist() == [
+        {"prompt": user("t1"), "chosen": assistant(ANSWER[("t1", "a")]), "rejected": assistant(ANSWER[("t1", "b")]),
+         "task_id": "t1", "chosen_model": "a", "rejected_model": "b", "score_chosen": 6.5, "score_rejected": 2.5},
+        {"prompt": user("t3"), "chosen": assistant("```python\nfixed()\n```"), "rejected": assistant(ANSWER[("t3", "b")]),
+         "task_id": "t3", "chosen_model": "correction", "rejected_model": "b", "score_chosen": None,
+         "score_rejected": 1.0},
+    ]
+    median = build_exports(ANNOTATIONS_TABLE, GENERATIONS, TASKS_TABLE, ["a", "b"], "majority",
+                           ExportParams(sft_min_score=6.5, test_fraction=0.0))
+    assert [r["task_id"] for r in median.sft["train"].to_pylist()] == ["t3"], "majority of (6, 7) is 6 < 6.5"
+
+
+def test_the_split_is_by_task_stable_and_seeded() -> None:
+    ids = [f"task-{i}" for i in range(2000)]
+    test = {t for t in ids if in_test_split(t, 0, 0.1)}
+    assert 150 < len(test) < 250
+    assert test == {t for t in ids if in_test_split(t, 0, 0.1)}
+    assert test != {t for t in ids if in_test_split(t, 1, 0.1)}
+    assert test <= {t for t in ids if in_test_split(t, 0, 0.2)}, "a larger test share only adds tasks"
+
+
+def test_files_load_with_datasets_and_pass_trls_format_helpers(tmp_path: Path, tiny_tokenizer: Path) -> None:
+    import datasets
+    from transformers import AutoTokenizer
+    from trl.data_utils import apply_chat_template, is_conversational
+
+    seed = next(s for s in range(100) if not in_test_split("t1", s, 0.5) and in_test_split("t3", s, 0.5))
+    exported = build_exports(ANNOTATIONS_TABLE, GENERATIONS, TASKS_TABLE, ["a", "b"], "mean",
+                             ExportParams(test_fraction=0.5, seed=seed))
+    write_exports(exported, tmp_path / "export")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer)
+    for kind, count in (("sft", 2), ("dpo", 2)):
+        loaded = datasets.load_dataset(str(tmp_path / "export"), kind)
+        assert sum(len(split) for split in loaded.values()) == count
+        for split in loaded:
+            jsonl = datasets.load_dataset("json", data_files=str(tmp_path / "export" / kind / f"{split}.jsonl"))["train"]
+            assert jsonl.to_list() == loaded[split].to_list()
+        for split in loaded.values():
+            for example in split:
+                assert is_conversational(example)
+                rendered = apply_chat_template(example, tokenizer)
+                assert all(isinstance(v, str) and v for v in rendered.values())
+    train_tasks = set(datasets.load_dataset(str(tmp_path / "export"), "sft")["train"]["task_id"])
+    test_tasks = set(datasets.load_dataset(str(tmp_path / "export"), "dpo")["test"]["task_id"])
+    assert train_tasks == {"t1"} and test_tasks == {"t3"}, "a task is in train or in test, for SFT and DPO alike"
+
+    only_train = build_exports(ANNOTATIONS_TABLE, GENERATIONS, TASKS_TABLE, ["a", "b"], "mean", ExportParams(test_fraction=0))
+    write_exports(only_train, tmp_path / "export")
+    assert not list((tmp_path / "export").rglob("test.*")), "an empty split is not written (datasets cannot load it)"
+    assert "split: test" not in (tmp_path / "export/README.md").read_text()
+    assert set(datasets.load_dataset(str(tmp_path / "export"), "dpo")) == {"train"}
+
+
+class FakeHub:
+    """Stands in for the Hugging Face Hub, which tests cannot reach."""
+
+    calls: list[tuple] = []
+
+    def __init__(self, token: str) -> None:
+        FakeHub.calls.append(("init", token))
+
+    def create_repo(self, repo_id: str, **kwargs) -> None:
+        FakeHub.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, folder_path: str, repo_id: str, **kwargs):
+        FakeHub.calls.append(("upload_folder", sorted(p.name for p in Path(folder_path).rglob("*.parquet")), repo_id))
+        return type("Commit", (), {"commit_url": f"https://huggingface.co/datasets/{repo_id}/commit/abc"})()
+
+
+def test_push_to_hub_uploads_the_folder_with_the_token_from_the_environment(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    write_exports(build_exports(ANNOTATIONS_TABLE, GENERATIONS, TASKS_TABLE, ["a", "b"], "mean",
+                                ExportParams(test_fraction=0)), tmp_path / "export")
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    FakeHub.calls = []
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="export HF_TOKEN"):
+        push_to_hub(tmp_path / "export", "org/feedback", private=True)
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_write_token")
+    url = push_to_hub(tmp_path / "export", "org/feedback", private=True)
+    assert url.endswith("org/feedback/commit/abc")
+    assert FakeHub.calls == [
+        ("init", "hf_fake_write_token"),
+        ("create_repo", "org/feedback", {"repo_type": "dataset", "private": True, "exist_ok": True}),
+        ("upload_folder", ["train.parquet", "train.parquet"], "org/feedback"),
+    ]
