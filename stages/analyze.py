@@ -2,7 +2,7 @@
 
 from llm_feedback.analysis import analyze
 from llm_feedback.annotation.receipt import read_receipt
-from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, GENERATIONS, JUDGMENTS, TASKS, read_table
+from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, GENERATIONS, JUDGMENTS, TASKS, read_optional, read_table
 from llm_feedback.params import load_params
 from llm_feedback.report import write_metrics, write_plot_data, write_reports
 from llm_feedback.stage import run_stage
@@ -15,8 +15,7 @@ def main() -> str:
     generations = read_table(paths.generations, GENERATIONS)
     result = analyze(
         read_table(paths.annotations, ANNOTATIONS), generations, params.compare, params.analyze, receipt.records,
-        read_table(paths.judgments, JUDGMENTS) if paths.judgments.exists() else None,
-        read_table(paths.executions, EXECUTIONS) if paths.executions.exists() else None,
+        read_optional(paths.judgments, JUDGMENTS), read_optional(paths.executions, EXECUTIONS),
     )
     how_to_annotate = (
         f"Create logins with `.venv/bin/llm-feedback annotators add NAME...`, send annotators to {receipt.url} "

@@ -2,7 +2,7 @@
 
 from llm_feedback.annotation.push import push
 from llm_feedback.annotation.receipt import Receipt, read_receipt
-from llm_feedback.artifacts import EXECUTIONS, GENERATIONS, JUDGMENTS, TASKS, read_table
+from llm_feedback.artifacts import EXECUTIONS, GENERATIONS, JUDGMENTS, TASKS, read_optional, read_table
 from llm_feedback.errors import InputError
 from llm_feedback.params import load_params
 from llm_feedback.stage import run_stage
@@ -13,9 +13,8 @@ def main() -> str:
     paths = params.paths
     tasks = read_table(paths.tasks, TASKS)
     generations = read_table(paths.generations, GENERATIONS)
-    judgments = read_table(paths.judgments, JUDGMENTS) if paths.judgments.exists() else None
-    executions = read_table(paths.executions, EXECUTIONS) if paths.executions.exists() else None
-    result = push(params, tasks, generations, _previous(paths.push_receipt), judgments, executions)
+    result = push(params, tasks, generations, _previous(paths.push_receipt), read_optional(paths.judgments, JUDGMENTS),
+                  read_optional(paths.executions, EXECUTIONS))
     result.receipt.write(paths.push_receipt)
     return f"{result.line()} -> {paths.push_receipt}"
 

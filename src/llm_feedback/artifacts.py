@@ -118,6 +118,7 @@ EXECUTIONS = ArtifactSchema(
             pa.field("tests_total", pa.int64()),
             pa.field("duration_s", pa.float64()),
             pa.field("stderr_tail", pa.string()),
+            pa.field("run_hash", pa.string(), nullable=False),  # code, tests and limits: an unchanged run is reused
         ]
     ),
 )
@@ -169,6 +170,15 @@ def write_table(table: pa.Table, path: Path, artifact: ArtifactSchema) -> None:
     table = artifact.validate(table, str(path))
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
+
+
+def read_optional(path: Path, artifact: ArtifactSchema) -> pa.Table | None:
+    """The artifact of an optional stage (judge, execute): None when the stage is switched off (no file, or none
+    of its rows)."""
+    if not Path(path).exists():
+        return None
+    table = read_table(path, artifact)
+    return table if table.num_rows else None
 
 
 def read_table(path: Path, artifact: ArtifactSchema) -> pa.Table:

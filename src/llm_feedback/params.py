@@ -195,6 +195,21 @@ class ExportParams(Strict):
     private: bool = True
 
 
+class ExecuteParams(Strict):
+    """Running each answer's code with its task's tests, in a sandbox."""
+
+    enabled: bool = False
+    tests_column: str | None = "tests"  # a task column of asserts (the sample's)
+    reference_column: str | None = None  # else: a column holding a reference solution that ends with asserts
+    cpu_s: int = Field(default=10, ge=1, le=3600)
+    wall_s: float = Field(default=30.0, gt=0, le=3600)
+    memory_mb: int = Field(default=1024, ge=64)
+    file_mb: int = Field(default=16, ge=1)
+    processes: int = Field(default=32, ge=1)
+    workers: int | None = Field(default=None, ge=1)  # default and cap: the number of cores
+    python: str | None = None  # the interpreter for generated code (default: the pipeline's, if others may read it)
+
+
 class Params(Strict):
     paths: Paths = Field(default_factory=Paths)
     fetch: FetchParams = Field(default_factory=FetchParams)
@@ -203,6 +218,7 @@ class Params(Strict):
     generate: GenerateParams = Field(default_factory=GenerateParams)
     argilla: ArgillaParams = Field(default_factory=ArgillaParams)
     annotation: AnnotationParams = Field(default_factory=AnnotationParams)
+    execute: ExecuteParams = Field(default_factory=ExecuteParams)
     analyze: AnalyzeParams = Field(default_factory=AnalyzeParams)
     export: ExportParams = Field(default_factory=ExportParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)

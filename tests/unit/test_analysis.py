@@ -84,7 +84,7 @@ def test_judge_and_execution_agreement_with_humans() -> None:
          for (t, m), s in human.items()], schema=JUDGMENTS.schema)
     executions = pa.Table.from_pylist(
         [{"task_id": t, "model": m, "status": "pass" if m == "a" else "fail", "tests_passed": None, "tests_total": None,
-          "duration_s": 0.1, "stderr_tail": None} for t in ids for m in ("a", "b")], schema=EXECUTIONS.schema)
+          "duration_s": 0.1, "stderr_tail": None, "run_hash": "h"} for t in ids for m in ("a", "b")], schema=EXECUTIONS.schema)
     result = analyze(annotations, generations_for(ids, ["a", "b"]), ["a", "b"], AnalyzeParams(bootstrap=100),
                      judgments=judgments, executions=executions)
     judge = result.metrics["judge"]

@@ -187,7 +187,7 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
           "rationale": "ok", "error": None, "request_hash": "h"} for t in ids for m in MODELS[:2]], schema=JUDGMENTS.schema)
     executions = pa.Table.from_pylist(
         [{"task_id": t, "model": m, "status": "pass" if m == "alpha" else "fail", "tests_passed": 1, "tests_total": 1,
-          "duration_s": 0.1, "stderr_tail": None} for t in ids for m in MODELS[:2]], schema=EXECUTIONS.schema)
+          "duration_s": 0.1, "stderr_tail": None, "run_hash": "h"} for t in ids for m in MODELS[:2]], schema=EXECUTIONS.schema)
     plain = push(params, tasks, make_generations(tasks, MODELS[:2]))
     pushed = push(params, tasks, make_generations(tasks, MODELS[:2]), plain.receipt, judgments, executions)
     assert pushed.settings_changes == ("metadata execution_response_1", "metadata execution_response_2")
