@@ -43,8 +43,14 @@ def extract_code(response: str) -> str | None:
 
 def split_statements(source: str) -> tuple[str, ...]:
     """Top-level statements as separate snippets, so each test passes or fails on its own."""
-    tree = ast.parse(source)
-    return tuple(ast.get_source_segment(source, node) or "" for node in tree.body)
+    return tuple(_segment(source, node) for node in ast.parse(source).body)
+
+
+def _segment(source: str, node: ast.stmt) -> str:
+    """A statement's whole source, decorators included (ast's own segment starts at `def`)."""
+    lines = source.splitlines()
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return "\n".join(lines[first - 1 : node.end_lineno])
 
 
 def reference_asserts(reference: str) -> tuple[str, ...]:
@@ -54,7 +60,7 @@ def reference_asserts(reference: str) -> tuple[str, ...]:
         tree = ast.parse(code)
     except SyntaxError:
         return ()
-    return tuple(ast.get_source_segment(code, node) or "" for node in tree.body if isinstance(node, ast.Assert))
+    return tuple(_segment(code, node) for node in tree.body if isinstance(node, ast.Assert))
 
 
 def task_tests(tasks: pa.Table, tests_column: str | None, reference_column: str | None, where: str) -> dict[str, tuple[str, ...]]:

@@ -1,0 +1,83 @@
+"""The execute stage on the shipped sample: reference solutions pass their tasks' tests, stubs fail them, prose has
+no code; a rerun reuses every run; switched off, it writes an empty artifact."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from llm_feedback.artifacts import GENERATIONS, TASKS, write_table
+from llm_feedback.params import load_params
+from llm_feedback.sources import fetch_tasks
+from tests.conftest import PROJECT_ROOT
+from tests.unit.test_sample import SOLUTIONS, stub_source
+
+pytestmark = pytest.mark.slow
+MODELS = ["reference", "stub", "chatty"]
+
+
+def answers(name: str) -> dict[str, str]:
+    return {
+        "reference": f"Here it is.\n\n```python\n{SOLUTIONS[name]}```\n",
+        "stub": f"```python\n{stub_source(name)}```",
+        "chatty": "I would be happy to help, but I need more details first.",
+    }
+
+
+def project(folder: Path, enabled: bool) -> Path:
+    params = {
+        "fetch": {"path": str(PROJECT_ROOT / "data/sample/tasks.yaml")},
+        "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
+        "compare": MODELS,
+        "execute": {"enabled": enabled, "cpu_s": 5, "wall_s": 10},
+    }
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    loaded = load_params(folder / "params.yaml")
+    tasks, _ = fetch_tasks(loaded.fetch)
+    write_table(tasks, folder / loaded.paths.tasks, TASKS)
+    names = {t: next(n for n in re.findall(r"`(\w+)`", text) if n in SOLUTIONS)  # the task's function or class
+             for t, text in zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist())}
+    rows = [{"task_id": t, "model": m, "response": answers(name)[m], "finish_reason": "stop", "prompt_tokens": 1,
+             "completion_tokens": 1, "latency_s": 0.1, "attempts": 1, "error": None, "request_hash": t + m}
+            for t, name in names.items() for m in MODELS]
+    write_table(pa.Table.from_pylist(rows, schema=GENERATIONS.schema), folder / loaded.paths.generations, GENERATIONS)
+    return folder
+
+
+def run_execute(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stages.execute"], cwd=folder, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=600)
+
+
+def test_reference_solutions_pass_stubs_fail_and_a_rerun_reuses_every_run(tmp_path: Path) -> None:
+    folder = project(tmp_path, enabled=True)
+    first = run_execute(folder)
+    assert first.returncode == 0, first.stderr
+    assert "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 0 reused" in first.stdout
+    assert "execute: chatty: 0 pass, 0 fail, 0 error, 0 timeout, 44 no_code" in first.stdout
+    assert "own network namespace" in first.stdout
+    table = pq.read_table(folder / "data/executions.parquet").to_pylist()
+    stub = [r for r in table if r["model"] == "stub"]
+    assert all(r["status"] in ("fail", "error") for r in stub) and sum(r["status"] == "fail" for r in stub) > 30
+    reference = [r for r in table if r["model"] == "reference"]
+    assert all(r["tests_passed"] == r["tests_total"] and r["tests_total"] >= 3 for r in reference)
+
+    again = run_execute(folder)
+    assert "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 44 reused" in again.stdout
+    assert "nothing ran" in again.stdout
+    assert pq.read_table(folder / "data/executions.parquet").to_pylist() == table
+
+
+def test_switched_off_it_writes_an_empty_artifact(tmp_path: Path) -> None:
+    folder = project(tmp_path, enabled=False)
+    result = run_execute(folder)
+    assert result.returncode == 0 and "disabled (execute.enabled: false)" in result.stdout
+    assert pq.read_table(folder / "data/executions.parquet").num_rows == 0
