@@ -2,7 +2,9 @@
 
 from llm_feedback.analysis import analyze
 from llm_feedback.annotation.receipt import read_receipt
-from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, GENERATIONS, JUDGMENTS, TASKS, read_optional, read_table
+from llm_feedback.artifacts import (
+    ANNOTATIONS, EXECUTIONS, GENERATIONS, JUDGE_PAIRWISE, JUDGMENTS, TASKS, read_optional, read_table,
+)
 from llm_feedback.params import load_params
 from llm_feedback.report import write_metrics, write_plot_data, write_reports
 from llm_feedback.stage import run_stage
@@ -16,6 +18,7 @@ def main() -> str:
     result = analyze(
         read_table(paths.annotations, ANNOTATIONS), generations, params.compare, params.analyze, receipt.records,
         read_optional(paths.judgments, JUDGMENTS), read_optional(paths.executions, EXECUTIONS),
+        read_optional(paths.judge_pairwise, JUDGE_PAIRWISE),
     )
     how_to_annotate = (
         f"Create logins with `.venv/bin/llm-feedback annotators add NAME...`, send annotators to {receipt.url} "

@@ -70,14 +70,15 @@ def count_tokens(text: str) -> int:
 
 
 def generate(
-    model: str, instruction: str, stop: list[str], max_tokens: int | None, keep_stop: bool
+    model: str, instruction: str, stop: list[str], max_tokens: int | None, keep_stop: bool,
+    answer: Callable[[str, str], str] = canned_answer,
 ) -> tuple[str, Literal["eos", "stop", "length"]]:
     """Apply stop sequences, then the token limit, to the canned answer.
 
     The earliest stop sequence wins; OpenAI cuts the text before it, TGI keeps it (`keep_stop`). A limit shorter than
     the text truncates it to that many words joined by single spaces.
     """
-    text = canned_answer(model, instruction)
+    text = answer(model, instruction)
     reason: Literal["eos", "stop", "length"] = "eos"
     hits = [(text.find(s), -len(s), s) for s in stop if s and s in text]
     if hits:
@@ -143,6 +144,7 @@ class FakeLLMServer:
         self.slow_s = slow_s
         self.script: list[str] = []  # faults for the next generation requests, one each, in arrival order
         self.fail_marker: dict[str, str] = {}  # request text containing a key always gets that fault
+        self.answer: Callable[[str, str], str] = canned_answer  # (model, last user text) -> the answer's text
         self.requests: list[dict[str, Any]] = []  # {"path", "body", "headers" (lower-case keys), "fault"}
         self.in_flight = 0  # normal answers being delayed right now
         self.max_in_flight = 0  # the most seen at once: what a client's concurrency limit really allowed
@@ -317,8 +319,7 @@ class FakeLLMServer:
         text = _last_user_text(body)
         return await self._answer(request, body, text, tgi=False, build=lambda: self._chat_payload(body))
 
-    @staticmethod
-    def _chat_payload(body: Any) -> dict[str, Any]:
+    def _chat_payload(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
             raise ValueError("request body must be a JSON object")
         model, messages = body.get("model"), body.get("messages")
@@ -330,7 +331,8 @@ class FakeLLMServer:
             raise ValueError("stream is not supported by FakeLLMServer")
         limit = body.get("max_completion_tokens")
         limit = _optional_int(limit if limit is not None else body.get("max_tokens"), "max_tokens")
-        text, reason = generate(model, _last_user_text(body), _stop_list(body.get("stop")), limit, keep_stop=False)
+        text, reason = generate(model, _last_user_text(body), _stop_list(body.get("stop")), limit, keep_stop=False,
+                                answer=self.answer)
         prompt_tokens = sum(count_tokens(_content_text(m.get("content"))) for m in messages)
         completion_tokens = count_tokens(text)
         return {

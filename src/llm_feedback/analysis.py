@@ -60,6 +60,7 @@ def analyze(
     records: int | None = None,
     judgments: pa.Table | None = None,
     executions: pa.Table | None = None,
+    judge_pairwise: pa.Table | None = None,
 ) -> Analysis:
     rows = annotations.to_pandas()
     models = list(compare) + sorted(set(rows["model"]) - set(compare))
@@ -76,7 +77,7 @@ def analyze(
         "agreement": _agreement(submitted),
         "annotators": _annotators(submitted),
         "position": _positions(submitted),
-        "judge": _judge(judgments, scores, models) if judgments is not None else None,
+        "judge": _judge(judgments, scores, models, judge_pairwise) if judgments is not None else None,
         "execution": _execution(executions, scores, models) if executions is not None else None,
     }
     return Analysis(json_safe(metrics), scores, submitted, models)
@@ -242,7 +243,7 @@ def _positions(submitted: pd.DataFrame) -> dict:
             for position, rows in submitted.groupby("position", sort=True)}
 
 
-def _judge(judgments: pa.Table, scores: pd.DataFrame, models: list[str]) -> dict:
+def _judge(judgments: pa.Table, scores: pd.DataFrame, models: list[str], pairwise: pa.Table | None) -> dict:
     """How well the judge's scores track the humans': Spearman and quadratic-weighted kappa over (task, model)."""
     from scipy.stats import spearmanr
     from sklearn.metrics import cohen_kappa_score
@@ -257,6 +258,26 @@ def _judge(judgments: pa.Table, scores: pd.DataFrame, models: list[str]) -> dict
         human = np.floor(both["score_human"].to_numpy() + 0.5).astype(int)
         result["kappa_quadratic"] = float(cohen_kappa_score(both["score_judge"].astype(int), human, weights="quadratic",
                                                             labels=list(SCORES)))
+    if pairwise is not None:
+        result["pairwise"] = _judge_pairwise(pairwise.to_pandas())
+    return result
+
+
+def _judge_pairwise(rows: pd.DataFrame) -> dict:
+    """Per pair: how often the judge preferred each side (both orders agreeing), and how often its two orders
+    agreed at all (a judge that always picks the first answer agrees never)."""
+    result = {}
+    for (a, b), group in rows.groupby(["model_a", "model_b"], sort=False):
+        usable = group[group["verdict"].notna()]
+        n = len(usable)
+        consistent = int((usable["a_first"] == usable["b_first"]).sum())
+        result[f"{a}_vs_{b}"] = {
+            "pairs": n,
+            "win": round((usable["verdict"] == a).sum() / n, 4) if n else None,
+            "tie": round((usable["verdict"] == "tie").sum() / n, 4) if n else None,
+            "loss": round((usable["verdict"] == b).sum() / n, 4) if n else None,
+            "consistent": round(consistent / n, 4) if n else None,
+        }
     return result
 
 

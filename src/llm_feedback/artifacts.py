@@ -101,7 +101,25 @@ JUDGMENTS = ArtifactSchema(
             pa.field("score", pa.int64()),  # null when the judge's answer could not be used (see error)
             pa.field("rationale", pa.string()),
             pa.field("error", pa.string()),
+            pa.field("answer", pa.string()),  # the judge's raw answer, kept for audit and as a request cache
             pa.field("request_hash", pa.string(), nullable=False),
+        ]
+    ),
+)
+
+# The judge's pairwise verdicts, asked in both orders: a preference counts only when both orders agree.
+JUDGE_PAIRWISE = ArtifactSchema(
+    "judge pairwise",
+    pa.schema(
+        [
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("model_a", pa.string(), nullable=False),
+            pa.field("model_b", pa.string(), nullable=False),
+            pa.field("judge", pa.string(), nullable=False),
+            pa.field("a_first", pa.string()),  # preferred model (or "tie") with model_a shown first
+            pa.field("b_first", pa.string()),  # ... with model_b shown first
+            pa.field("verdict", pa.string()),  # the agreed model, or "tie" (including when the orders disagree)
+            pa.field("error", pa.string()),
         ]
     ),
 )

@@ -78,6 +78,8 @@ def request_hash(spec: ModelSpec, request: Request) -> str:
         "input": request.prompt if spec.needs_prompt else request.messages,
         "generation": request.generation.model_dump(),
     }
+    if request.json_schema is not None:  # only then, so requests without it keep their hashes
+        key["json_schema"] = request.json_schema
     return hashlib.sha256(json.dumps(key, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -87,15 +89,17 @@ def generate(
     cache_path: Path,
     previous: pa.Table | None,
     make_backend: BackendFactory,
+    json_schema: dict | None = None,
 ) -> tuple[pa.Table, list[ModelSummary]]:
-    """Answer every prompt row; returns the generations table (prompts' row order) and a summary per model."""
+    """Answer every prompt row; returns the generations table (prompts' row order) and a summary per model.
+    `json_schema` asks every backend that can for JSON of that shape (the judge's verdicts)."""
     rows = prompts.select(["task_id", "model", "messages", "prompt"]).to_pylist()
     missing = [name for name in params.compare if name not in {r["model"] for r in rows}]
     if missing:
         raise InputError(f"{params.paths.prompts}: no prompts for model '{missing[0]}' (rerun the format stage)")
     rows = [r for r in rows if r["model"] in params.compare]
     generation = {name: params.models[name].generation_params(params.generation) for name in params.compare}
-    requests = [Request(r["messages"], r["prompt"], generation[r["model"]]) for r in rows]
+    requests = [Request(r["messages"], r["prompt"], generation[r["model"]], json_schema) for r in rows]
     hashes = [request_hash(params.models[r["model"]], q) for r, q in zip(rows, requests)]
 
     cache = GenerationCache(cache_path)

@@ -32,6 +32,8 @@ class Paths(Strict):
     executions: Path = Path("data/executions.parquet")
     push_receipt: Path = Path("data/push.json")
     annotations: Path = Path("data/annotations.parquet")
+    judge_pairwise: Path = Path("data/judge_pairwise.parquet")
+    judge_cache: Path = Path("data/cache/judgments.sqlite")
     metrics: Path = Path("metrics.json")
     plots: Path = Path("plots")
     reports: Path = Path("reports")
@@ -195,6 +197,17 @@ class ExportParams(Strict):
     private: bool = True
 
 
+class JudgeParams(Strict):
+    """An LLM judge scoring every answer with the annotators' rubric."""
+
+    enabled: bool = False
+    model: str | None = None  # a name under models:, compared or not
+    rubric: Path = Path("annotation/rating_tooltip.md")
+    json_mode: bool = True  # ask for JSON where the backend can (OpenAI response_format, TGI grammar)
+    pairwise: bool = False  # also ask which answer is better, in both orders
+    max_new_tokens: int = Field(default=512, ge=16)
+
+
 class ExecuteParams(Strict):
     """Running each answer's code with its task's tests, in a sandbox."""
 
@@ -218,6 +231,7 @@ class Params(Strict):
     generate: GenerateParams = Field(default_factory=GenerateParams)
     argilla: ArgillaParams = Field(default_factory=ArgillaParams)
     annotation: AnnotationParams = Field(default_factory=AnnotationParams)
+    judge: JudgeParams = Field(default_factory=JudgeParams)
     execute: ExecuteParams = Field(default_factory=ExecuteParams)
     analyze: AnalyzeParams = Field(default_factory=AnalyzeParams)
     export: ExportParams = Field(default_factory=ExportParams)
@@ -242,6 +256,9 @@ class Params(Strict):
                 raise ValueError(f"compare[{i}]: {name!r} is not declared under models: (declared: {declared})")
         if len(set(self.compare)) != len(self.compare):
             raise ValueError("compare: lists a model twice")
+        if self.judge.enabled and self.judge.model not in self.models:
+            declared = ", ".join(self.models) or "none"
+            raise ValueError(f"judge.model: {self.judge.model!r} is not declared under models: (declared: {declared})")
         return self
 
 

@@ -80,7 +80,7 @@ def test_judge_and_execution_agreement_with_humans() -> None:
     annotations = annotations_for(ids, {"a": 5.5, "b": 2.5}, {"x": 0, "y": 0}, noise=0.3)
     human = {(t, m): s for t, m, s in zip(*(annotations.column(c).to_pylist() for c in ("task_id", "model", "score")))}
     judgments = pa.Table.from_pylist(
-        [{"task_id": t, "model": m, "judge": "j", "score": s, "rationale": None, "error": None, "request_hash": "h"}
+        [{"task_id": t, "model": m, "judge": "j", "score": s, "rationale": None, "error": None, "answer": None, "request_hash": "h"}
          for (t, m), s in human.items()], schema=JUDGMENTS.schema)
     executions = pa.Table.from_pylist(
         [{"task_id": t, "model": m, "status": "pass" if m == "a" else "fail", "tests_passed": None, "tests_total": None,

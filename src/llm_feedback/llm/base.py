@@ -15,6 +15,7 @@ class Request:
     messages: list[dict[str, str]]
     prompt: str | None
     generation: GenerationParams
+    json_schema: dict | None = None  # ask for JSON of this shape where the backend has a JSON or grammar mode
 
 
 @dataclass(frozen=True)

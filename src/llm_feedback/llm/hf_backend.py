@@ -57,6 +57,7 @@ class HFBackend:
             top_p=gen.top_p,
             seed=gen.seed,
             stop=gen.stop or None,
+            response_format={"type": "json", "value": request.json_schema} if request.json_schema else None,
         )
         choice = response.choices[0]
         usage = response.usage
@@ -80,6 +81,7 @@ class HFBackend:
             top_p=gen.top_p if gen.top_p < 1.0 else None,
             seed=gen.seed,
             stop=gen.stop or None,
+            grammar={"type": "json", "value": request.json_schema} if request.json_schema else None,
         )
         text, stopped = cut_at_stop(output.generated_text, gen.stop)
         details = output.details

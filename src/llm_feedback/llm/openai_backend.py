@@ -42,6 +42,8 @@ class OpenAIBackend:
             "seed": gen.seed,
             "stop": gen.stop or None,
         }
+        if request.json_schema is not None:
+            body["response_format"] = {"type": "json_object"}  # the mode OpenAI, vLLM, Ollama and llama.cpp share
         try:
             async with self._session.post(self._url, json=body, headers=self._headers) as response:
                 payload = await response.read()

@@ -184,7 +184,7 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
     ids = tasks.column("task_id").to_pylist()
     judgments = pa.Table.from_pylist(
         [{"task_id": t, "model": m, "judge": "judge-llm", "score": 6 if m == "alpha" else (None if t == ids[0] else 2),
-          "rationale": "ok", "error": None, "request_hash": "h"} for t in ids for m in MODELS[:2]], schema=JUDGMENTS.schema)
+          "rationale": "ok", "error": None, "answer": None, "request_hash": "h"} for t in ids for m in MODELS[:2]], schema=JUDGMENTS.schema)
     executions = pa.Table.from_pylist(
         [{"task_id": t, "model": m, "status": "pass" if m == "alpha" else "fail", "tests_passed": 1, "tests_total": 1,
           "duration_s": 0.1, "stderr_tail": None, "run_hash": "h"} for t in ids for m in MODELS[:2]], schema=EXECUTIONS.schema)

@@ -1,0 +1,47 @@
+"""DVC stage `judge` (optional): an LLM scores every answer with the annotators' rubric -> data/judgments.parquet
+(+ data/judge_pairwise.parquet in pairwise mode). Switched off, it writes empty artifacts."""
+
+from functools import partial
+
+from llm_feedback.artifacts import GENERATIONS, JUDGE_PAIRWISE, JUDGMENTS, TASKS, read_table, write_table
+from llm_feedback.errors import InputError, PipelineError
+from llm_feedback.judge import run_judge
+from llm_feedback.llm.factory import backend_for
+from llm_feedback.params import load_params
+from llm_feedback.stage import run_stage
+
+
+def main() -> str:
+    params = load_params()
+    paths, settings = params.paths, params.judge
+    if not settings.enabled:
+        write_table(JUDGMENTS.schema.empty_table(), paths.judgments, JUDGMENTS)
+        write_table(JUDGE_PAIRWISE.schema.empty_table(), paths.judge_pairwise, JUDGE_PAIRWISE)
+        return f"disabled (judge.enabled: false) -> {paths.judgments} (0 rows)"
+    try:
+        rubric = settings.rubric.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise InputError(f"{settings.rubric}: not found (judge.rubric)") from None
+    try:
+        previous = read_table(paths.judgments, JUDGMENTS) if paths.judgments.exists() else None
+    except InputError:
+        previous = None  # from an older version: the request cache still applies
+    result = run_judge(read_table(paths.tasks, TASKS), read_table(paths.generations, GENERATIONS), params, rubric,
+                       partial(backend_for, run=params.generate), previous)
+    write_table(result.judgments, paths.judgments, JUDGMENTS)
+    write_table(result.pairwise, paths.judge_pairwise, JUDGE_PAIRWISE)
+    scored = result.judgments.filter(result.judgments.column("score").is_valid())
+    unusable = result.judgments.num_rows - scored.num_rows
+    for summary in result.summaries:
+        print(f"judge: requests: {summary.line()}", flush=True)
+        if summary.error_rate > params.generate.max_error_rate:
+            raise PipelineError(f"judge {settings.model}: {summary.failed} of {summary.total} requests failed (rerun to "
+                                f"retry them); first error: {summary.first_error}")
+    line = f"{settings.model} scored {scored.num_rows} of {result.judgments.num_rows} answers ({unusable} unusable verdicts"
+    if result.pairwise.num_rows:
+        line += f"; {result.pairwise.num_rows} pairs compared in both orders"
+    return line + f") -> {paths.judgments}"
+
+
+if __name__ == "__main__":
+    run_stage("judge", main)

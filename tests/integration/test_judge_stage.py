@@ -1,0 +1,122 @@
+"""The judge stage against the local test LLM server: well-formed, malformed and refused verdicts, JSON mode on the
+wire, a rerun that asks nothing, and pairwise mode cancelling a judge that always prefers the first answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from llm_feedback.artifacts import GENERATIONS, TASKS, write_table
+from tests.conftest import PROJECT_ROOT
+from tests.llm_server import CHAT_PATH, FakeLLMServer
+
+pytestmark = pytest.mark.slow
+TASK_IDS = [f"task-{i}" for i in range(4)]
+FULL_MARKS = {"comments_and_docstrings": 2, "test_example": 2, "runs_correctly": 3, "total": 7, "rationale": "Works."}
+ZERO = {"comments_and_docstrings": 0, "test_example": 0, "runs_correctly": 0, "total": 0, "rationale": "Broken."}
+
+
+def judge_answer(prefer_first: bool):
+    def answer(model: str, prompt: str) -> str:
+        if "<answer_A>" in prompt:  # pairwise
+            if prefer_first:
+                return '{"better": "A", "rationale": "The first one."}'
+            first = prompt.split("<answer_A>")[1].split("</answer_A>")[0]
+            return json.dumps({"better": "A" if "GOOD" in first else "B", "rationale": "Runs."})
+        shown = prompt.split("<answer>")[1]
+        if "GOOD" in shown:
+            return json.dumps(FULL_MARKS)
+        if "BAD-task-0" in shown:
+            return "I'm sorry, but I can't help with evaluating this."
+        if "BAD-task-1" in shown:
+            return '{"comments_and_docstrings": 1, "test_example":'
+        return f"```json\n{json.dumps(ZERO)}\n```"
+
+    return answer
+
+
+@pytest.fixture
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as running:
+        yield running
+
+
+def project(folder: Path, server: FakeLLMServer, **judge) -> Path:
+    params = {
+        "models": {name: {"backend": "openai", "model": name, "base_url": f"{server.url}/v1"}
+                   for name in ("good", "bad", "judge-llm")},
+        "compare": ["good", "bad"],
+        "judge": {"enabled": True, "model": "judge-llm", "rubric": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
+                  **judge},
+        "generate": {"backoff_initial_s": 0.01},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    n = len(TASK_IDS)
+    write_table(TASKS.validate(pa.table({"task_id": TASK_IDS, "instruction": [f"Write f for {t}" for t in TASK_IDS],
+                                         "source": ["s"] * n, "source_row": list(range(n))}), "t"),
+                folder / "data/tasks.parquet", TASKS)
+    rows = [{"task_id": t, "model": m, "response": f"```python\n# {m.upper()}-{t}\ndef f():\n    return 1\n```",
+             "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1, "latency_s": 0.1, "attempts": 1,
+             "error": None, "request_hash": t + m} for t in TASK_IDS for m in ("good", "bad")]
+    write_table(pa.Table.from_pylist(rows, schema=GENERATIONS.schema), folder / "data/generations.parquet", GENERATIONS)
+    return folder
+
+
+def run_judge(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stages.judge"], cwd=folder, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=300)
+
+
+def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(tmp_path: Path, server: FakeLLMServer) -> None:
+    server.answer = judge_answer(prefer_first=False)
+    folder = project(tmp_path, server)
+    first = run_judge(folder)
+    assert first.returncode == 0, first.stderr
+    assert "judge: judge-llm scored 6 of 8 answers (2 unusable verdicts) -> data/judgments.parquet" in first.stdout
+    assert server.count(CHAT_PATH) == 8
+    bodies = [r["body"] for r in server.requests if r["path"] == CHAT_PATH]
+    assert all(b["response_format"] == {"type": "json_object"} and b["temperature"] == 0 for b in bodies)
+    rows = {(r["task_id"], r["model"]): r for r in pq.read_table(folder / "data/judgments.parquet").to_pylist()}
+    assert all(rows[(t, "good")]["score"] == 7 and rows[(t, "good")]["rationale"] == "Works." for t in TASK_IDS)
+    assert rows[("task-0", "bad")]["score"] is None and "no JSON object" in rows[("task-0", "bad")]["error"]
+    assert rows[("task-1", "bad")]["score"] is None and "no JSON object" in rows[("task-1", "bad")]["error"]
+    assert rows[("task-2", "bad")]["score"] == 0 and rows[("task-3", "bad")]["error"] is None
+    assert all(r["judge"] == "judge-llm" for r in rows.values())
+
+    before = (folder / "data/judgments.parquet").read_bytes()
+    (folder / "data/cache/judgments.sqlite").unlink()  # the artifact alone is enough to ask nothing again
+    again = run_judge(folder)
+    assert again.returncode == 0, again.stderr
+    assert server.count(CHAT_PATH) == 8, "nothing is asked twice"
+    assert (folder / "data/judgments.parquet").read_bytes() == before
+
+
+def test_pairwise_asks_both_orders_and_a_first_position_bias_cancels(tmp_path: Path, server: FakeLLMServer) -> None:
+    server.answer = judge_answer(prefer_first=True)
+    biased = run_judge(project(tmp_path / "biased", server, pairwise=True))
+    assert biased.returncode == 0, biased.stderr
+    assert "4 pairs compared in both orders" in biased.stdout
+    pairs = pq.read_table(tmp_path / "biased/data/judge_pairwise.parquet").to_pylist()
+    assert [(p["a_first"], p["b_first"], p["verdict"]) for p in pairs] == [("good", "bad", "tie")] * 4
+
+    server.answer = judge_answer(prefer_first=False)
+    fair = run_judge(project(tmp_path / "fair", server, pairwise=True))
+    pairs = pq.read_table(tmp_path / "fair/data/judge_pairwise.parquet").to_pylist()
+    assert [(p["a_first"], p["b_first"], p["verdict"]) for p in pairs] == [("good", "good", "good")] * 4
+
+
+def test_switched_off_it_writes_empty_artifacts(tmp_path: Path, server: FakeLLMServer) -> None:
+    folder = project(tmp_path, server, enabled=False)
+    result = run_judge(folder)
+    assert result.returncode == 0 and "disabled (judge.enabled: false)" in result.stdout
+    assert pq.read_table(folder / "data/judgments.parquet").num_rows == 0 and server.count(CHAT_PATH) == 0
