@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from llm_feedback.analysis import analyze
-from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGMENTS, TASKS
+from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGE_PAIRWISE, JUDGMENTS, TASKS
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.report import write_metrics, write_plot_data, write_reports
 from tests.synthetic_annotations import annotations_for, generations_for
@@ -85,9 +85,13 @@ def test_judge_and_execution_agreement_with_humans() -> None:
     executions = pa.Table.from_pylist(
         [{"task_id": t, "model": m, "status": "pass" if m == "a" else "fail", "tests_passed": None, "tests_total": None,
           "duration_s": 0.1, "stderr_tail": None, "run_hash": "h"} for t in ids for m in ("a", "b")], schema=EXECUTIONS.schema)
+    pairwise = pa.Table.from_pylist(
+        [{"task_id": t, "model_a": "a", "model_b": "b", "judge": "j", "a_first": "a", "b_first": "a" if k % 4 else "b",
+          "verdict": "a" if k % 4 else "tie", "error": None} for k, t in enumerate(ids)], schema=JUDGE_PAIRWISE.schema)
     result = analyze(annotations, generations_for(ids, ["a", "b"]), ["a", "b"], AnalyzeParams(bootstrap=100),
-                     judgments=judgments, executions=executions)
+                     judgments=judgments, executions=executions, judge_pairwise=pairwise)
     judge = result.metrics["judge"]
+    assert judge["pairwise"]["a_vs_b"] == {"pairs": 60, "win": 0.75, "tie": 0.25, "loss": 0.0, "consistent": 0.75}
     assert judge["pairs"] == 120 and judge["spearman"] > 0.8 and judge["kappa_quadratic"] > 0.8
     execution = result.metrics["execution"]
     assert execution["models"]["a"]["pass_rate"] == 1.0 and execution["models"]["b"]["pass_rate"] == 0.0

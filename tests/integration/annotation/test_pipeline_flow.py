@@ -16,7 +16,7 @@ from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.params import load_params
 from tests.integration.annotation.annotating import Annotator, owner_records
 from tests.integration.annotation.conftest import RunningServer
-from tests.llm_server import FakeLLMServer
+from tests.llm_server import FakeLLMServer, canned_answer
 from tests.project import copy_project, edit_params, run
 
 pytestmark = pytest.mark.slow
@@ -24,12 +24,16 @@ pytestmark = pytest.mark.slow
 
 def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argilla_server: RunningServer, tmp_path: Path) -> None:
     with FakeLLMServer() as llm:
+        verdict = {"comments_and_docstrings": 1, "test_example": 0, "runs_correctly": 0, "total": 1, "rationale": "-"}
+        llm.answer = lambda model, text: json.dumps(verdict) if "<answer>" in text else canned_answer(model, text)
         repo = copy_project(tmp_path / "project")
 
         def configure(params: dict) -> None:
             params["fetch"]["limit"] = 4
-            params["models"] = {m: {"backend": "openai", "model": m, "base_url": f"{llm.url}/v1"} for m in ("a", "b")}
+            params["models"] = {m: {"backend": "openai", "model": m, "base_url": f"{llm.url}/v1"} for m in ("a", "b", "j")}
             params["compare"] = ["a", "b"]
+            params["judge"].update(enabled=True, model="j")
+            params["execute"]["enabled"] = True
             params["argilla"].update(data_dir=str(argilla_server.data_dir), port=argilla_server.server.port)
             params["annotation"]["dataset"] = "dvc-flow"
 
@@ -38,7 +42,8 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
         run(["git", "commit", "-qm", "project"], repo)
 
         first = run(["dvc", "repro"], repo)
-        for line in ("generate: 8 generations", "push: 4 records in llm-feedback/dvc-flow", "pull: 0 of 4 records annotated",
+        for line in ("generate: 8 generations", "judge: j scored 8 of 8 answers", "execute: a: 0 pass, 4 fail",
+                     "push: 4 records in llm-feedback/dvc-flow", "pull: 0 of 4 records annotated",
                      "analyze: 0 of 4 tasks scored; mean score: none yet", "export: SFT 0 train + 0 test"):
             assert line in first.stdout, first.stdout
         assert "No submitted scores yet" in (repo / "reports/report.md").read_text()
@@ -46,6 +51,8 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
         run(["git", "commit", "-qm", "pushed"], repo)
 
         receipt = read_receipt(repo / "data/push.json")
+        shown = owner_records(argilla_server.url, argilla_server.api_key, receipt.dataset_id)
+        assert all(r["metadata"]["execution_response_1"] == "fail" for r in shown), "annotators see the execution"
         params = load_params(repo / "params.yaml")
         added = add_annotators(resolve(params.argilla), params.annotation.workspace, ["flow-rater"], tmp_path / "a.json")
         rater = Annotator(argilla_server.url, "flow-rater", added[0].password or "")
@@ -63,6 +70,7 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
         for model in ("a", "b"):
             scores = [6 if r["position"] == 1 else 1 for r in annotations.to_pylist() if r["model"] == model]
             assert metrics["models"][model]["mean"] == sum(scores) / len(scores), (shown_first, metrics["models"])
+        assert metrics["judge"]["pairs"] == 4 and metrics["execution"]["models"]["a"]["pass_rate"] == 0.0
         diff = run(["dvc", "metrics", "diff", "--json"], repo).stdout
         assert json.loads(diff)["metrics.json"]["models.a.mean"]["old"] is None
         run(["git", "add", "-A"], repo)
