@@ -93,10 +93,10 @@ def annotate_all(url: str, api_key: str, dataset_id: str) -> None:
         offset += len(page["items"])
         if not page["items"] or offset >= page["total"]:
             break
-    for start in range(0, len(ids), 100):
+    for first in range(0, len(ids), 100):
         items = [{"record_id": rid, "status": "submitted",
                   "values": {"score_response_1": {"value": 5}, "score_response_2": {"value": 3}}}
-                 for rid in ids[start : start + 100]]
+                 for rid in ids[first : first + 100]]
         httpx.post(f"{url}/api/v1/me/responses/bulk", headers=headers, json={"items": items}, timeout=120).raise_for_status()
 
 

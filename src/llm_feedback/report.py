@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 from pathlib import Path
@@ -15,6 +16,11 @@ from llm_feedback.analysis import SCORES, Analysis
 from llm_feedback.artifacts import atomic_path
 
 RESPONSE_LINES = 40  # of each answer in lowest.md
+
+
+def write_metrics(metrics: dict, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def write_plot_data(analysis: Analysis, folder: Path) -> None:
@@ -209,10 +215,3 @@ def _fenced(text: str) -> str:
     longest = max((len(run) for run in re.findall(r"`+", shown)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{shown}\n{fence}"
-
-
-def write_metrics(metrics: dict, path: Path) -> None:
-    import json
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")

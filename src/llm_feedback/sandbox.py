@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,10 +67,12 @@ class Sandbox:
         """`audit_guard=False` leaves only the kernel's protections (namespaces, limits, uid), to test them alone."""
         self.limits = limits
         self.workers = max(1, min(workers or os.cpu_count() or 1, os.cpu_count() or 1))
+        if python is not None and not (shutil.which(python) and os.access(shutil.which(python) or "", os.X_OK)):
+            raise ConfigError(f"execute.python: {python!r} is not an executable interpreter")
         self.python = python or sandbox_python()
         self.audit_guard = audit_guard
 
-    def run_all(self, jobs: Iterable[Job], on_result: Callable[[Job, Result], None] | None = None) -> Iterator[tuple[Job, Result]]:
+    def run_all(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Result]]:
         """Run jobs on at most `workers` processes at once; yields (job, result) as runs finish."""
         slots: queue.Queue[int] = queue.Queue()
         for slot in range(self.workers):
@@ -85,10 +87,7 @@ class Sandbox:
 
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="sandbox") as pool:
             for future in as_completed([pool.submit(one, job) for job in jobs]):
-                job, result = future.result()
-                if on_result is not None:
-                    on_result(job, result)
-                yield job, result
+                yield future.result()
 
     def run(self, job: Job, slot: int = 0) -> Result:
         root = os.geteuid() == 0

@@ -111,6 +111,7 @@ def test_pairwise_asks_both_orders_and_a_first_position_bias_cancels(tmp_path: P
 
     server.answer = judge_answer(prefer_first=False)
     fair = run_judge(project(tmp_path / "fair", server, pairwise=True))
+    assert fair.returncode == 0, fair.stderr
     pairs = pq.read_table(tmp_path / "fair/data/judge_pairwise.parquet").to_pylist()
     assert [(p["a_first"], p["b_first"], p["verdict"]) for p in pairs] == [("good", "good", "good")] * 4
 
