@@ -179,9 +179,9 @@ def _plan(records: Sequence[AnnotationRecord], server: dict[str, ServerRecord], 
             plan.created += 1
         elif _same(current, record):
             plan.unchanged += 1
-        elif current.annotated:
+        elif current.annotated and current.fields != record.fields:
             answered_and_changed.append(record)
-        else:
+        else:  # new text nobody answered yet, or only metadata and suggestions changed (e.g. the judge ran again)
             plan.to_log.append(record)
             plan.updated += 1
     if answered_and_changed and on_change == "fail":

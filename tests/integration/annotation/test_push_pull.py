@@ -178,7 +178,7 @@ def test_published_settings_change_in_place_or_stop_with_the_options(hosted: Run
     assert all(len(entry["models"]) == 3 for entry in recreated.receipt.blinding.values())
 
 
-def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: RunningServer) -> None:
+def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: RunningServer, tmp_path: Path) -> None:
     params = params_for(hosted.url, new_dataset(), MODELS[:2])
     tasks = make_tasks(3)
     ids = tasks.column("task_id").to_pylist()
@@ -207,6 +207,15 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
         assert record["metadata"][f"execution_response_{order.index('alpha') + 1}"] == "pass"
     again = push(params, tasks, make_generations(tasks, MODELS[:2]), pushed.receipt, judgments, executions)
     assert again.unchanged == 3
+
+    record = owner_records(hosted.url, hosted.api_key, pushed.receipt.dataset_id)[0]
+    person = annotators(hosted, tmp_path, ["ann-judged"])["ann-judged"]
+    person.respond(record["id"], "submitted", {"score_response_1": 4, "score_response_2": 4})
+    rescored = judgments.set_column(3, "score", [[7] * judgments.num_rows])
+    updated = push(params, tasks, make_generations(tasks, MODELS[:2]), again.receipt, rescored, executions)
+    assert updated.updated == 3, "new suggestions reach answered records too: they change nothing annotators rated"
+    after = {r["id"]: r for r in owner_records(hosted.url, hosted.api_key, pushed.receipt.dataset_id)}
+    assert after[record["id"]]["responses"][0]["values"]["score_response_1"]["value"] == 4, "the response is kept"
 
 
 def test_pull_before_anyone_annotated_gives_an_empty_valid_artifact(hosted: RunningServer) -> None:
