@@ -1,5 +1,6 @@
-"""An annotator's whole round trip in the real web UI, in headless Debian Chromium: push a dataset, log in as an
-annotator, rate both responses, submit; pull puts each score on the model that was shown in that position."""
+"""An annotator's whole round trip in the real web UI, in headless Debian Chromium: push a dataset (with a judge's
+scores as suggestions), log in as an annotator, see the suggestions pre-filled, rate both responses, submit; pull puts
+each score on the model that was shown in that position."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import secrets
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
 from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
+from llm_feedback.artifacts import JUDGMENTS
 from tests.integration.annotation.annotating import make_generations, make_tasks, params_for
 
 MODELS = ["alpha", "beta"]
+SUGGESTED = {"alpha": 6, "beta": 3}  # the judge's scores
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -28,7 +32,11 @@ def pushed(argilla_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     suffix = secrets.token_hex(3)
     params = params_for(argilla_server.url, f"browser-{suffix}", MODELS, assignment="overlap")
     tasks = make_tasks(3)
-    result = push(params, tasks, make_generations(tasks, MODELS))
+    judgments = pa.Table.from_pylist(
+        [{"task_id": t, "model": m, "judge": "judge-llm", "score": SUGGESTED[m], "rationale": None, "error": None,
+          "answer": None, "request_hash": "h"} for t in tasks.column("task_id").to_pylist() for m in MODELS],
+        schema=JUDGMENTS.schema)
+    result = push(params, tasks, make_generations(tasks, MODELS), judgments=judgments)
     added = add_annotators(resolve(params.argilla), params.annotation.workspace, [f"ann-{suffix}"], tmp_path / "a.json")
     return params, result.receipt, added[0]
 
@@ -48,9 +56,14 @@ def test_annotator_rates_and_submits_in_the_web_ui(argilla_server, pushed, tmp_p
             page.get_by_role("button", name="Sign in").click()
             page.get_by_text(receipt.dataset).first.click()
             page.get_by_text("If every response scores 4 or less").first.wait_for()
+            shown = page.get_by_text("Write a function").first.inner_text()
+            task = next(t for t in receipt.blinding if f"f{int(t, 16)} that returns" in shown)  # markdown drops `
+            order = receipt.blinding[task]["models"]
+            for position, model in enumerate(order, 1):  # the judge's scores arrive pre-filled
+                assert page.locator(f"#score_response_{position}_{SUGGESTED[model]}").is_checked()
+                assert not page.locator(f"#score_response_{position}_0").is_checked()
             page.locator("label[for=score_response_1_5]").click()
             page.locator("label[for=score_response_2_2]").click()
-            shown = page.get_by_text("Write a function").first.inner_text()
             page.get_by_role("button", name="Submit").click()
             page.get_by_text("33.33%").wait_for()  # the progress bar: one of three records submitted
             page.screenshot(path=tmp_path / "after-submit.png")
@@ -58,8 +71,7 @@ def test_annotator_rates_and_submits_in_the_web_ui(argilla_server, pushed, tmp_p
             browser.close()
 
     rows = pull(params, receipt).table.to_pylist()
-    task = next(t for t in receipt.blinding if f"f{int(t, 16)} that returns" in shown)  # markdown drops the backticks
-    first, second = receipt.blinding[task]["models"]
+    first, second = order
     assert [(r["task_id"], r["annotator"], r["model"], r["position"], r["score"], r["status"]) for r in rows] == [
         (task, annotator.username, first, 1, 5, "submitted"),
         (task, annotator.username, second, 2, 2, "submitted"),
