@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import os
 import random
-import secrets
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from llm_feedback.annotation.server import EmbeddedServer, start, stop
+from tests.integration.annotation.conftest import free_port
 
 WORDS = (
     "the model returns a function that sorts the list in place and handles empty input correctly while the other "
@@ -26,34 +23,19 @@ WORDS = (
 class Server:
     url: str
     api_key: str
-    process: subprocess.Popen
 
 
 @contextlib.contextmanager
 def running_server(python: str, data_dir: Path, extra: tuple[str, ...] = ()) -> Iterator[Server]:
-    api_key = "bench." + secrets.token_urlsafe(16)
-    path = data_dir / "credentials.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"username": "owner", "password": secrets.token_urlsafe(12), "api_key": api_key}, handle)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [os.path.abspath(python), "-m", "annotation_server", "--data-dir", str(data_dir), "--port", str(port), *extra],
-        stdout=subprocess.PIPE, text=True, cwd=data_dir,
-    )  # fmt: skip
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("annotation_server: ready on "):
-            break
-    else:
-        raise RuntimeError("the server did not start")
+    """The embedded server on a throwaway folder, started as the pipeline starts it, with extra launcher options."""
+    server = EmbeddedServer(data_dir=data_dir, port=free_port(), venv_dir=Path(python).absolute().parents[1],
+                            launcher_args=extra)
+    credentials, _ = start(server)
+    assert credentials is not None, "a throwaway folder gets new credentials"
     try:
-        yield Server(f"http://127.0.0.1:{port}", api_key, process)
+        yield Server(server.url, credentials.api_key)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        stop(server)
 
 
 def pipeline_like_settings():

@@ -54,6 +54,7 @@ class EmbeddedServer:
     host: str = "127.0.0.1"
     port: int = 6900
     venv_dir: Path | None = None
+    launcher_args: tuple[str, ...] = ()  # extra `python -m annotation_server` options (the benchmarks' --no-speedups)
 
     @property
     def url(self) -> str:
@@ -177,7 +178,7 @@ def start(server: EmbeddedServer, allow_remote: bool = False) -> tuple[Credentia
     with server.log_file.open("ab") as log:
         process = subprocess.Popen(
             [str(python), "-m", "annotation_server", "--data-dir", str(server.data_dir.resolve()),
-             "--host", server.host, "--port", str(server.port)],
+             "--host", server.host, "--port", str(server.port), *server.launcher_args],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             cwd=server.data_dir,  # not the repository root, whose annotation_server/ folder could shadow the package
         )
