@@ -42,6 +42,7 @@ from llm_feedback.annotation.records import build_records  # noqa: E402
 from llm_feedback.annotation.server import EmbeddedServer, start, stop  # noqa: E402
 from llm_feedback.artifacts import GENERATIONS, TASKS  # noqa: E402
 from llm_feedback.params import Params  # noqa: E402
+from tests.integration.annotation.annotating import owner_records  # noqa: E402
 from tests.integration.annotation.conftest import free_port  # noqa: E402
 
 MODELS = ["model-a", "model-b"]
@@ -85,14 +86,7 @@ def sdk_log(url: str, api_key: str, dataset_name: str, records: list, settings) 
 def annotate_all(url: str, api_key: str, dataset_id: str) -> None:
     """One submitted response per record, by the owner, through the bulk endpoint."""
     headers = {"X-Argilla-Api-Key": api_key}
-    ids, offset = [], 0
-    while True:
-        page = httpx.get(f"{url}/api/v1/datasets/{dataset_id}/records", headers=headers,
-                         params={"offset": offset, "limit": 1000}).json()
-        ids += [item["id"] for item in page["items"]]
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"]:
-            break
+    ids = [record["id"] for record in owner_records(url, api_key, dataset_id)]
     for first in range(0, len(ids), 100):
         items = [{"record_id": rid, "status": "submitted",
                   "values": {"score_response_1": {"value": 5}, "score_response_2": {"value": 3}}}

@@ -2,8 +2,7 @@
 
 When execute.enabled is false it writes an empty artifact, so the stages after it need no conditional wiring."""
 
-from llm_feedback.artifacts import EXECUTIONS, GENERATIONS, TASKS, read_table, write_table
-from llm_feedback.errors import InputError
+from llm_feedback.artifacts import EXECUTIONS, GENERATIONS, TASKS, read_previous, read_table, write_table
 from llm_feedback.execution import execute, task_tests
 from llm_feedback.params import load_params
 from llm_feedback.sandbox import Limits, Sandbox
@@ -17,10 +16,7 @@ def main() -> str:
         write_table(EXECUTIONS.schema.empty_table(), paths.executions, EXECUTIONS)
         return f"disabled (execute.enabled: false) -> {paths.executions} (0 rows)"
     tasks = read_table(paths.tasks, TASKS)
-    try:
-        previous = read_table(paths.executions, EXECUTIONS) if paths.executions.exists() else None
-    except InputError:
-        previous = None  # from an older version: run everything again
+    previous = read_previous(paths.executions, EXECUTIONS)
     limits = Limits(settings.cpu_s, settings.wall_s, settings.memory_mb, settings.file_mb, settings.processes)
     sandbox = Sandbox(limits, settings.workers, settings.python)
     table, summaries, isolated = execute(

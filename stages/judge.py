@@ -3,8 +3,8 @@
 
 from functools import partial
 
-from llm_feedback.artifacts import GENERATIONS, JUDGE_PAIRWISE, JUDGMENTS, TASKS, read_table, write_table
-from llm_feedback.errors import InputError, PipelineError
+from llm_feedback.artifacts import GENERATIONS, JUDGE_PAIRWISE, JUDGMENTS, TASKS, read_previous, read_table, write_table
+from llm_feedback.errors import InputError
 from llm_feedback.judge import run_judge
 from llm_feedback.llm.factory import backend_for
 from llm_feedback.params import load_params
@@ -22,10 +22,7 @@ def main() -> str:
         rubric = settings.rubric.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise InputError(f"{settings.rubric}: not found (judge.rubric)") from None
-    try:
-        previous = read_table(paths.judgments, JUDGMENTS) if paths.judgments.exists() else None
-    except InputError:
-        previous = None  # from an older version: the request cache still applies
+    previous = read_previous(paths.judgments, JUDGMENTS)
     result = run_judge(read_table(paths.tasks, TASKS), read_table(paths.generations, GENERATIONS), params, rubric,
                        partial(backend_for, run=params.generate), previous)
     write_table(result.judgments, paths.judgments, JUDGMENTS)
@@ -34,9 +31,7 @@ def main() -> str:
     unusable = result.judgments.num_rows - scored.num_rows
     for summary in result.summaries:
         print(f"judge: requests: {summary.line()}", flush=True)
-        if summary.error_rate > params.generate.max_error_rate:
-            raise PipelineError(f"judge {settings.model}: {summary.failed} of {summary.total} requests failed (rerun to "
-                                f"retry them); first error: {summary.first_error}")
+        summary.check_error_budget(params.generate.max_error_rate)
     line = f"{settings.model} scored {scored.num_rows} of {result.judgments.num_rows} answers ({unusable} unusable verdicts"
     if result.pairwise.num_rows:
         line += f"; {result.pairwise.num_rows} pairs compared in both orders"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -181,6 +182,29 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside `path`; it replaces `path` (and all it held) only if the block finishes."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+        shutil.rmtree(path, ignore_errors=True)
+        staging.rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_previous(path: Path, artifact: ArtifactSchema) -> pa.Table | None:
+    """A stage's own earlier output, reused as a cache: None when there is none, or it is from an older version."""
+    try:
+        return read_table(path, artifact) if Path(path).exists() else None
+    except InputError:
+        return None
 
 
 def write_table(table: pa.Table, path: Path, artifact: ArtifactSchema) -> None:

@@ -12,7 +12,6 @@ import hashlib
 import itertools
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_feedback.analysis import aggregate_scores, current_scores
-from llm_feedback.artifacts import MESSAGE
+from llm_feedback.artifacts import MESSAGE, atomic_folder
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import ExportParams
 
@@ -133,21 +132,17 @@ def write_exports(exported: Exported, folder: Path) -> None:
     """<folder>/{sft,dpo}/{train,test}.{parquet,jsonl} and a dataset card naming the configs, replaced together.
 
     A split without rows is not written: `datasets` cannot load an empty parquet file."""
-    staging = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for kind, tables in (("sft", exported.sft), ("dpo", exported.dpo)):
-        for split, table in tables.items():
-            if not table.num_rows:
-                continue
-            (staging / kind).mkdir(exist_ok=True)
-            pq.write_table(table, staging / kind / f"{split}.parquet", compression="zstd")
-            with (staging / kind / f"{split}.jsonl").open("w", encoding="utf-8") as f:
-                for row in table.to_pylist():
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    (staging / "README.md").write_text(_card(exported), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    with atomic_folder(folder) as staging:
+        for kind, tables in (("sft", exported.sft), ("dpo", exported.dpo)):
+            for split, table in tables.items():
+                if not table.num_rows:
+                    continue
+                (staging / kind).mkdir(exist_ok=True)
+                pq.write_table(table, staging / kind / f"{split}.parquet", compression="zstd")
+                with (staging / kind / f"{split}.jsonl").open("w", encoding="utf-8") as f:
+                    for row in table.to_pylist():
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        (staging / "README.md").write_text(_card(exported), encoding="utf-8")
 
 
 def _card(exported: Exported) -> str:

@@ -50,6 +50,15 @@ class ModelSummary:
     def error_rate(self) -> float:
         return self.failed / self.total if self.total else 0.0
 
+    def check_error_budget(self, limit: float) -> None:
+        """Called after everything is saved: too many failed requests fail the stage, naming the first error."""
+        if self.error_rate > limit:
+            raise PipelineError(
+                f"{self.model}: {self.failed} of {self.total} requests failed "
+                f"({self.error_rate:.0%} > generate.max_error_rate {limit:.0%}; rerun to retry them); "
+                f"first error: {self.first_error}"
+            )
+
     def line(self) -> str:
         p50, p95 = (np.percentile(self.latencies, [50, 95]) if self.latencies else (float("nan"),) * 2)
         return (

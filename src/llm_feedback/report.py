@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from llm_feedback.analysis import SCORES, Analysis
-from llm_feedback.artifacts import atomic_path
+from llm_feedback.artifacts import atomic_folder, atomic_path
 
 RESPONSE_LINES = 40  # of each answer in lowest.md
 
@@ -25,31 +24,25 @@ def write_metrics(metrics: dict, path: Path) -> None:
 
 def write_plot_data(analysis: Analysis, folder: Path) -> None:
     """plots/: mean_scores.csv, win_rates.csv and score_distribution/<model>.csv, for `dvc plots show`."""
-    staging = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "score_distribution").mkdir(parents=True)
     metrics = analysis.metrics
-    _csv(staging / "mean_scores.csv", ["model", "mean", "ci_low", "ci_high"],
-         [[m, v["mean"], v["ci_low"], v["ci_high"]] for m, v in metrics["models"].items()])
-    _csv(staging / "win_rates.csv", ["pair_outcome", "rate"],
-         [[f"{pair.replace('_vs_', ' vs ')}: {o}", v[o]] for pair, v in metrics["pairwise"].items() for o in ("win", "tie", "loss")])
-    for model, counts in _distribution(analysis).items():
-        _csv(staging / "score_distribution" / f"{model}.csv", ["score", "count"], [[s, counts[s]] for s in SCORES])
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    with atomic_folder(folder) as staging:
+        (staging / "score_distribution").mkdir()
+        _csv(staging / "mean_scores.csv", ["model", "mean", "ci_low", "ci_high"],
+             [[m, v["mean"], v["ci_low"], v["ci_high"]] for m, v in metrics["models"].items()])
+        _csv(staging / "win_rates.csv", ["pair_outcome", "rate"],
+             [[f"{pair.replace('_vs_', ' vs ')}: {o}", v[o]] for pair, v in metrics["pairwise"].items()
+              for o in ("win", "tie", "loss")])
+        for model, counts in _distribution(analysis).items():
+            _csv(staging / "score_distribution" / f"{model}.csv", ["score", "count"], [[s, counts[s]] for s in SCORES])
 
 
 def write_reports(analysis: Analysis, tasks: pa.Table, generations: pa.Table, folder: Path, lowest: int,
                   how_to_annotate: str) -> None:
     """reports/report.md (+ PNG charts) and reports/lowest.md, replaced together."""
-    staging = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    charts = _charts(analysis, staging) if analysis.metrics["counts"]["scored_tasks"] else []
-    (staging / "report.md").write_text(_report(analysis, charts, how_to_annotate), encoding="utf-8")
-    (staging / "lowest.md").write_text(_lowest(analysis, tasks, generations, lowest), encoding="utf-8")
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    with atomic_folder(folder) as staging:
+        charts = _charts(analysis, staging) if analysis.metrics["counts"]["scored_tasks"] else []
+        (staging / "report.md").write_text(_report(analysis, charts, how_to_annotate), encoding="utf-8")
+        (staging / "lowest.md").write_text(_lowest(analysis, tasks, generations, lowest), encoding="utf-8")
 
 
 def _csv(path: Path, header: list[str], rows: list[list]) -> None:

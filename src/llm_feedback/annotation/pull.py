@@ -79,6 +79,7 @@ def pull(params: Params, receipt: Receipt) -> PullResult:
             continue
         annotated += bool(record.responses)
         task_id = receipt.blinding[record.record_id]["task_id"]
+        shas = [text_sha(record.fields.get(response_field(p), "")) for p in range(1, len(order) + 1)]
         for response in record.responses:
             annotator = usernames.get(response["user_id"], response["user_id"])
             annotators.add(annotator)
@@ -88,7 +89,7 @@ def pull(params: Params, receipt: Receipt) -> PullResult:
             for position, model in enumerate(order, 1):
                 rows.append({
                     "record_id": record.record_id, "task_id": task_id, "annotator": annotator, "model": model,
-                    "position": position, "response_sha": text_sha(record.fields.get(response_field(position), "")),
+                    "position": position, "response_sha": shas[position - 1],
                     "score": (values.get(score_question(position)) or {}).get("value"),
                     "status": response["status"], "to_correct": _unblind(answer[CORRECT_QUESTION], order),
                     "corrected_response": answer[CORRECTED_RESPONSE] or None, "comments": answer[COMMENTS] or None,
