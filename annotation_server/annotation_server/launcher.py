@@ -50,7 +50,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def fail(code: int, message: str) -> int:
-    print(f"annotation_server: error: {message}", file=sys.stderr, flush=True)
+    first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    print(f"annotation_server: error: {first_line}", file=sys.stderr, flush=True)
     return code
 
 

@@ -20,12 +20,16 @@ from annotation_server import indexes
 from annotation_server.credentials import Credentials
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
 class SetupError(Exception):
     """The database could not be prepared (the message is one line and holds no secret)."""
 
 
 def migrate(database_file: Path) -> None:
     """Bring the schema to Argilla 2.8.0's head revision; switch the file to WAL (readers never block the writer)."""
+    _check_is_sqlite(database_file)
     config = Config(ALEMBIC_CONFIG_FILE)
     config.get_main_option("script_location")  # parse the file now (alembic memoizes it) ...
     config.config_file_name = None  # ... so env.py skips logging.fileConfig, which disables every existing logger
@@ -33,6 +37,17 @@ def migrate(database_file: Path) -> None:
     with sqlite3.connect(database_file) as connection:
         connection.execute("PRAGMA journal_mode=WAL")
     indexes.ensure_global_indexes(database_file)
+
+
+def _check_is_sqlite(database_file: Path) -> None:
+    """A damaged or foreign file is named as such, before SQLAlchemy's multi-line error about a PRAGMA."""
+    try:
+        with database_file.open("rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    if header and header != SQLITE_HEADER:
+        raise SetupError(f"{database_file} is not an SQLite database: restore it from a backup, or move it away to start empty")
 
 
 async def ensure_owner(credentials: Credentials) -> str:

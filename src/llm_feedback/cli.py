@@ -6,10 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+from pydantic import ValidationError
+
 from llm_feedback.annotation import server as embedded
 from llm_feedback.annotation.annotators import add_annotators, annotators_file
 from llm_feedback.annotation.connection import resolve
-from llm_feedback.errors import PipelineError
+from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import DEFAULT_PARAMS_FILE, ArgillaParams, load_params
 
 
@@ -23,10 +26,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _server(args: argparse.Namespace) -> embedded.EmbeddedServer:
-    defaults = load_params().argilla if DEFAULT_PARAMS_FILE.exists() else ArgillaParams()
+    defaults = _argilla_settings(can_do_without=args.data_dir is not None or args.command is not _start)
     return embedded.EmbeddedServer(
         data_dir=args.data_dir or defaults.data_dir, host=args.host, port=args.port or defaults.port
     )
+
+
+def _argilla_settings(*, can_do_without: bool) -> ArgillaParams:
+    """The server's settings from params.yaml. Server commands need only its argilla: section, so a typo elsewhere
+    never keeps anyone from starting or stopping the server; stop, status and a command given --data-dir work even
+    when that section is broken (with the defaults, and a warning)."""
+    if not DEFAULT_PARAMS_FILE.exists():
+        return ArgillaParams()
+    try:
+        return load_params().argilla
+    except ConfigError as error:
+        problem = error
+    try:
+        raw = yaml.safe_load(DEFAULT_PARAMS_FILE.read_text(encoding="utf-8"))
+        section = ArgillaParams.model_validate(raw.get("argilla") or {})
+    except (yaml.YAMLError, UnicodeDecodeError, AttributeError, ValidationError):
+        if not can_do_without:
+            raise problem from None
+        print(f"warning: {problem}; using the default argilla settings", file=sys.stderr)
+        return ArgillaParams()
+    print(f"warning: {problem}; the server commands use only its argilla: section", file=sys.stderr)
+    return section
 
 
 def _start(args: argparse.Namespace) -> int:

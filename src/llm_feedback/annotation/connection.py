@@ -18,6 +18,7 @@ from llm_feedback.params import ArgillaParams
 API_KEY_VARIABLE = "ARGILLA_API_KEY"
 HF_TOKEN_VARIABLE = "HF_TOKEN"
 CONNECT_RETRIES = 1  # the SDK's default of 5 means 7.5 s of silence before a dead server is reported
+PROBE_TIMEOUT_S = 5.0  # Argilla answers /version at once; a listener that accepts and never answers is not Argilla
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Target:
         import argilla as rg
         from argilla._exceptions import NotFoundError
 
+        self._probe()
         try:
             return rg.Argilla(api_url=self.url, api_key=self.api_key, timeout=self.timeout_s, retries=CONNECT_RETRIES,
                               headers=dict(self.headers))
@@ -41,6 +43,18 @@ class Target:
             raise PipelineError(
                 f"{self.url} answers, but not as Argilla: check argilla.url (the server's root URL); a private Hugging "
                 f"Face Space also needs {HF_TOKEN_VARIABLE}"
+            ) from None
+
+
+    def _probe(self) -> None:
+        """One quick, unauthenticated request first, so a port that accepts but never answers fails in seconds rather
+        than after the SDK's full timeout and retry."""
+        try:
+            httpx.get(f"{self.url}/api/v1/version", headers=self.headers, timeout=min(self.timeout_s, PROBE_TIMEOUT_S))
+        except httpx.TimeoutException:
+            raise PipelineError(
+                f"{self.url} accepts connections but did not answer within {min(self.timeout_s, PROBE_TIMEOUT_S):.0f} s: "
+                "is it Argilla? (check argilla.url, or argilla.port for the embedded server)"
             ) from None
 
 

@@ -7,12 +7,14 @@ lock file, and runs detached on loopback with everything (database, credentials,
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import ipaddress
 import json
 import os
 import secrets
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -21,6 +23,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import filelock
+import psutil
+
+from llm_feedback.artifacts import atomic_path
 from llm_feedback.errors import ConfigError, PipelineError
 
 PACKAGE_DIR = Path(__file__).resolve().parents[3] / "annotation_server"
@@ -28,6 +34,9 @@ OWNER = "owner"
 READY_PATH = "/api/v1/version"
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 20.0
+LOCK_TIMEOUT_S = 900.0  # a concurrent first start may be installing the venv (about a minute, more on a slow disk)
+PROBE_TIMEOUT_S = 2.0  # a loopback server answers /version in milliseconds; a listener that never answers is not ours
+PRIVATE_UMASK = 0o077  # the database and its -wal/-shm hold every API key: nobody but the owner may read them
 # Variables the server must never inherit: the pipeline's tokens have no business in an annotation server.
 SECRET_VARIABLES = ("HF_TOKEN", "OPENAI_API_KEY", "ARGILLA_API_KEY", "ARGILLA_API_URL")
 
@@ -56,6 +65,12 @@ class EmbeddedServer:
     venv_dir: Path | None = None
     launcher_args: tuple[str, ...] = ()  # extra `python -m annotation_server` options (the benchmarks' --no-speedups)
 
+    def __post_init__(self) -> None:
+        # Absolute once, here: a relative path would be resolved again inside the server's working directory.
+        object.__setattr__(self, "data_dir", Path(self.data_dir).absolute())
+        if self.venv_dir is not None:
+            object.__setattr__(self, "venv_dir", Path(self.venv_dir).absolute())
+
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -76,6 +91,10 @@ class EmbeddedServer:
     @property
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir / "manager.lock"
 
 
 def is_loopback(host: str) -> bool:
@@ -98,8 +117,20 @@ def load_credentials(server: EmbeddedServer) -> Credentials | None:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise PipelineError(f"{path}: readable by others (mode {mode:o}); run: chmod 600 {path}")
-    data = json.loads(path.read_text())
-    return Credentials(data["username"], data["password"], data["api_key"])
+    fix = "delete it and run `llm-feedback server start`: the owner gets new credentials, the data stays"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Credentials(**{key: _non_empty_text(data[key]) for key in ("username", "password", "api_key")})
+    except PermissionError:
+        raise PipelineError(f"{path}: cannot be read by this user (it belongs to uid {path.stat().st_uid})") from None
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise PipelineError(f"{path}: not valid credentials ({type(e).__name__}); {fix}") from None
+
+
+def _non_empty_text(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("not a non-empty string")
+    return value
 
 
 def ensure_credentials(server: EmbeddedServer) -> tuple[Credentials, bool]:
@@ -108,11 +139,40 @@ def ensure_credentials(server: EmbeddedServer) -> tuple[Credentials, bool]:
     if existing is not None:
         return existing, False
     credentials = Credentials(OWNER, secrets.token_urlsafe(18), f"llmfb.{secrets.token_urlsafe(32)}")
-    server.data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(server.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(dataclasses.asdict(credentials), f, indent=2)
+    with atomic_path(server.credentials_file) as tmp:  # 0600 from the start; never seen half-written
+        tmp.write_text(json.dumps(dataclasses.asdict(credentials), indent=2))
     return credentials, True
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the data folder
+
+
+def prepare_data_dir(server: EmbeddedServer) -> None:
+    """Create the data folder 0700, or tighten an existing one: every file in it 0600, every folder 0700.
+
+    The server's virtualenv is left as it is (its programs must stay executable; the 0700 folder above it already
+    keeps others out), and symbolic links are never followed.
+    """
+    data_dir = server.data_dir
+    if data_dir.exists() and not data_dir.is_dir():
+        raise PipelineError(f"{data_dir}: not a folder (argilla.data_dir / --data-dir must name a folder)")
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(data_dir, 0o700)
+        for root, folders, files in os.walk(data_dir):
+            if Path(root) == data_dir and server.venv.parent == data_dir:
+                folders[:] = [name for name in folders if name != server.venv.name]
+            for name in folders + files:
+                path = Path(root, name)
+                if not path.is_symlink():
+                    os.chmod(path, 0o700 if path.is_dir() else stat.S_IMODE(path.lstat().st_mode) & 0o600)
+        probe = data_dir / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        problem = "not writable" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "cannot be used"
+        raise PipelineError(f"{data_dir}: {problem} as the server's data folder ({e.strerror}: {e.filename})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -150,7 +210,7 @@ def ensure_venv(server: EmbeddedServer) -> Path:
 
 
 def _run(command: list[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         raise PipelineError(f"could not {what}: {tail[0]}")
@@ -162,53 +222,59 @@ def _run(command: list[str], what: str) -> None:
 
 def start(server: EmbeddedServer, allow_remote: bool = False) -> tuple[Credentials | None, bool]:
     """Start the server detached and wait until it answers. Returns the credentials when they were just created
-    (to show once) and whether it was already running."""
+    (to show once) and whether it was already running.
+
+    Starts are serialised by a lock in the data folder, so two at once give one server and one "already running".
+    """
     if not is_loopback(server.host) and not allow_remote:
         raise ConfigError(
             f"refusing to listen on {server.host}: annotators' data would be reachable from the network; "
             "pass --allow-remote if that is what you want"
         )
-    if _running_pid(server) is not None and _version(server) is not None:
-        return None, True
-    python = ensure_venv(server)
-    credentials, created = ensure_credentials(server)
-    if _version(server) is not None:
-        raise PipelineError(f"port {server.port} is taken by another server ({server.url}); use --port")
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
-    with server.log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [str(python), "-m", "annotation_server", "--data-dir", str(server.data_dir.resolve()),
-             "--host", server.host, "--port", str(server.port), *server.launcher_args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-            cwd=server.data_dir,  # not the repository root, whose annotation_server/ folder could shadow the package
-        )
-    server.pid_file.write_text(json.dumps({"pid": process.pid, "host": server.host, "port": server.port}))
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while _version(server) is None:
-        if process.poll() is not None:
-            server.pid_file.unlink(missing_ok=True)
-            raise PipelineError(f"the annotation server exited at start-up: {_log_tail(server)} (log: {server.log_file})")
-        if time.monotonic() > deadline:
-            stop(server)
-            raise PipelineError(f"the annotation server did not answer within {START_TIMEOUT_S:.0f} s (log: {server.log_file})")
-        time.sleep(0.25)
+    prepare_data_dir(server)
+    with _managing(server):
+        if _running_pid(server) is not None and _version(server) is not None:
+            return None, True
+        python = ensure_venv(server)
+        credentials, created = ensure_credentials(server)
+        _check_port_free(server)
+        env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
+        with server.log_file.open("ab") as log:
+            process = subprocess.Popen(
+                [str(python), "-m", "annotation_server", "--data-dir", str(server.data_dir),
+                 "--host", server.host, "--port", str(server.port), *server.launcher_args],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                cwd=server.data_dir,  # not the repository root, whose annotation_server/ folder could shadow the package
+                umask=PRIVATE_UMASK,
+            )
+        _write_pid_file(server, process.pid)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while _version(server) is None:
+            if process.poll() is not None:
+                server.pid_file.unlink(missing_ok=True)
+                raise PipelineError(f"the annotation server exited at start-up: {_log_tail(server)} (log: {server.log_file})")
+            if time.monotonic() > deadline:
+                _terminate(process.pid)
+                server.pid_file.unlink(missing_ok=True)
+                raise PipelineError(f"the annotation server did not answer within {START_TIMEOUT_S:.0f} s (log: {server.log_file})")
+            time.sleep(0.25)
     return (credentials if created else None), False
 
 
 def stop(server: EmbeddedServer) -> bool:
-    """Stop gracefully (SIGTERM, then SIGKILL after a grace period); False when it was not running."""
-    pid = _running_pid(server)
-    if pid is None:
-        server.pid_file.unlink(missing_ok=True)
+    """Stop gracefully (SIGTERM, then SIGKILL after a grace period); False when it was not running.
+
+    Only the process this project started is signalled: a pid in server.json that now belongs to another process
+    (the server died and the pid was reused) is left alone.
+    """
+    if not server.data_dir.is_dir():
         return False
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        os.killpg(pid, signal.SIGKILL)
-    server.pid_file.unlink(missing_ok=True)
-    return True
+    with _managing(server):
+        pid = _running_pid(server)
+        if pid is not None:
+            _terminate(pid)
+        server.pid_file.unlink(missing_ok=True)
+    return pid is not None
 
 
 def status(server: EmbeddedServer) -> ServerStatus:
@@ -222,46 +288,88 @@ def status(server: EmbeddedServer) -> ServerStatus:
     return ServerStatus(version is not None, server.url, pid, version, datasets)
 
 
+def _managing(server: EmbeddedServer) -> filelock.FileLock:
+    """The manager's lock (the launcher holds its own while serving): one start or stop at a time per data folder."""
+    return filelock.FileLock(server.lock_file, timeout=LOCK_TIMEOUT_S, mode=0o600)
+
+
+def _check_port_free(server: EmbeddedServer) -> None:
+    """A port someone else holds is named as such, at once (not as a start-up failure after the venv check)."""
+    try:
+        with socket.create_connection((server.host, server.port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError:
+        return  # nothing listens there
+    if _version(server) is not None:
+        raise PipelineError(f"port {server.port} is taken by another Argilla server ({server.url}); use --port or argilla.port")
+    raise PipelineError(f"port {server.port} is in use by something that is not Argilla; use --port or argilla.port")
+
+
+def _write_pid_file(server: EmbeddedServer, pid: int) -> None:
+    """Which process is ours: its pid and its start time, so a reused pid is never mistaken for the server."""
+    record = {"pid": pid, "started": psutil.Process(pid).create_time(), "host": server.host, "port": server.port}
+    with atomic_path(server.pid_file) as tmp:
+        tmp.write_text(json.dumps(record))
+
+
 def _as_started(server: EmbeddedServer) -> EmbeddedServer:
     """The address it was started on (a later `status` need not repeat --host/--port)."""
     try:
         recorded = json.loads(server.pid_file.read_text())
         return dataclasses.replace(server, host=recorded["host"], port=int(recorded["port"]))
-    except (FileNotFoundError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return server
 
 
 def _running_pid(server: EmbeddedServer) -> int | None:
+    """The recorded pid, if that process is still the one we started (same start time), else None."""
     try:
-        pid = int(json.loads(server.pid_file.read_text())["pid"])
-    except (FileNotFoundError, ValueError, KeyError):
+        recorded = json.loads(server.pid_file.read_text())
+        pid, started = int(recorded["pid"]), float(recorded["started"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return pid if _alive(pid) else None
-
-
-def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this process still answers kill(0): reap it
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
+        process = psutil.Process(pid)
+        if abs(process.create_time() - started) > 0.01 or process.status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.Error:
+        return None
+    return pid
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM the server's process group (its workers too), SIGKILL what is left after the grace period."""
+    try:
+        process = psutil.Process(pid)
+        group = os.getpgid(pid)
+    except (psutil.Error, ProcessLookupError):
+        return
+    signal_group = group == pid  # started with its own session; anything else gets only its own signal
+
+    def send(sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig) if signal_group else os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except psutil.TimeoutExpired:
+        send(signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT_S)
 
 
 def _version(server: EmbeddedServer) -> str | None:
     try:
-        return str(_get_json(server, READY_PATH, None).get("version"))
-    except (urllib.error.URLError, OSError, ValueError):
+        return str(_get_json(server, READY_PATH, None, timeout=PROBE_TIMEOUT_S).get("version"))
+    except (urllib.error.URLError, OSError, ValueError, AttributeError):
         return None
 
 
-def _get_json(server: EmbeddedServer, path: str, api_key: str | None) -> dict:
+def _get_json(server: EmbeddedServer, path: str, api_key: str | None, *, timeout: float = 5.0) -> dict:
     request = urllib.request.Request(server.url + path, headers={"X-Argilla-Api-Key": api_key} if api_key else {})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -270,4 +378,6 @@ def _log_tail(server: EmbeddedServer) -> str:
         lines = [line for line in server.log_file.read_text(errors="replace").splitlines() if line.strip()]
     except FileNotFoundError:
         return "no log"
-    return lines[-1][:300] if lines else "empty log"
+    prefix = "annotation_server: error: "
+    errors = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+    return (errors or lines or ["empty log"])[-1][:300]
