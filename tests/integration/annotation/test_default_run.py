@@ -1,0 +1,58 @@
+"""The README's main command as a new user meets it: a fresh clone, the shipped params.yaml (its relative
+`argilla.data_dir: .argilla`), `llm-feedback server start`, then `dvc repro` up to push. Only the models are pointed
+at the test LLM server (nothing is downloaded) and the port is a free one."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llm_feedback.annotation.receipt import read_receipt
+from tests.integration.annotation.annotating import owner_records
+from tests.integration.annotation.conftest import free_port
+from tests.llm_server import FakeLLMServer
+from tests.project import copy_project, edit_params, run
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_fresh_clone_starts_its_server_and_pushes_with_the_shipped_params(tmp_path: Path, server_venv: Path) -> None:
+    shipped = copy_project(tmp_path / "shipped")
+    run(["git", "add", "-A"], shipped)
+    run(["git", "commit", "-qm", "shipped"], shipped)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(shipped), str(clone)], tmp_path)
+    port = free_port()
+    with FakeLLMServer() as llm:
+
+        def point_models_at_the_test_server(params: dict) -> None:
+            assert params["argilla"]["data_dir"] == ".argilla" and params["argilla"]["url"] == "local"
+            for name in params["compare"]:
+                params["models"][name] = {"backend": "openai", "model": name, "base_url": f"{llm.url}/v1"}
+            params["argilla"]["port"] = port
+
+        edit_params(clone, point_models_at_the_test_server)
+        # The server's venv takes a minute to build; the clone borrows the one the test session built.
+        (clone / ".argilla").mkdir()
+        (clone / ".argilla" / "venv").symlink_to(server_venv)
+        try:
+            started = run(["llm-feedback", "server", "start"], clone)
+            assert f"annotation server running at http://127.0.0.1:{port}" in started.stdout
+            assert stat.S_IMODE((clone / ".argilla").stat().st_mode) == 0o700
+            credentials = json.loads((clone / ".argilla" / "credentials.json").read_text())
+
+            pushed = run(["dvc", "repro", "push"], clone)
+            assert "generate: 88 generations" in pushed.stdout, pushed.stdout
+            assert "push: 44 records in llm-feedback/code-answers" in pushed.stdout, pushed.stdout
+            receipt = read_receipt(clone / "data" / "push.json")
+            assert receipt.url == f"http://127.0.0.1:{port}"
+            shown = owner_records(receipt.url, credentials["api_key"], receipt.dataset_id)
+            assert len(shown) == 44 and all(r["fields"]["response_1"] and r["fields"]["response_2"] for r in shown)
+            assert "Data and pipelines are up to date" in run(["dvc", "repro", "push"], clone).stdout
+        finally:
+            subprocess.run([sys.executable, "-m", "llm_feedback.cli", "server", "stop"], cwd=clone, check=False, capture_output=True)
