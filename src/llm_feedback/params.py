@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, ValidationInfo, field_validator,
+    model_validator,
+)
 
 from llm_feedback.errors import ConfigError
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# An environment variable's name as people write them (OPENAI_API_KEY): a pasted key is never upper-case only.
+ENV_VAR_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# What Argilla 2.8's SDK accepts as a workspace name (the server would take more, but push creates it with the SDK).
+WORKSPACE_PATTERN = r"^[A-Za-z0-9_-]+$"
+DATASET_NAME_MAX = 200  # argilla-server's limit
+# Access tokens as their issuers hand them out: Hugging Face, OpenAI and others (sk-), GitHub, GitLab, Slack, AWS,
+# Google. Such a value never belongs in params.yaml (it would reach dvc.lock and DVC's run cache).
+TOKEN_PATTERN = re.compile(
+    r"(?<![A-Za-z0-9])(?:hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{16,}|sk_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|glpat-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}|AIza[A-Za-z0-9_-]{30,})"
+)
+# Random-looking text: 20 or more letters and digits in a row, mixing lower case, upper case and digits.
+HIGH_ENTROPY_PATTERN = re.compile(r"(?=[A-Za-z0-9]*[a-z])(?=[A-Za-z0-9]*[A-Z])(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{20,}")
+SECRET_QUERY_WORDS = ("key", "token", "secret", "password", "signature", "sig", "auth")
 
 
 class Strict(BaseModel):
     """Rejects unknown keys: a misspelt knob must not be silently ignored."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Numbers and switches are taken as written: `seed: true` is not 1, `limit: 5.0` is not 5, `shuffle: 1` is not true.
+Int = StrictInt
+Float = StrictFloat
+Bool = StrictBool
 
 
 class Paths(Strict):
@@ -39,6 +64,50 @@ class Paths(Strict):
     reports: Path = Path("reports")
     export: Path = Path("data/export")
 
+    @field_validator("*")
+    @classmethod
+    def _inside_project(cls, path: Path, info: ValidationInfo) -> Path:
+        """Outputs live in the project (DVC refuses others only after the stage wrote them there), and a file where a
+        file goes. Checked when the project folder (params.yaml's) is known."""
+        root = project_root(info)
+        if root is None:
+            return path
+        full = Path(os.path.normpath(root / path))
+        if full == root:
+            raise ValueError(f"{path} is the project folder itself; name a file or folder inside it")
+        if not full.is_relative_to(root):
+            raise ValueError(f"{path} is outside the project folder {root} (outputs live inside it)")
+        for parent in reversed(full.relative_to(root).parents[:-1]):
+            if (root / parent).exists() and not (root / parent).is_dir():
+                raise ValueError(f"{path} cannot be created: {parent} is a file")
+        if info.field_name in FOLDER_OUTPUTS:
+            if full.exists() and not full.is_dir():
+                raise ValueError(f"{path} is a file; name a folder")
+        elif full.is_dir():
+            raise ValueError(f"{path} is a folder; name a file")
+        return path
+
+    def overlap(self) -> str | None:
+        """Two outputs in one place (or one inside another's folder) would overwrite each other."""
+        seen: dict[str, Path] = {}
+        for key in type(self).model_fields:
+            mine = Path(os.path.abspath(getattr(self, key)))
+            for other, place in seen.items():
+                if mine == place or mine.is_relative_to(place) or place.is_relative_to(mine):
+                    return (f"paths.{key}: {getattr(self, key)} overlaps paths.{other} ({getattr(self, other)}); "
+                            "give each its own place")
+            seen[key] = mine
+        return None
+
+
+FOLDER_OUTPUTS = ("plots", "reports", "export")
+
+
+def project_root(info: ValidationInfo) -> Path | None:
+    """The folder holding params.yaml, when validation knows it (load_params passes it)."""
+    root = (info.context or {}).get("root")
+    return None if root is None else Path(os.path.abspath(root))
+
 
 class FetchParams(Strict):
     source: Literal["sample", "file", "hub"] = "sample"
@@ -48,9 +117,9 @@ class FetchParams(Strict):
     revision: str | None = None
     instruction_column: str = "instruction"
     keep_columns: list[str] = Field(default_factory=list)
-    shuffle: bool = False
-    seed: int = 42
-    limit: int | None = Field(default=None, ge=1)
+    shuffle: Bool = False
+    seed: Int = 42
+    limit: Int | None = Field(default=None, ge=1)
 
 
 class FormatParams(Strict):
@@ -60,33 +129,33 @@ class FormatParams(Strict):
 class GenerationParams(Strict):
     """Sampling settings that mean the same thing on every backend."""
 
-    max_new_tokens: int = Field(default=1024, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)  # 0 = greedy
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    seed: int | None = 0
+    max_new_tokens: Int = Field(default=1024, ge=1)
+    temperature: Float = Field(default=0.0, ge=0.0, le=2.0)  # 0 = greedy
+    top_p: Float = Field(default=1.0, gt=0.0, le=1.0)
+    seed: Int | None = 0
     stop: list[str] = Field(default_factory=list)
 
 
 class GenerationOverrides(Strict):
     """A model's own values for some generation settings; unset ones come from `generation:`."""
 
-    max_new_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = None
+    max_new_tokens: Int | None = Field(default=None, ge=1)
+    temperature: Float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: Float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: Int | None = None
     stop: list[str] | None = None
 
 
 class GenerateParams(Strict):
-    concurrency: int = Field(default=8, ge=1, le=1024)
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_attempts: int = Field(default=6, ge=1)
-    backoff_initial_s: float = Field(default=1.0, ge=0)
-    backoff_max_s: float = Field(default=60.0, ge=0)
-    max_error_rate: float = Field(default=0.05, ge=0.0, le=1.0)
-    batch_size: int = Field(default=8, ge=1)
-    progress_every_s: float = Field(default=30.0, gt=0)
+    concurrency: Int = Field(default=8, ge=1, le=1024)
+    requests_per_minute: Float | None = Field(default=None, gt=0)
+    timeout_s: Float = Field(default=120.0, gt=0)
+    max_attempts: Int = Field(default=6, ge=1)
+    backoff_initial_s: Float = Field(default=1.0, ge=0)
+    backoff_max_s: Float = Field(default=60.0, ge=0)
+    max_error_rate: Float = Field(default=0.05, ge=0.0, le=1.0)
+    batch_size: Int = Field(default=8, ge=1)
+    progress_every_s: Float = Field(default=30.0, gt=0)
 
 
 class ModelSpec(Strict):
@@ -99,11 +168,28 @@ class ModelSpec(Strict):
     provider: str | None = None
     endpoint_url: str | None = None
     base_url: str | None = None
-    api_key_env: str | None = Field(default=None, pattern=ENV_VAR_PATTERN)
+    api_key_env: str | None = None
     device: str | None = None
     generation: GenerationOverrides = Field(default_factory=GenerationOverrides)
-    concurrency: int | None = Field(default=None, ge=1, le=1024)
-    requests_per_minute: float | None = Field(default=None, gt=0)
+    concurrency: Int | None = Field(default=None, ge=1, le=1024)
+    requests_per_minute: Float | None = Field(default=None, gt=0)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        if name is not None and (not ENV_VAR_PATTERN.match(name) or TOKEN_PATTERN.search(name)):
+            raise ValueError(
+                "must name an environment variable (upper-case letters, digits and '_', such as OPENAI_API_KEY), "
+                "not hold the key: export the key in that variable"
+            )
+        return name
+
+    @field_validator("base_url", "endpoint_url")
+    @classmethod
+    def _url_without_key(cls, url: str | None) -> str | None:
+        if url is not None:
+            refuse_credentials_in_url(url, "put the key in the variable named by api_key_env")
+        return url
 
     @model_validator(mode="after")
     def _backend_fields(self) -> ModelSpec:
@@ -132,13 +218,22 @@ class ModelSpec(Strict):
         return defaults.model_copy(update=self.generation.model_dump(exclude_unset=True))
 
 
+def refuse_credentials_in_url(url: str, hint: str) -> None:
+    """A URL is recorded in dvc.lock and shown in logs: a user:key@ part or a key in its query would go with it."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        raise ValueError(f"must not carry credentials (user:key@): {hint}")
+    if any(word in name.lower() for name, _ in parse_qsl(parts.query) for word in SECRET_QUERY_WORDS):
+        raise ValueError(f"must not carry a key in its query string: {hint}")
+
+
 class ArgillaParams(Strict):
     """Where annotation happens: `local` is the embedded server; anything else is a hosted Argilla's URL."""
 
     url: str = "local"
     data_dir: Path = Path(".argilla")
-    port: int = Field(default=6900, ge=1, le=65535)
-    timeout_s: float = Field(default=60.0, gt=0)
+    port: Int = Field(default=6900, ge=1, le=65535)
+    timeout_s: Float = Field(default=60.0, gt=0)
     # HF_TOKEN as `Authorization: Bearer` (a private Hugging Face Space): auto = only to *.hf.space hosts
     send_hf_token: Literal["auto", "always", "never"] = "auto"
 
@@ -147,26 +242,32 @@ class ArgillaParams(Strict):
     def _url(cls, url: str) -> str:
         if url != "local" and not re.match(r"^https?://[^/\s]+", url):
             raise ValueError("must be 'local' (the embedded server) or an http(s) URL such as https://my-argilla.hf.space")
-        if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
-            raise ValueError("must not carry credentials: put the key in ARGILLA_API_KEY")
+        refuse_credentials_in_url(url, "put the key in ARGILLA_API_KEY")
         return url.rstrip("/")
 
 
 class AnnotationParams(Strict):
     """The Argilla dataset annotators work in, and how records reach them."""
 
-    workspace: str = Field(default="llm-feedback", min_length=1)
-    dataset: str = Field(default="code-answers", min_length=1)
+    workspace: str = "llm-feedback"
+    dataset: str = Field(default="code-answers", min_length=1, max_length=DATASET_NAME_MAX)
     guidelines: Path = Path("annotation/guidelines.md")
     rating_tooltip: Path = Path("annotation/rating_tooltip.md")
-    seed: int = 42
+    seed: Int = 42
     assignment: Literal["metadata", "overlap"] = "metadata"
-    groups: int = Field(default=2, ge=1, le=1000)
-    min_submitted: int = Field(default=1, ge=1, le=100)
+    groups: Int = Field(default=2, ge=1, le=1000)
+    min_submitted: Int = Field(default=1, ge=1, le=100)
     on_annotated_change: Literal["fail", "skip", "new_record"] = "fail"
-    recreate: bool = False
-    force: bool = False
-    batch_size: int = Field(default=500, ge=1, le=1000)
+    recreate: Bool = False
+    force: Bool = False
+    batch_size: Int = Field(default=500, ge=1, le=1000)
+
+    @field_validator("workspace")
+    @classmethod
+    def _workspace_name(cls, name: str) -> str:
+        if not re.match(WORKSPACE_PATTERN, name):
+            raise ValueError(f"{name!r:.60} is not a name Argilla takes: use letters, digits, '-' and '_'")
+        return name
 
     @model_validator(mode="after")
     def _assignment(self) -> AnnotationParams:
@@ -179,47 +280,47 @@ class AnalyzeParams(Strict):
     """How annotations become scores and how sure we are of them."""
 
     aggregate: Literal["mean", "median", "majority"] = "mean"
-    tie_margin: float = Field(default=0.0, ge=0.0, le=7.0)
-    bootstrap: int = Field(default=1000, ge=100, le=100_000)
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
-    seed: int = 0
-    lowest: int = Field(default=20, ge=0)
+    tie_margin: Float = Field(default=0.0, ge=0.0, le=7.0)
+    bootstrap: Int = Field(default=1000, ge=100, le=100_000)
+    confidence: Float = Field(default=0.95, gt=0.5, lt=1.0)
+    seed: Int = 0
+    lowest: Int = Field(default=20, ge=0)
 
 
 class ExportParams(Strict):
     """Which annotated answers become training data."""
 
-    sft_min_score: float = Field(default=6.0, ge=0.0, le=7.0)
-    dpo_min_margin: float = Field(default=2.0, gt=0.0, le=7.0)
-    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    seed: int = 0
+    sft_min_score: Float = Field(default=6.0, ge=0.0, le=7.0)
+    dpo_min_margin: Float = Field(default=2.0, gt=0.0, le=7.0)
+    test_fraction: Float = Field(default=0.1, ge=0.0, lt=1.0)
+    seed: Int = 0
     push_to_hub: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
-    private: bool = True
+    private: Bool = True
 
 
 class JudgeParams(Strict):
     """An LLM judge scoring every answer with the annotators' rubric."""
 
-    enabled: bool = False
+    enabled: Bool = False
     model: str | None = None  # a name under models:, compared or not
     rubric: Path = Path("annotation/rating_tooltip.md")
-    json_mode: bool = True  # ask for JSON where the backend can (OpenAI response_format, TGI grammar)
-    pairwise: bool = False  # also ask which answer is better, in both orders
-    max_new_tokens: int = Field(default=512, ge=16)
+    json_mode: Bool = True  # ask for JSON where the backend can (OpenAI response_format, TGI grammar)
+    pairwise: Bool = False  # also ask which answer is better, in both orders
+    max_new_tokens: Int = Field(default=512, ge=16)
 
 
 class ExecuteParams(Strict):
     """Running each answer's code with its task's tests, in a sandbox."""
 
-    enabled: bool = False
+    enabled: Bool = False
     tests_column: str | None = "tests"  # a task column of asserts (the sample's)
     reference_column: str | None = None  # else: a column holding a reference solution that ends with asserts
-    cpu_s: int = Field(default=10, ge=1, le=3600)
-    wall_s: float = Field(default=30.0, gt=0, le=3600)
-    memory_mb: int = Field(default=1024, ge=64)
-    file_mb: int = Field(default=16, ge=1)
-    processes: int = Field(default=32, ge=1)
-    workers: int | None = Field(default=None, ge=1)  # default and cap: the number of cores
+    cpu_s: Int = Field(default=10, ge=1, le=3600)
+    wall_s: Float = Field(default=30.0, gt=0, le=3600)
+    memory_mb: Int = Field(default=1024, ge=64)
+    file_mb: Int = Field(default=16, ge=1)
+    processes: Int = Field(default=32, ge=1)
+    workers: Int | None = Field(default=None, ge=1)  # default and cap: the number of cores
     python: str | None = None  # the interpreter for generated code (default: the pipeline's, if others may read it)
 
 
@@ -247,6 +348,13 @@ class Params(Strict):
         return models
 
     @model_validator(mode="after")
+    def _outputs_apart(self) -> Params:
+        overlap = self.paths.overlap()
+        if overlap:
+            raise ValueError(overlap)
+        return self
+
+    @model_validator(mode="after")
     def _compare_declared(self) -> Params:
         if not self.compare:
             raise ValueError("compare: list at least one model declared under models:")
@@ -268,28 +376,78 @@ def load_params(path: Path = DEFAULT_PARAMS_FILE) -> Params:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run from the project's root)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a file") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
     try:
-        raw: Any = yaml.safe_load(text)
+        raw: Any = load_yaml(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
+    token_at = _find_token(raw)
+    if token_at is not None:
+        raise ConfigError(
+            f"{path}: {token_at}: holds what looks like an access token; tokens and keys come from the environment "
+            "(HF_TOKEN, OPENAI_API_KEY, the variable a model's api_key_env names), never from params.yaml"
+        )
     try:
-        return Params.model_validate(raw)
+        return Params.model_validate(raw, context={"root": Path(path).parent})
     except ValidationError as e:
-        raise ConfigError(f"{path}: {_describe(e)}") from None
+        raise ConfigError(f"{path}: {describe_validation_error(e)}") from None
 
 
-def _may_hold_secret(key: str) -> bool:
-    """A value pasted into a key like api_key_env may be the key itself: never echo it."""
-    return any(word in key.lower() for word in ("key", "token", "secret", "password"))
+# ---------------------------------------------------------------------------------------------------------------------
+# YAML with unique keys
 
 
-def _yaml_problem(error: yaml.YAMLError) -> str:
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """YAML requires the keys of a mapping to be unique; PyYAML would silently keep the last one."""
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load, except that a key given twice in one mapping is an error naming both lines."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_unique_keys(node, (), set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_unique_keys(node: yaml.Node, where: tuple, seen: set[int]) -> None:
+    if id(node) in seen:  # an alias to a node already checked (or a recursive one)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in first:
+                    name = _dotted((*where, key.value))
+                    raise DuplicateKeyError(
+                        problem=f"{name} is given twice (first at line {first[key.tag, key.value]}); keep one",
+                        problem_mark=key.start_mark,
+                    )
+                first[key.tag, key.value] = key.start_mark.line + 1
+            _check_unique_keys(value, (*where, key.value if isinstance(key, yaml.ScalarNode) else "?"), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique_keys(item, (*where, i), seen)
+
+
+def _dotted(where: tuple) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in where).lstrip(".")
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """The problem and where it is, on one line."""
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     if mark is None:
@@ -297,15 +455,48 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
-def _describe(error: ValidationError) -> str:
+# ---------------------------------------------------------------------------------------------------------------------
+# secrets: never accepted, never echoed
+
+
+def looks_like_secret(text: str) -> bool:
+    """A known token format, or random-looking text that an error message must not repeat."""
+    return bool(TOKEN_PATTERN.search(text) or HIGH_ENTROPY_PATTERN.search(text))
+
+
+def _find_token(value: Any, where: tuple = ()) -> str | None:
+    """The dotted key of the first value (or key) in params that holds a known token format."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and TOKEN_PATTERN.search(key):
+                return _dotted(where) or "(top level)"
+            found = _find_token(item, (*where, key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _find_token(item, (*where, i))
+            if found:
+                return found
+    elif isinstance(value, str) and TOKEN_PATTERN.search(value):
+        return _dotted(where)
+    return None
+
+
+def _may_hold_secret(key: str, value: Any) -> bool:
+    """A value pasted into a key like api_key_env may be the key itself: never echo it, nor anything random-looking."""
+    return any(word in key.lower() for word in ("key", "token", "secret", "password")) or looks_like_secret(repr(value))
+
+
+def describe_validation_error(error: ValidationError) -> str:
     """All validation problems on one line, each led by its dotted key."""
     parts = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"])
+        key = _dotted(tuple(item["loc"]))
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (misspelt, or from a newer version?)"
-        elif item["type"] not in {"value_error", "missing"} and "input" in item and not _may_hold_secret(key):
+        elif item["type"] not in {"value_error", "missing"} and "input" in item and not _may_hold_secret(key, item["input"]):
             message = f"{message} (got {item['input']!r:.60})"
         parts.append(f"{key}: {message}" if key else message)
     return "; ".join(parts)

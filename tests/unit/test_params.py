@@ -65,3 +65,166 @@ def test_a_key_pasted_into_api_key_env_is_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="models.x.api_key_env") as error:
         load_params(write_params(tmp_path, data))
     assert secret not in str(error.value)
+
+
+def params_text() -> str:
+    return (PROJECT_ROOT / "params.yaml").read_text(encoding="utf-8")
+
+
+def line_of(text: str, fragment: str, occurrence: int = 1) -> int:
+    lines = [i for i, line in enumerate(text.splitlines(), 1) if line.startswith(fragment)]
+    return lines[occurrence - 1]
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "fragment"),
+    [
+        (lambda t: t + "\nfetch:\n  limit: 3\n", "fetch", "fetch:"),  # a second section would replace the first
+        (lambda t: t.replace("  smollm2-360m:\n", "  qwen-coder-0.5b:\n", 1), "models.qwen-coder-0.5b", "  qwen-coder-0.5b:"),
+        (lambda t: t.replace("  limit: null", "  limit: null\n  seed: 7"), "fetch.seed", "  seed:"),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path: Path, edit, key: str, fragment: str) -> None:
+    text = edit(params_text())
+    path = write_params(tmp_path, text)
+    first, second = line_of(text, fragment), line_of(text, fragment, 2)
+    with pytest.raises(ConfigError) as error:
+        load_params(path)
+    assert str(error.value) == (f"{path}: not valid YAML: line {second}, column {fragment.index(fragment.strip()) + 1}: "
+                                f"{key} is given twice (first at line {first}); keep one")
+
+
+def test_the_same_key_in_two_sections_is_no_duplicate(tmp_path: Path) -> None:
+    params = load_params(write_params(tmp_path, params_text().replace("  seed: 42\n  limit", "  seed: 5\n  limit")))
+    assert (params.fetch.seed, params.annotation.seed, params.analyze.seed) == (5, 42, 0)
+
+
+SECRETS = {
+    "hf": "hf_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7",
+    "openai": "sk-proj-" + "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2",
+}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda p, s: p["models"]["local-server"].update(api_key_env=s["hf"]), "models.local-server.api_key_env"),
+        (lambda p, s: p["models"]["local-server"].update(api_key_env=s["openai"]), "models.local-server.api_key_env"),
+        (lambda p, s: p["export"].update(push_to_hub=s["hf"]), "export.push_to_hub"),
+        (lambda p, s: p["export"].update(push_to_hub=f"org/{s['hf']}"), "export.push_to_hub"),
+        (lambda p, s: p["models"]["local-server"].update(base_url=f"http://me:{s['openai']}@localhost:8000/v1"),
+         "models.local-server.base_url"),
+        (lambda p, s: p["models"]["local-server"].update(base_url="http://me:plainpassword@localhost:8000/v1"),
+         "models.local-server.base_url"),
+        (lambda p, s: p["models"]["local-server"].update(base_url="http://localhost:8000/v1?api_key=plainpassword"),
+         "models.local-server.base_url"),
+        (lambda p, s: p["models"]["llama-3.3-70b"].update(provider=None, endpoint_url="https://u:plainpassword@e.example"),
+         "models.llama-3.3-70b.endpoint_url"),
+        (lambda p, s: p["argilla"].update(url="https://owner:plainpassword@argilla.example"), "argilla.url"),
+        (lambda p, s: p["fetch"].update(dataset=s["hf"]), "fetch.dataset"),
+    ],
+)
+def test_a_secret_in_params_is_refused_and_never_echoed(tmp_path: Path, mutate, key: str) -> None:
+    data = shipped()
+    mutate(data, SECRETS)
+    with pytest.raises(ConfigError) as error:
+        load_params(write_params(tmp_path, data))
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'params.yaml'}: {key}: ") and "\n" not in message
+    for secret in [*SECRETS.values(), "plainpassword"]:
+        assert secret not in message
+
+
+@pytest.mark.parametrize("name", ["OPENAI_API_KEY", "MY_LLM_KEY", "_X", "KEY2"])
+def test_api_key_env_takes_a_variable_name(tmp_path: Path, name: str) -> None:
+    data = shipped()
+    data["models"]["local-server"]["api_key_env"] = name
+    assert load_params(write_params(tmp_path, data)).models["local-server"].api_key_env == name
+
+
+@pytest.mark.parametrize("value", ["my_key", "openai-key", "2KEY", "Bearer XYZ", "AKIAIOSFODNN7EXAMPLE"])
+def test_api_key_env_refuses_what_is_not_an_upper_case_name(tmp_path: Path, value: str) -> None:
+    data = shipped()
+    data["models"]["local-server"]["api_key_env"] = value
+    with pytest.raises(ConfigError, match=r"models\.local-server\.api_key_env: ") as error:
+        load_params(write_params(tmp_path, data))
+    assert value not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("seed", True, "fetch.seed: Input should be a valid integer (got True)"),
+        ("limit", 5.0, "fetch.limit: Input should be a valid integer (got 5.0)"),
+        ("limit", "5", "fetch.limit: Input should be a valid integer (got '5')"),
+        ("shuffle", 1, "fetch.shuffle: Input should be a valid boolean (got 1)"),
+    ],
+)
+def test_numbers_and_switches_are_taken_as_written(tmp_path: Path, key: str, value: object, expected: str) -> None:
+    data = shipped()
+    data["fetch"][key] = value
+    with pytest.raises(ConfigError) as error:
+        load_params(write_params(tmp_path, data))
+    assert str(error.value) == f"{tmp_path / 'params.yaml'}: {expected}"
+
+
+def test_a_bool_is_no_number_anywhere(tmp_path: Path) -> None:
+    data = shipped()
+    data["generation"]["temperature"] = True
+    data["generate"]["concurrency"] = False
+    data["export"]["seed"] = True
+    with pytest.raises(ConfigError) as error:
+        load_params(write_params(tmp_path, data))
+    for key in ("generation.temperature", "generate.concurrency", "export.seed"):
+        assert f"{key}: Input should be a valid" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("paths", "setup", "expected"),
+    [
+        ({"tasks": "../outside/tasks.parquet"}, None, "paths.tasks: ../outside/tasks.parquet is outside the project folder"),
+        ({"tasks": "/tmp/x/tasks.parquet"}, None, "paths.tasks: /tmp/x/tasks.parquet is outside the project folder"),
+        ({"export": "data/../../x"}, None, "paths.export: data/../../x is outside the project folder"),
+        ({"reports": "."}, None, "paths.reports: . is the project folder itself"),
+        ({"tasks": "data/tasks.parquet"}, "data/tasks.parquet/", "paths.tasks: data/tasks.parquet is a folder; name a file"),
+        ({"reports": "reports"}, "reports", "paths.reports: reports is a file; name a folder"),
+        ({"tasks": "notes/tasks.parquet"}, "notes", "paths.tasks: notes/tasks.parquet cannot be created: notes is a file"),
+        ({"tasks": "data/export/tasks.parquet"}, None, "paths.export: data/export overlaps paths.tasks"),
+        ({"prompts": "data/tasks.parquet"}, None, "paths.prompts: data/tasks.parquet overlaps paths.tasks"),
+    ],
+)
+def test_output_paths_stay_inside_the_project_each_in_its_place(tmp_path: Path, paths: dict, setup: str | None,
+                                                                 expected: str) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    if setup is not None:
+        target = project / setup
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.mkdir() if setup.endswith("/") else target.write_text("x")
+    data = shipped()
+    data["paths"].update(paths)
+    with pytest.raises(ConfigError) as error:
+        load_params(write_params(project, data))
+    assert str(error.value).startswith(f"{project / 'params.yaml'}: {expected}")
+    assert "\n" not in str(error.value)
+
+
+def test_output_paths_inside_the_project_are_fine_also_as_absolute_paths(tmp_path: Path) -> None:
+    data = shipped()
+    data["paths"].update(tasks=str(tmp_path / "data/tasks.parquet"), export="out/export")
+    params = load_params(write_params(tmp_path, data))
+    assert params.paths.tasks == tmp_path / "data/tasks.parquet"
+
+
+@pytest.mark.parametrize("name", ["my space", "team.one", "", "ws/other"])
+def test_a_workspace_name_argilla_refuses_is_named(tmp_path: Path, name: str) -> None:
+    data = shipped()
+    data["annotation"]["workspace"] = name
+    with pytest.raises(ConfigError, match=r"annotation\.workspace: .* is not a name Argilla takes: use letters, digits"):
+        load_params(write_params(tmp_path, data))
+
+
+def test_workspace_names_argilla_takes(tmp_path: Path) -> None:
+    data = shipped()
+    data["annotation"]["workspace"] = "Team_A-2"
+    assert load_params(write_params(tmp_path, data)).annotation.workspace == "Team_A-2"

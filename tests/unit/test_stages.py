@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,62 @@ def test_format_without_tasks_says_which_stage_to_run(tmp_path: Path, tiny_token
     assert result.stderr.strip() == (
         "format: error: data/tasks.parquet: not found (run the stage that writes the tasks artifact first)"
     )
+
+
+def params_edited(folder: Path, edit) -> Path:
+    """The shipped params.yaml, comments and all, with one edit a user might make."""
+    folder.mkdir()
+    (folder / "params.yaml").write_text(edit((PROJECT_ROOT / "params.yaml").read_text()))
+    return folder
+
+
+def written_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file() and p.name != "params.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda t: t + "fetch:\n  limit: 2\n",
+         r"params.yaml: not valid YAML: line \d+, column 1: fetch is given twice \(first at line \d+\); keep one"),
+        (lambda t: t.replace("seed: 42", "seed: true", 1), r"params.yaml: fetch.seed: Input should be a valid integer \(got True\)"),
+        (lambda t: t.replace("tasks: data/tasks.parquet", "tasks: ../elsewhere/tasks.parquet"),
+         r"params.yaml: paths.tasks: ../elsewhere/tasks.parquet is outside the project folder .*"),
+        (lambda t: t.replace("tasks: data/tasks.parquet", "tasks: data"),
+         r"params.yaml: paths.prompts: data/prompts.parquet overlaps paths.tasks \(data\); give each its own place"),
+        (lambda t: t.replace("workspace: llm-feedback", "workspace: my team"),
+         r"params.yaml: annotation.workspace: 'my team' is not a name Argilla takes: use letters, digits, '-' and '_'"),
+    ],
+)
+def test_bad_params_stop_the_stage_in_one_line_before_anything_is_written(tmp_path: Path, edit, error: str) -> None:
+    folder = params_edited(tmp_path / "project", edit)
+    result = run_stage("fetch", folder)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+    assert re.fullmatch(f"fetch: error: {error}", result.stderr.strip()), result.stderr
+    assert written_files(tmp_path) == [], "nothing written, inside the project or beside it"
+
+
+TOKEN = "hf_" + "Q9w8E7r6T5y4U3i2O1p0AsDfGhJkLzXc"
+
+
+@pytest.mark.parametrize(
+    ("stage", "edit", "key"),
+    [
+        ("generate", lambda t: t.replace("api_key_env: OPENAI_API_KEY", f"api_key_env: {TOKEN}"),
+         "models.local-server.api_key_env"),
+        ("export", lambda t: t.replace("push_to_hub: null", f"push_to_hub: {TOKEN}"), "export.push_to_hub"),
+        ("export", lambda t: t.replace("push_to_hub: null", f"push_to_hub: me/{TOKEN}"), "export.push_to_hub"),
+        ("generate", lambda t: t.replace("base_url: http://localhost:8000/v1", f"base_url: http://me:{TOKEN}@localhost:8000/v1"),
+         "models.local-server.base_url"),
+    ],
+)
+def test_a_token_in_params_is_refused_and_appears_nowhere(tmp_path: Path, edit, key: str, stage: str) -> None:
+    folder = params_edited(tmp_path / "project", edit)
+    assert TOKEN in (folder / "params.yaml").read_text()
+    result = run_stage(stage, folder)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{stage}: error: params.yaml: {key}: ") and len(result.stderr.splitlines()) == 1
+    assert TOKEN not in result.stdout + result.stderr
+    assert TOKEN[3:20] not in result.stdout + result.stderr, "not even part of it"
+    assert written_files(tmp_path) == []
