@@ -24,7 +24,7 @@ import yaml
 
 from llm_feedback.artifacts import TASKS
 from llm_feedback.errors import ConfigError, InputError
-from llm_feedback.params import FetchParams
+from llm_feedback.params import FetchParams, load_yaml, yaml_problem
 
 BATCH_ROWS = 10_000
 # A whole row must fit in one block; 64 MB leaves room for very long instructions.
@@ -32,6 +32,9 @@ TEXT_BLOCK_BYTES = 64 << 20
 FILE_FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 SAMPLE_FIELDS = ("name", "topic", "difficulty", "instruction", "tests")
 RESERVED_COLUMNS = set(TASKS.schema.names)
+# Characters that show nothing: an instruction made only of these (zero-width spaces, BOMs, controls) and whitespace
+# is as empty as a blank one.
+INVISIBLE = r"[\p{Cf}\p{Cc}]"
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,12 @@ def normalize_instructions(instructions: pa.Array) -> pa.Array:
     text = pc.utf8_normalize(instructions.cast(pa.string()), "NFC")
     text = pc.replace_substring(text, "\r\n", "\n")
     return pc.utf8_trim_whitespace(text)
+
+
+def has_visible_text(instructions: pa.Array) -> np.ndarray:
+    """True where an instruction holds something other than whitespace and invisible characters."""
+    visible = pc.utf8_trim_whitespace(pc.replace_substring_regex(instructions, INVISIBLE, ""))
+    return pc.fill_null(pc.greater(pc.utf8_length(visible), 0), False).to_numpy(zero_copy_only=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -145,11 +154,11 @@ def _file_batches(path: Path, fmt: str, instruction_column: str) -> Iterator[pa.
 def _sample_batches(path: Path) -> Iterator[pa.RecordBatch]:
     """The project's own task format: a YAML list of {name, topic, difficulty, instruction, tests}."""
     try:
-        items = yaml.safe_load(path.read_text(encoding="utf-8"))
+        items = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: not valid UTF-8 (byte {e.start})") from None
     except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise InputError(f"{path}: not valid YAML ({yaml_problem(e)})") from None
     if not isinstance(items, list):
         raise InputError(f"{path}: expected a YAML list of tasks")
     for i, item in enumerate(items):
@@ -173,6 +182,7 @@ def _collect(
     out: list[pa.RecordBatch] = []
     rows = empty = duplicates = 0
     for batch in batches:
+        batch = _decoded(batch)
         _check_columns(batch.schema, instruction_column, keep, where)
         try:
             batch.validate(full=True)
@@ -180,7 +190,7 @@ def _collect(
             raise InputError(f"{where}: {_bad_text(where, e)}") from None
         n = batch.num_rows
         instructions = normalize_instructions(batch.column(instruction_column))
-        present = pc.fill_null(pc.greater(pc.utf8_length(instructions), 0), False).to_numpy(zero_copy_only=False)
+        present = has_visible_text(instructions)
         ids = task_ids(pc.fill_null(instructions, ""))
         fresh = np.zeros(n, dtype=bool)
         for i in np.flatnonzero(present):
@@ -207,6 +217,14 @@ def _collect(
     if table.num_rows == 0:
         raise InputError(f"{where}: no tasks left after dropping {empty} empty and {duplicates} duplicate instructions")
     return table, FetchStats(rows, empty, duplicates, table.num_rows)
+
+
+def _decoded(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Dictionary-encoded (categorical) columns as plain ones: text stored compactly is still text."""
+    if not any(pa.types.is_dictionary(field.type) for field in batch.schema):
+        return batch
+    columns = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def _check_keep_columns(params: FetchParams) -> None:

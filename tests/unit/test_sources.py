@@ -151,3 +151,45 @@ def test_bad_params_for_files(tmp_path: Path) -> None:
         fetch_file(write_jsonl(tmp_path / "k.jsonl", ROWS), keep_columns=["task_id"])
     with pytest.raises(InputError, match=r"no column 'nope' \(listed in fetch.keep_columns"):
         fetch_file(write_jsonl(tmp_path / "k.jsonl", ROWS), keep_columns=["nope"])
+
+
+INVISIBLE_ONLY = ["\u200b", "\u200c\u200d", " \u2060\ufeff ", "\n\u200b\t", "\ufeff"]
+
+
+@pytest.mark.parametrize("writer", [write_jsonl, write_csv, write_parquet])
+def test_instructions_of_only_invisible_characters_are_dropped_as_empty(tmp_path: Path, writer) -> None:
+    suffix = {write_jsonl: ".jsonl", write_csv: ".csv", write_parquet: ".parquet"}[writer]
+    rows = [{"instruction": text} for text in INVISIBLE_ONLY] + [{"instruction": "Write `z`.\u200b"}]
+    table, stats = fetch_file(writer(tmp_path / f"t{suffix}", rows))
+    assert table.column("instruction").to_pylist() == ["Write `z`.\u200b"], "visible text keeps its characters"
+    assert (stats.empty_dropped, stats.tasks) == (len(INVISIBLE_ONLY), 1)
+
+
+def test_a_file_of_only_invisible_instructions_has_no_tasks(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=rf"no tasks left after dropping {len(INVISIBLE_ONLY)} empty"):
+        fetch_file(write_jsonl(tmp_path / "t.jsonl", [{"instruction": text} for text in INVISIBLE_ONLY]))
+
+
+def test_a_categorical_text_column_is_text(tmp_path: Path) -> None:
+    import pandas as pd
+
+    rows = [{"instruction": f"task {i % 12_000}", "topic": ["io", "math", "text"][i % 3]} for i in range(25_000)]
+    frame = pd.DataFrame(rows).astype({"instruction": "category", "topic": "category"})
+    frame.to_parquet(tmp_path / "categorical.parquet")
+    assert pa.types.is_dictionary(pq.read_schema(tmp_path / "categorical.parquet").field("instruction").type)
+    table, stats = fetch_file(tmp_path / "categorical.parquet", keep_columns=["topic"])
+    plain, _ = fetch_file(write_parquet(tmp_path / "plain.parquet", rows), keep_columns=["topic"])
+    assert (stats.tasks, stats.duplicates_dropped) == (12_000, 13_000)
+    assert table.schema.field("topic").type == pa.string()
+    assert table.select(["task_id", "instruction", "source_row", "topic"]).equals(
+        plain.select(["task_id", "instruction", "source_row", "topic"]))
+
+
+def test_a_key_given_twice_in_the_sample_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.yaml"
+    path.write_text("- name: a\n  topic: t\n  difficulty: easy\n  instruction: Write a.\n  tests: assert True\n"
+                    "  instruction: Write b.\n")
+    with pytest.raises(InputError) as error:
+        fetch_tasks(FetchParams(source="sample", path=path))
+    assert str(error.value) == (f"{path}: not valid YAML (line 6, column 3: [0].instruction is given twice "
+                                "(first at line 4); keep one)")

@@ -137,3 +137,16 @@ def test_a_token_in_params_is_refused_and_appears_nowhere(tmp_path: Path, edit, 
     assert TOKEN not in result.stdout + result.stderr
     assert TOKEN[3:20] not in result.stdout + result.stderr, "not even part of it"
     assert written_files(tmp_path) == []
+
+
+def test_fetch_takes_a_categorical_column_and_drops_invisible_instructions(tmp_path: Path, tiny_tokenizer: Path) -> None:
+    import pandas as pd
+
+    texts = ["Write `f`.", "\u200b\u200d", "Write `g`.", "\ufeff \u2060", "Write `f`."]
+    pd.DataFrame({"instruction": pd.Categorical(texts)}).to_parquet(tmp_path / "tasks.parquet")
+    result = run_stage("fetch", project(tmp_path, tiny_tokenizer, source="file", path="tasks.parquet"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "fetch: 2 tasks -> data/tasks.parquet (5 rows read from file; dropped 2 empty and 1 duplicate instructions)"
+    ]
+    assert pq.read_table(tmp_path / "data/tasks.parquet").column("instruction").to_pylist() == ["Write `f`.", "Write `g`."]
