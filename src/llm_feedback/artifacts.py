@@ -173,7 +173,9 @@ def text_sha(text: str) -> str:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `path`; it replaces `path` only if the block finishes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, so the file cannot be written there (move it, or change the path)")
+    _make_parent(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -188,6 +190,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def atomic_folder(path: Path) -> Iterator[Path]:
     """Yield an empty staging folder beside `path`; it replaces `path` (and all it held) only if the block finishes."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: is a file, so the folder cannot be written there (move it, or change the path)")
+    _make_parent(path)
     staging = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -197,6 +202,13 @@ def atomic_folder(path: Path) -> Iterator[Path]:
         staging.rename(path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"{path}: cannot be written: a part of its folder is a file") from None
 
 
 def read_previous(path: Path, artifact: ArtifactSchema) -> pa.Table | None:

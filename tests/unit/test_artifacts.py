@@ -71,3 +71,24 @@ def test_failed_write_keeps_the_previous_artifact_and_leaves_no_temp_file(tmp_pa
             raise RuntimeError("killed mid-write")
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["tasks.parquet"]
+
+
+def test_an_output_that_is_a_folder_is_one_line_and_left_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "tasks.parquet"
+    (folder / "inside").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"tasks.parquet: is a folder, so the file cannot be written there"):
+        write_table(tasks_table(), folder, TASKS)
+    assert [p.name for p in tmp_path.rglob("*")] == ["data", "tasks.parquet", "inside"], "no temporary file left"
+
+
+def test_a_folder_output_where_a_file_is_or_under_a_file(tmp_path: Path) -> None:
+    from llm_feedback.artifacts import atomic_folder
+
+    (tmp_path / "reports").write_text("notes")
+    with pytest.raises(InputError, match=r"reports: is a file, so the folder cannot be written there"):
+        with atomic_folder(tmp_path / "reports"):
+            pass
+    assert (tmp_path / "reports").read_text() == "notes"
+    with pytest.raises(InputError, match=r"reports/tasks.parquet: cannot be written: a part of its folder is a file"):
+        write_table(tasks_table(), tmp_path / "reports" / "tasks.parquet", TASKS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reports"]

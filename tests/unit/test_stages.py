@@ -150,3 +150,12 @@ def test_fetch_takes_a_categorical_column_and_drops_invisible_instructions(tmp_p
         "fetch: 2 tasks -> data/tasks.parquet (5 rows read from file; dropped 2 empty and 1 duplicate instructions)"
     ]
     assert pq.read_table(tmp_path / "data/tasks.parquet").column("instruction").to_pylist() == ["Write `f`.", "Write `g`."]
+
+
+def test_an_output_path_that_is_a_folder_is_refused_before_the_stage_runs(tmp_path: Path, tiny_tokenizer: Path) -> None:
+    folder = project(tmp_path, tiny_tokenizer, limit=3)
+    (folder / "data/tasks.parquet").mkdir(parents=True)
+    result = run_stage("fetch", folder)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["fetch: error: params.yaml: paths.tasks: data/tasks.parquet is a folder; name a file"]
+    assert written_files(tmp_path) == []
