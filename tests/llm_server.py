@@ -8,6 +8,7 @@ subprocess (`dvc repro`, a stage), and latency is an `asyncio.sleep`, so one thr
     with FakeLLMServer(latency_s=0.05) as server:
         server.script = ["429", "500"]              # the next two generation requests fail, then all succeed
         server.fail_marker = {"ALWAYS500": "500"}   # any request whose text contains ALWAYS500 always fails
+        server.fail_marker["ODD"] = "list_content"  # ... and one with ODD gets a 200 whose content is a list
         run_stage(base_url=server.url + "/v1")
         assert server.count("/v1/chat/completions") == expected
 
@@ -18,6 +19,12 @@ Endpoints (paths are what the clients post to when given the server's URL):
 - `POST /`: TGI's compat route, answers a one-element list. `AsyncInferenceClient(model=url).text_generation(...)`
   posts here: huggingface_hub uses a URL model verbatim as the request URL.
 - `POST /generate`: TGI's native route, answers the bare dict (for `model=url + "/generate"`).
+
+Faults: "429", "500", "400" and "401" answer that status ("401" echoes the request's Authorization header in its
+message, as some servers do); "drop" closes the connection without a response; "slow" stalls `slow_s`. The malformed
+faults answer 200 with a body a real client parses but cannot use: "list_content" and "object_content" (the answer's
+text is a list of content parts or an object), "null_content" and "empty_content", and "text_usage" (a token count
+that is a string). On the TGI routes they apply to `generated_text` and `details.generated_tokens`.
 
 Error bodies: OpenAI's shape `{"error": {"message", "type"}}` on the OpenAI routes. On the TGI routes, TGI's own
 shape `{"error": str, "error_type": str}` (what a real TGI sends; huggingface_hub turns it into `OverloadedError`,
@@ -32,13 +39,18 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Callable, Literal, get_args
+from typing import Any, Literal, Self, get_args
 
 from aiohttp import web
 
-Fault = Literal["ok", "429", "500", "drop", "400", "slow"]
+Fault = Literal[
+    "ok", "429", "500", "drop", "400", "401", "slow",
+    "list_content", "object_content", "null_content", "empty_content", "text_usage",
+]
 FAULTS: frozenset[str] = frozenset(get_args(Fault))
+MALFORMED = frozenset({"list_content", "object_content", "null_content", "empty_content", "text_usage"})
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
@@ -48,13 +60,36 @@ _OPENAI_ERRORS = {
     "429": ("rate limited", "rate_limit"),
     "500": ("internal server error", "server_error"),
     "400": ("bad request", "invalid_request_error"),
+    "401": ("Incorrect API key provided", "invalid_request_error"),
 }
 # TGI's error_type for each status, as text-generation-inference's router maps its InferError variants.
 _TGI_ERRORS = {
     "429": ("Model is overloaded", "overloaded"),
     "500": ("Request failed during generation", "incomplete_generation"),
     "400": ("Input validation error", "validation"),
+    "401": ("Unauthorized", "unauthorized"),
 }
+
+
+def malformed(payload: Any, fault: str, tgi: bool) -> Any:
+    """A normal answer's body with the fault applied where a client reads the text and the token counts."""
+    body = payload[0] if isinstance(payload, list) else payload
+    holder, key = (body, "generated_text") if tgi else (body["choices"][0]["message"], "content")
+    text = holder[key]
+    if fault == "list_content":
+        holder[key] = [{"type": "text", "text": text}]
+    elif fault == "object_content":
+        holder[key] = {"type": "text", "text": text}
+    elif fault == "null_content":
+        holder[key] = None
+    elif fault == "empty_content":
+        holder[key] = ""
+    elif fault == "text_usage":
+        if tgi:
+            body.setdefault("details", {})["generated_tokens"] = "many"
+        else:
+            body["usage"]["prompt_tokens"] = "many"
+    return payload
 
 
 def canned_answer(model: str, instruction: str) -> str:
@@ -193,7 +228,7 @@ class FakeLLMServer:
         self._loop = self._thread = self._runner = None
         self._url = None
 
-    def __enter__(self) -> FakeLLMServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(
@@ -263,9 +298,11 @@ class FakeLLMServer:
         except ValueError:
             return None
 
-    def _error(self, fault: str, tgi: bool, message: str | None = None) -> web.Response:
+    def _error(self, request: web.Request, fault: str, tgi: bool, message: str | None = None) -> web.Response:
         default_message, kind = (_TGI_ERRORS if tgi and self.tgi_errors else _OPENAI_ERRORS)[fault]
         message = message or default_message
+        if fault == "401":
+            message = f"{message}: {request.headers.get('Authorization', '(none)')}"
         if tgi and self.tgi_errors:
             payload: dict[str, Any] = {"error": message, "error_type": kind}
         else:
@@ -279,21 +316,24 @@ class FakeLLMServer:
     async def _answer(
         self, request: web.Request, body: Any, text: str, tgi: bool, build: Callable[[], Any]
     ) -> web.StreamResponse:
-        """Pick the fault, validate, record, answer. `build` raises ValueError for a request a server would reject."""
+        """Pick the fault, validate, record, answer. `build` raises TypeError or ValueError for a request a server
+        would reject."""
         fault = self._choose_fault(text)
         if fault not in FAULTS:
             self._record(request, body, fault)
             return web.json_response({"error": f"FakeLLMServer: unknown fault {fault!r}"}, status=500)
         payload: Any = None
         problem: str | None = None
-        if fault in ("ok", "slow"):
+        if fault in ("ok", "slow") or fault in MALFORMED:
             try:
                 payload = build()
-            except ValueError as exc:
+            except (TypeError, ValueError) as exc:
                 problem = str(exc)
         self._record(request, body, "400" if problem is not None else fault)
         if problem is not None:
-            return self._error("400", tgi, problem)
+            return self._error(request, "400", tgi, problem)
+        if fault in MALFORMED:
+            return web.json_response(malformed(payload, fault, tgi))
         if fault == "ok":
             self.in_flight += 1  # handlers run on the server's one event loop: no lock needed
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -312,7 +352,7 @@ class FakeLLMServer:
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=204)
-        return self._error(fault, tgi)
+        return self._error(request, fault, tgi)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._read_json(request)
@@ -321,7 +361,7 @@ class FakeLLMServer:
 
     def _chat_payload(self, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
-            raise ValueError("request body must be a JSON object")
+            raise TypeError("request body must be a JSON object")
         model, messages = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not model:
             raise ValueError("model is required")
@@ -370,10 +410,10 @@ class FakeLLMServer:
     @staticmethod
     def _tgi_payload(body: Any, compat: bool) -> Any:
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), str):
-            raise ValueError("inputs must be a string")
+            raise TypeError("inputs must be a string")
         params = body.get("parameters") or {}
         if not isinstance(params, dict):
-            raise ValueError("parameters must be an object")
+            raise TypeError("parameters must be an object")
         if body.get("stream"):
             raise ValueError("stream is not supported by FakeLLMServer")
         inputs: str = body["inputs"]

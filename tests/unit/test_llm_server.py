@@ -103,6 +103,38 @@ def test_retry_after_header_follows_retry_after_s(server: FakeLLMServer, http: h
     assert "Retry-After" not in chat(http).headers
 
 
+def test_401_echoes_the_authorization_header(server: FakeLLMServer, http: httpx2.Client) -> None:
+    server.script.append("401")
+    response = chat(http)
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "Incorrect API key provided: Bearer sk-test"
+    server.script.append("401")
+    unauthorized = http.post("/", json={"inputs": "x"}).json()
+    assert unauthorized == {"error": "Unauthorized: (none)", "error_type": "unauthorized"}
+
+
+def test_malformed_faults_answer_200_with_unusable_text_or_counts(server: FakeLLMServer, http: httpx2.Client) -> None:
+    text = canned_answer("m1", INSTRUCTION)
+    expected = {
+        "list_content": [{"type": "text", "text": text}],
+        "object_content": {"type": "text", "text": text},
+        "null_content": None,
+        "empty_content": "",
+    }
+    for fault, content in expected.items():
+        server.script.append(fault)
+        response = chat(http)
+        assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == content
+    server.script.append("text_usage")
+    assert chat(http).json()["usage"]["prompt_tokens"] == "many"
+    server.script.extend(["list_content", "text_usage"])
+    (out,) = http.post("/", json={"inputs": "Do X.", "parameters": {"details": True}}).json()
+    assert out["generated_text"] == [{"type": "text", "text": canned_answer("tgi", "Do X.")}]
+    bare = http.post("/generate", json={"inputs": "Do X.", "parameters": {"details": True}}).json()
+    assert bare["generated_text"] == canned_answer("tgi", "Do X.") and bare["details"]["generated_tokens"] == "many"
+    assert [r["fault"] for r in server.requests] == [*expected, "text_usage", "list_content", "text_usage"]
+
+
 def test_drop_closes_the_connection_without_a_response(server: FakeLLMServer, http: httpx2.Client) -> None:
     server.script.append("drop")
     with pytest.raises(httpx2.RemoteProtocolError, match="without sending a response"):
