@@ -127,7 +127,7 @@ def _json_object(text: str | None) -> tuple[dict | None, str | None]:
     for match in re.finditer(r"\{", text):
         try:
             value, _ = decoder.raw_decode(text, match.start())
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than Python's stack
             continue
         if isinstance(value, dict):
             return value, None
@@ -161,12 +161,12 @@ def run_judge(
     for (task_id, model), answer in answers.items():
         requests[SEPARATOR.join(("score", task_id, model))] = score_prompt(rubric, instructions[task_id], answer)
     if settings.pairwise:
-        for task_id in instructions:
+        for task_id, instruction in instructions.items():
             present = [m for m in params.compare if (task_id, m) in answers]
             for a, b in itertools.combinations(present, 2):
                 for first, second in ((a, b), (b, a)):
                     requests[SEPARATOR.join(("pair", task_id, first, second))] = pairwise_prompt(
-                        rubric, instructions[task_id], answers[(task_id, first)], answers[(task_id, second)])
+                        rubric, instruction, answers[(task_id, first)], answers[(task_id, second)])
     texts, summaries = _ask(requests, params, make_backend, previous)
 
     rows = []

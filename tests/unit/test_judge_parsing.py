@@ -32,6 +32,7 @@ def test_well_formed_verdicts_are_read(text: str) -> None:
     ('{"comments_and_docstrings": true, "test_example": 1, "runs_correctly": 3, "total": 5}',
      "comments_and_docstrings must be one of 0, 1, 2, got True"),
     ('{"score": 6', "no JSON object in the judge's answer"),
+    ('{"rationale": ' + "[" * 100_000, "no JSON object in the judge's answer"),
 ])
 def test_unusable_answers_are_errors_with_the_reason(text: str | None, reason: str) -> None:
     verdict = parse_verdict(text)
