@@ -24,6 +24,7 @@ from llm_feedback.llm.cache import CachedGeneration, GenerationCache
 from llm_feedback.llm.progress import Progress
 from llm_feedback.llm.runner import Limits, Outcome, run_requests
 from llm_feedback.params import ModelSpec, Params
+from llm_feedback.secrets import register_secret_variable
 
 BackendFactory = Callable[[str, ModelSpec], Backend]
 # huggingface_hub's async client opens at most this many connections; more in flight would only queue in its pool
@@ -102,6 +103,8 @@ def generate(
 ) -> tuple[pa.Table, list[ModelSummary]]:
     """Answer every prompt row; returns the generations table (prompts' row order) and a summary per model.
     `json_schema` asks every backend that can for JSON of that shape (the judge's verdicts)."""
+    for spec in params.models.values():
+        register_secret_variable(spec.api_key_env)
     rows = prompts.select(["task_id", "model", "messages", "prompt"]).to_pylist()
     missing = [name for name in params.compare if name not in {r["model"] for r in rows}]
     if missing:
@@ -141,8 +144,10 @@ async def _send(
         by_model[rows[i]["model"]].append(i)
     by_model = {name: indexes for name, indexes in by_model.items() if indexes}
     outcomes: dict[int, Outcome] = {}
-    progress = Progress({name: len(ix) for name, ix in by_model.items()}, params.generate.progress_every_s)
+    # Every backend before any request or progress line (none opens a connection yet): a missing key stops the run
+    # with nothing sent.
     backends = {name: make_backend(name, params.models[name]) for name in by_model}
+    progress = Progress({name: len(ix) for name, ix in by_model.items()}, params.generate.progress_every_s)
     try:
         async with asyncio.TaskGroup() as group:
             for name, indexes in by_model.items():

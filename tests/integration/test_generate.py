@@ -100,10 +100,10 @@ def test_transient_faults_are_retried_and_counted(tmp_path: Path, server: FakeLL
     assert summaries[0].failed == 0
 
 
-def test_retry_after_is_honoured(tmp_path: Path, server: FakeLLMServer) -> None:
+def test_retry_after_is_honoured_up_to_backoff_max_s(tmp_path: Path, server: FakeLLMServer) -> None:
     server.retry_after_s = 0.6
     server.script = ["429"]
-    params = make_params(tmp_path, {"a": openai_model(server)})
+    params = make_params(tmp_path, {"a": openai_model(server)}, generate={"backoff_max_s": 1.0})
     started = time.monotonic()
     table, _ = run(params, prompts_for(params, limit=1))
     assert time.monotonic() - started >= 0.6
@@ -205,7 +205,7 @@ def test_hf_chat_completion(tmp_path: Path, server: FakeLLMServer, hub_reachable
     rows = table.to_pylist()
     instruction = prompts.column("messages")[0].as_py()[-1]["content"]
     assert rows[0]["response"] == canned_answer("org/model", instruction)
-    assert rows[0]["attempts"] == 2 and rows[0]["prompt_tokens"] > 0
+    assert sorted(r["attempts"] for r in rows) == [1, 2] and rows[0]["prompt_tokens"] > 0  # whichever met the drop
     assert server.count(CHAT_PATH) == 2
 
 
@@ -233,3 +233,100 @@ def test_a_model_that_cannot_load_stops_the_run_with_one_line(tmp_path: Path, ti
     params = make_params(tmp_path, {"local": {"backend": "transformers", "model": str(tiny_tokenizer)}})
     with pytest.raises(ConfigError, match=r"^params.yaml: models.local: cannot load '.*chatml' \(Unrecognized model"):
         run(params, prompts_for(params, limit=2))
+
+
+# The reason each malformed reply is recorded with: the field at fault, or "empty answer".
+MALFORMED = {
+    "list_content": "valid string",
+    "object_content": "valid string",
+    "null_content": "empty answer",
+    "empty_content": "empty answer",
+    "text_usage": "valid integer",
+}
+MALFORMED_FIELDS = {
+    "openai": ("message.content", "usage.prompt_tokens"),
+    "tgi": ("generated_text", "details.generated_tokens"),
+}
+
+
+def with_malformed_replies(server: FakeLLMServer) -> dict[int, str]:
+    """Tasks 1..5 each get one malformed reply (by a marker in their text); tasks 0 and 6 are answered normally."""
+    server.fail_marker = {f"MALFORMED-{fault}": fault for fault in MALFORMED}
+    return {row: f"MALFORMED-{fault}" for row, fault in enumerate(MALFORMED, start=1)}
+
+
+def assert_malformed_rows(table: pa.Table, fields: tuple[str, str]) -> None:
+    rows = table.to_pylist()
+    assert rows[0]["error"] is None and rows[6]["error"] is None and rows[0]["response"]
+    content_field, usage_field = fields
+    for row, (fault, reason) in zip(rows[1:6], MALFORMED.items()):
+        assert row["response"] is None and row["attempts"] == 1, (fault, row)  # not retried
+        assert reason in row["error"], (fault, row["error"])
+        field = usage_field if fault == "text_usage" else content_field if "valid" in reason else ""
+        assert field in row["error"], (fault, row["error"])
+
+
+def test_malformed_replies_become_row_errors_and_a_rerun_asks_only_for_them(
+    tmp_path: Path, server: FakeLLMServer
+) -> None:
+    params = make_params(tmp_path, {"a": openai_model(server)})
+    prompts = prompts_for(params, limit=7, marker=with_malformed_replies(server))
+    table, summaries = run(params, prompts)
+    assert_malformed_rows(table, MALFORMED_FIELDS["openai"])
+    assert summaries[0].failed == 5 and server.count(CHAT_PATH, fault=None) == 7
+    again, _ = run(params, prompts)  # the malformed ones are asked again (and are malformed again), nothing crashes
+    assert_malformed_rows(again, MALFORMED_FIELDS["openai"])
+    assert server.count(CHAT_PATH, fault=None) == 12
+
+
+def test_malformed_tgi_replies_become_row_errors(
+    tmp_path: Path, server: FakeLLMServer, tiny_tokenizer: Path, hub_reachable: None
+) -> None:
+    spec = {"backend": "hf", "endpoint_url": server.url, "tokenizer": str(tiny_tokenizer)}
+    params = make_params(tmp_path, {"tgi": spec})
+    table, summaries = run(params, prompts_for(params, limit=7, marker=with_malformed_replies(server)))
+    assert_malformed_rows(table, MALFORMED_FIELDS["tgi"])
+    assert summaries[0].failed == 5
+
+
+def test_malformed_hf_chat_replies_become_row_errors(
+    tmp_path: Path, server: FakeLLMServer, hub_reachable: None
+) -> None:
+    params = make_params(tmp_path, {"provider": {"backend": "hf", "model": "org/model", "provider": "auto"}})
+
+    def factory(name: str, spec) -> HFBackend:
+        return HFBackend(spec, params.generate.timeout_s, client=AsyncInferenceClient(base_url=f"{server.url}/v1"))
+
+    table, _ = run(params, prompts_for(params, limit=7, marker=with_malformed_replies(server)), factory=factory)
+    assert_malformed_rows(table, MALFORMED_FIELDS["openai"])
+
+
+def test_a_huge_retry_after_waits_at_most_backoff_max_s_and_the_row_names_the_cause(
+    tmp_path: Path, server: FakeLLMServer
+) -> None:
+    server.retry_after_s = 100_000
+    server.fail_marker = {"REFUSED": "429"}
+    params = make_params(tmp_path, {"a": openai_model(server)}, generate={"max_attempts": 3, "backoff_max_s": 0.2})
+    started = time.monotonic()
+    table, _ = run(params, prompts_for(params, limit=2, marker={0: "REFUSED"}))
+    assert time.monotonic() - started < 5
+    refused, answered = table.to_pylist()
+    assert refused["attempts"] == 3 and server.count(CHAT_PATH, fault="429") == 3
+    assert refused["error"].startswith("HTTP 429: rate limited")
+    assert "Retry-After 100000 s" in refused["error"] and "generate.backoff_max_s" in refused["error"]
+    assert answered["error"] is None
+
+
+def test_a_token_a_tgi_server_echoes_is_recorded_scrubbed(
+    tmp_path: Path, server: FakeLLMServer, tiny_tokenizer: Path, hub_reachable: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "hf_FAKEechoed0123456789abcdefghij"
+    monkeypatch.setenv("HF_TOKEN", token)
+    server.script = ["401"]
+    spec = {"backend": "hf", "endpoint_url": server.url, "tokenizer": str(tiny_tokenizer)}
+    params = make_params(tmp_path, {"tgi": spec}, generate={"concurrency": 1})
+    table, summaries = run(params, prompts_for(params, limit=2))
+    assert server.requests[0]["headers"]["authorization"] == f"Bearer {token}"
+    error = table.column("error")[0].as_py()
+    assert error == "HTTP 401: Unauthorized: Bearer [redacted] (after 1 attempt)"
+    assert summaries[0].first_error == error

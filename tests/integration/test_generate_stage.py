@@ -1,4 +1,5 @@
-"""`python -m stages.generate` as DVC runs it: killed mid-run, failing too often, and with secrets in the environment."""
+"""`python -m stages.generate` as DVC runs it: killed, failing, fed malformed replies, with keys echoed or missing, and
+with a corrupt request cache."""
 
 from __future__ import annotations
 
@@ -51,14 +52,28 @@ def project(folder: Path, server: FakeLLMServer, limit: int, generate: dict | No
     return folder
 
 
-def stage_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MY_LLM_KEY": FAKE_OPENAI_KEY, "HF_TOKEN": FAKE_HF_TOKEN}
+def stage_env(key: str | None = FAKE_OPENAI_KEY) -> dict[str, str]:
+    """The stage's environment, with `key` in MY_LLM_KEY (None: the variable is not set)."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MY_LLM_KEY": key or "", "HF_TOKEN": FAKE_HF_TOKEN}
+    if key is None:
+        del env["MY_LLM_KEY"]
+    return env
 
 
-def run_generate(folder: Path) -> subprocess.CompletedProcess[str]:
+def run_generate(folder: Path, key: str | None = FAKE_OPENAI_KEY) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stages.generate"], cwd=folder, env=stage_env(), capture_output=True, text=True
+        [sys.executable, "-m", "stages.generate"], cwd=folder, env=stage_env(key), capture_output=True, text=True,
+        timeout=120, check=False,
     )
+
+
+def assert_nowhere(secret: str, folder: Path, *outputs: str) -> None:
+    """Not in any file of the project folder (artifacts, the cache and its WAL), nor in what the stage printed."""
+    for output in outputs:
+        assert secret not in output
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
 
 
 def cached_rows(folder: Path) -> int:
@@ -121,7 +136,85 @@ def test_secrets_reach_the_server_and_nothing_else(tmp_path: Path, server: FakeL
     assert server.requests[0]["headers"]["authorization"] == f"Bearer {FAKE_OPENAI_KEY}"
     assert "generate: a: 3/3 (100%), 0 failed" in result.stderr  # plain progress lines when not on a terminal
     for secret in (FAKE_OPENAI_KEY, FAKE_HF_TOKEN):
-        assert secret not in result.stdout + result.stderr
-        for path in folder.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
+        assert_nowhere(secret, folder, result.stdout, result.stderr)
+
+
+# A key shaped like OpenAI's, and one with no token shape at all (no digits): only knowing its value can scrub it.
+@pytest.mark.parametrize("key", [FAKE_OPENAI_KEY, "local-server-key-without-any-shape"])
+def test_a_key_the_server_echoes_in_an_error_is_recorded_and_printed_scrubbed(
+    tmp_path: Path, server: FakeLLMServer, key: str
+) -> None:
+    server.fail_marker = {"`is_palindrome`": "401"}
+    folder = project(tmp_path, server, limit=3)
+    result = run_generate(folder, key)
+    assert result.returncode == 1  # 1 of 3 failed, over the default error budget
+    assert server.requests[0]["headers"]["authorization"] == f"Bearer {key}"
+    error = pq.read_table(folder / "data/generations.parquet").column("error")[0].as_py()
+    assert error == "HTTP 401: Incorrect API key provided: Bearer [redacted] (after 1 attempt)"
+    assert result.stderr.strip().endswith(f"first error: {error}")
+    assert_nowhere(key, folder, result.stdout, result.stderr)
+
+
+def test_an_api_key_env_that_is_not_set_stops_the_stage_before_any_request(
+    tmp_path: Path, server: FakeLLMServer
+) -> None:
+    folder = project(tmp_path, server, limit=3)
+    result = run_generate(folder, key=None)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        (
+            "generate: error: params.yaml: models.a.api_key_env: MY_LLM_KEY is not set "
+            "(export it, or remove api_key_env if the server needs no key)"
+        )
+    ]
+    assert server.count(fault=None) == 0 and not (folder / "data/generations.parquet").exists()
+    assert run_generate(folder, key="").returncode == 2  # set but empty is no key either
+    assert server.count(fault=None) == 0
+
+
+def test_malformed_replies_are_row_errors_and_the_stage_goes_on(tmp_path: Path, server: FakeLLMServer) -> None:
+    faults = {"`is_palindrome`": "list_content", "`chunk_list`": "null_content", "`clamp`": "text_usage"}
+    server.fail_marker = dict(faults)
+    folder = project(tmp_path, server, limit=10, generate={"max_error_rate": 0.3})
+    for _ in range(2):  # the rerun asks for the three again, and they are malformed again
+        result = run_generate(folder)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("generate: a: 7 ok, 3 failed, ")
+        errors = pq.read_table(folder / "data/generations.parquet").column("error").to_pylist()
+        assert "choices.0.message.content: Input should be a valid string" in errors[0]
+        assert errors[1] == "empty answer (finish_reason: stop) (after 1 attempt)"
+        assert "usage.prompt_tokens: Input should be a valid integer (got 'many')" in errors[2]
+        assert errors[3:] == [None] * 7
+        assert "Traceback" not in result.stderr
+    assert server.count(CHAT_PATH, fault=None) == 13 and cached_rows(folder) == 7
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_request_cache_stops_the_stage_with_one_line(
+    tmp_path: Path, server: FakeLLMServer, damage: str
+) -> None:
+    folder = project(tmp_path, server, limit=20)
+    cache = folder / "data/cache/generations.sqlite"
+    if damage == "garbage":
+        cache.parent.mkdir(parents=True)
+        cache.write_bytes(os.urandom(8192))
+    else:
+        assert run_generate(folder).returncode == 0
+        (folder / "data/generations.parquet").unlink()
+        with cache.open("r+b") as file:
+            file.truncate(cache.stat().st_size // 2)
+    asked = server.count(fault=None)
+    damaged = cache.read_bytes()
+    result = run_generate(folder)
+    assert result.returncode == 1
+    reason = "file is not a database" if damage == "garbage" else "database disk image is malformed"
+    assert result.stderr.splitlines() == [
+        (
+            f"generate: error: data/cache/generations.sqlite: the request cache is corrupt ({reason}); delete it and "
+            "rerun (answers already in the stage's output artifact are kept, the others are asked again)"
+        )
+    ]
+    assert server.count(fault=None) == asked and not (folder / "data/generations.parquet").exists()
+    assert cache.read_bytes() == damaged
+    cache.unlink()
+    assert run_generate(folder).returncode == 0  # doing what it says works

@@ -50,14 +50,14 @@ def server() -> Iterator[FakeLLMServer]:
         yield running
 
 
-def project(folder: Path, server: FakeLLMServer, **judge) -> Path:
+def project(folder: Path, server: FakeLLMServer, generate: dict | None = None, **judge) -> Path:
     params = {
         "models": {name: {"backend": "openai", "model": name, "base_url": f"{server.url}/v1"}
                    for name in ("good", "bad", "judge-llm")},
         "compare": ["good", "bad"],
         "judge": {"enabled": True, "model": "judge-llm", "rubric": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
                   **judge},
-        "generate": {"backoff_initial_s": 0.01},
+        "generate": {"backoff_initial_s": 0.01, **(generate or {})},
     }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -74,7 +74,7 @@ def project(folder: Path, server: FakeLLMServer, **judge) -> Path:
 
 def run_judge(folder: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "stages.judge"], cwd=folder, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=300)
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=300, check=False)
 
 
 def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(tmp_path: Path, server: FakeLLMServer) -> None:
@@ -99,6 +99,25 @@ def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(tmp_
     assert again.returncode == 0, again.stderr
     assert server.count(CHAT_PATH) == 8, "nothing is asked twice"
     assert (folder / "data/judgments.parquet").read_bytes() == before
+
+
+def test_malformed_replies_are_unusable_verdicts_and_the_stage_goes_on(tmp_path: Path, server: FakeLLMServer) -> None:
+    server.answer = judge_answer(prefer_first=False)
+    server.fail_marker = {"BAD-task-2": "list_content", "BAD-task-3": "empty_content", "GOOD-task-3": "text_usage"}
+    folder = project(tmp_path, server, generate={"max_error_rate": 0.5})
+    for _ in range(2):  # the rerun asks for the three again, and nothing crashes
+        result = run_judge(folder)
+        assert result.returncode == 0, result.stderr
+        assert "judge: judge-llm scored 3 of 8 answers (5 unusable verdicts)" in result.stdout
+        rows = {(r["task_id"], r["model"]): r for r in pq.read_table(folder / "data/judgments.parquet").to_pylist()}
+        assert "choices.0.message.content: Input should be a valid string" in rows[("task-2", "bad")]["error"]
+        assert rows[("task-3", "bad")]["error"] == "empty answer (finish_reason: stop) (after 1 attempt)"
+        assert "usage.prompt_tokens: Input should be a valid integer" in rows[("task-3", "good")]["error"]
+        assert all(rows[k]["score"] is None and rows[k]["answer"] is None
+                   for k in [("task-2", "bad"), ("task-3", "bad"), ("task-3", "good")])
+        assert [rows[(t, "good")]["score"] for t in TASK_IDS[:3]] == [7, 7, 7]
+        assert "Traceback" not in result.stderr
+    assert server.count(CHAT_PATH, fault=None) == 8 + 3
 
 
 def test_pairwise_asks_both_orders_and_a_first_position_bias_cancels(tmp_path: Path, server: FakeLLMServer) -> None:

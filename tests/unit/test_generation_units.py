@@ -28,7 +28,7 @@ def test_request_hash_depends_on_what_determines_the_answer_only() -> None:
     gen = GenerationParams()
     base = request_hash(api(), Request(MESSAGES, None, gen))
     assert base == request_hash(api(api_key_env="OTHER_KEY", concurrency=64), Request(MESSAGES, None, gen))
-    assert base == request_hash(api(base_url="http://user:secret@127.0.0.1:8000/v1/?key=abc"), Request(MESSAGES, None, gen))
+    assert base == request_hash(api(base_url="http://127.0.0.1:8000/v1/?api-version=2"), Request(MESSAGES, None, gen))
     assert base != request_hash(api(), Request(MESSAGES, None, gen.model_copy(update={"temperature": 0.7})))
     assert base != request_hash(api(model="m2"), Request(MESSAGES, None, gen))
     assert base != request_hash(api(base_url="http://127.0.0.1:8001/v1"), Request(MESSAGES, None, gen))
@@ -37,8 +37,8 @@ def test_request_hash_depends_on_what_determines_the_answer_only() -> None:
     assert request_hash(local, Request(MESSAGES, "<s>a", gen)) != request_hash(local, Request(MESSAGES, "<s>b", gen))
 
 
-def test_endpoint_identity_drops_credentials() -> None:
-    assert endpoint_identity(api(base_url="https://u:p@host.example:8443/v1/?api-key=k")) == "https://host.example:8443/v1"
+def test_endpoint_identity_drops_the_query_string() -> None:
+    assert endpoint_identity(api(base_url="https://host.example:8443/v1/?api-version=2")) == "https://host.example:8443/v1"
     assert endpoint_identity(ModelSpec(backend="hf", model="m")) == "provider:auto"
     assert endpoint_identity(ModelSpec(backend="transformers", model="m")) is None
 
@@ -58,7 +58,7 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None) is None
 
 
-def test_wait_is_exponential_but_never_shorter_than_retry_after() -> None:
+def test_wait_is_exponential_never_shorter_than_retry_after_and_never_longer_than_backoff_max_s() -> None:
     wait = server_aware_wait(Limits(4, None, 1.0, 5, backoff_initial_s=0.1, backoff_max_s=10.0))
 
     def state(attempt: int, error: Exception) -> RetryCallState:
@@ -67,3 +67,5 @@ def test_wait_is_exponential_but_never_shorter_than_retry_after() -> None:
     assert 0.1 <= wait(state(1, TransientError("500"))) <= 0.2
     assert 0.8 <= wait(state(4, TransientError("500"))) <= 0.9
     assert wait(state(1, TransientError("429", retry_after=7.0))) >= 7.0
+    assert wait(state(1, TransientError("429", retry_after=100_000.0))) == 10.0
+    assert wait(state(30, TransientError("500"))) == 10.0

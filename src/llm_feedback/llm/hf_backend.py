@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-
 import httpx2
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import (
@@ -16,7 +14,9 @@ from huggingface_hub.errors import (
 )
 
 from llm_feedback.llm.base import Completion, PermanentError, Request, TransientError, cut_at_stop, parse_retry_after
+from llm_feedback.llm.replies import parse_chat, parse_tgi
 from llm_feedback.params import ModelSpec
+from llm_feedback.secrets import scrub
 
 RETRYABLE_STATUS = {408, 409, 429}
 # TGI's finish reasons, in OpenAI's words.
@@ -24,8 +24,9 @@ FINISH_REASONS = {"eos_token": "stop", "stop_sequence": "stop", "length": "lengt
 
 
 class HFBackend:
-    def __init__(self, spec: ModelSpec, timeout_s: float, client: AsyncInferenceClient | None = None) -> None:
-        token = os.environ.get("HF_TOKEN") or None
+    def __init__(
+        self, spec: ModelSpec, timeout_s: float, *, token: str | None = None, client: AsyncInferenceClient | None = None
+    ) -> None:
         if client is None:
             if spec.endpoint_url:
                 client = AsyncInferenceClient(model=spec.endpoint_url, token=token, timeout=timeout_s)
@@ -59,14 +60,7 @@ class HFBackend:
             stop=gen.stop or None,
             response_format={"type": "json", "value": request.json_schema} if request.json_schema else None,
         )
-        choice = response.choices[0]
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            finish_reason=choice.finish_reason,
-            prompt_tokens=usage.prompt_tokens if usage else None,
-            completion_tokens=usage.completion_tokens if usage else None,
-        )
+        return parse_chat(response).completion()
 
     async def _text_generation(self, request: Request) -> Completion:
         gen = request.generation
@@ -83,9 +77,10 @@ class HFBackend:
             stop=gen.stop or None,
             grammar={"type": "json", "value": request.json_schema} if request.json_schema else None,
         )
-        text, stopped = cut_at_stop(output.generated_text, gen.stop)
-        details = output.details
-        reason = "stop" if stopped else FINISH_REASONS.get(str(details.finish_reason), str(details.finish_reason))
+        reply = parse_tgi(output)
+        text, stopped = cut_at_stop(reply.generated_text or "", gen.stop)
+        details = reply.details
+        reason = "stop" if stopped else FINISH_REASONS.get(details.finish_reason, details.finish_reason)
         return Completion(
             text=text,
             finish_reason=reason,
@@ -101,7 +96,9 @@ def _classify(error: HfHubHTTPError | TextGenerationError) -> TransientError | P
     """TGI's typed errors (overloaded, validation, ...) wrap the HTTP error that carries the status and headers."""
     http = error if isinstance(error, HfHubHTTPError) else error.__cause__
     response = getattr(http, "response", None)
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    # Scrubbed before it is cut short, so no part of a key the server echoes survives.
+    text = scrub(str(error)).strip()
+    detail = text.splitlines()[0] if text else type(error).__name__
     if response is None:
         transient = isinstance(error, (OverloadedError, IncompleteGenerationError))
         return TransientError(detail) if transient else PermanentError(detail)

@@ -8,21 +8,20 @@ read back need none of that: aiohttp alone costs ~0.2 ms per request.
 from __future__ import annotations
 
 import json
-import os
-from typing import Any
 
 import aiohttp
 
 from llm_feedback.llm.base import Completion, PermanentError, Request, TransientError, parse_retry_after
+from llm_feedback.llm.replies import parse_chat
 from llm_feedback.params import ModelSpec
+from llm_feedback.secrets import scrub
 
 RETRYABLE_STATUS = {408, 409, 429}
 
 
 class OpenAIBackend:
-    def __init__(self, spec: ModelSpec, timeout_s: float) -> None:
+    def __init__(self, spec: ModelSpec, timeout_s: float, *, api_key: str | None = None) -> None:
         self._url = f"{(spec.base_url or '').rstrip('/')}/chat/completions"
-        api_key = os.environ.get(spec.api_key_env or "OPENAI_API_KEY")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._model = spec.model
@@ -56,40 +55,29 @@ class OpenAIBackend:
             raise TransientError("timed out") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise TransientError(f"connection failed: {e or type(e).__name__}") from None
-        return _completion(payload)
+        return parse_chat(payload).completion()
 
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-def _completion(payload: bytes) -> Completion:
-    try:
-        data = json.loads(payload)
-        choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise PermanentError(f"not an OpenAI chat completion: {payload[:200]!r}") from None
-    usage: dict[str, Any] = data.get("usage") or {}
-    return Completion(
-        text=text,
-        finish_reason=choice.get("finish_reason"),
-        prompt_tokens=usage.get("prompt_tokens"),
-        completion_tokens=usage.get("completion_tokens"),
-    )
-
-
 def _error_message(payload: bytes) -> str:
-    """The servers disagree on the error shape: {"error": {"message"}}, {"error": "..."}, {"message"}, {"detail"}."""
+    """The servers disagree on the error shape: {"error": {"message"}}, {"error": "..."}, {"message"}, {"detail"}.
+    Scrubbed before it is cut short, so no part of a key the server echoes survives."""
+    return scrub(_error_text(payload))[:200]
+
+
+def _error_text(payload: bytes) -> str:
     try:
         data = json.loads(payload)
     except ValueError:
-        return payload[:200].decode("utf-8", "replace")
+        return payload.decode("utf-8", "replace")
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:200]
+            return str(error["message"])
         for value in (error, data.get("message"), data.get("detail")):
             if value:
-                return str(value)[:200]
-    return str(data)[:200]
+                return str(value)
+    return str(data)

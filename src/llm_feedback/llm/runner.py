@@ -1,9 +1,11 @@
 """Drives many requests through one backend: bounded in-flight requests, an optional requests-per-minute limit,
-a timeout on every attempt, and retries with exponential backoff and jitter that honour Retry-After."""
+a timeout on every attempt, and retries with exponential backoff and jitter that honour Retry-After up to
+backoff_max_s. Whatever happens to one request ends as that request's outcome, never as the run's crash."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -11,7 +13,9 @@ from dataclasses import dataclass
 from aiolimiter import AsyncLimiter
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from llm_feedback.errors import PipelineError
 from llm_feedback.llm.base import Backend, Completion, PermanentError, Request, TransientError
+from llm_feedback.secrets import scrub
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,8 @@ class Outcome:
 
 
 def server_aware_wait(limits: Limits) -> Callable[[RetryCallState], float]:
-    """Exponential backoff with jitter, but never sooner than the server's Retry-After."""
+    """Exponential backoff with jitter, never sooner than the server's Retry-After, never longer than backoff_max_s
+    (a server asking for hours is retried at the cap, and the row fails once the attempts run out)."""
     backoff = wait_exponential_jitter(
         multiplier=limits.backoff_initial_s, jitter=limits.backoff_initial_s, max=limits.backoff_max_s
     )
@@ -41,9 +46,21 @@ def server_aware_wait(limits: Limits) -> Callable[[RetryCallState], float]:
     def wait(state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         retry_after = getattr(error, "retry_after", None)
-        return max(backoff(state), retry_after or 0.0)
+        return min(max(backoff(state), retry_after or 0.0), limits.backoff_max_s)
 
     return wait
+
+
+def _failure(error: TransientError | PermanentError, attempts: int, limits: Limits) -> str:
+    """A failed request's error as recorded: the cause, a Retry-After the run would not wait for, the attempts."""
+    message = str(error)
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None and retry_after > limits.backoff_max_s:
+        message += (
+            f"; the server asked for Retry-After {retry_after:g} s, more than generate.backoff_max_s "
+            f"({limits.backoff_max_s:g} s)"
+        )
+    return scrub(f"{message} (after {attempts} attempt{'s' * (attempts > 1)})")
 
 
 async def run_requests(
@@ -66,7 +83,16 @@ async def run_requests(
                     completion = await backend.complete(request)
             except TimeoutError:
                 raise TransientError(f"timed out after {limits.timeout_s:g} s") from None
-            return completion, time.perf_counter() - started
+            except (TransientError, PermanentError, PipelineError):
+                raise
+            except Exception as e:  # noqa: BLE001 (a reply a client library could not handle: a row error, not a crash)
+                raise PermanentError(f"{type(e).__name__}: {scrub(str(e))[:200]}") from None
+            if not completion.text.strip():
+                reason = completion.finish_reason
+                raise PermanentError("empty answer" + (f" (finish_reason: {reason})" if reason else ""))
+            latency = time.perf_counter() - started
+            # Scrubbed of known key values only: an answer may well hold code with `sk-...` literals.
+            return dataclasses.replace(completion, text=scrub(completion.text, shapes=False)), latency
 
     async def one(index: int, request: Request) -> None:
         attempts = 0
@@ -81,7 +107,7 @@ async def run_requests(
                     attempts += 1
                     completion, latency = await attempt(request)
         except (TransientError, PermanentError) as e:
-            outcome = Outcome(None, None, attempts, f"{e} (after {attempts} attempt{'s' * (attempts > 1)})")
+            outcome = Outcome(None, None, attempts, _failure(e, attempts, limits))
         else:
             outcome = Outcome(completion, latency, attempts, None)
         on_done(index, outcome)

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from llm_feedback.errors import ConfigError
 from llm_feedback.llm.base import Completion, PermanentError, Request, cut_at_stop
 from llm_feedback.params import ModelSpec
+from llm_feedback.secrets import scrub
 
 # How long the batcher waits for more requests to fill a batch once one has arrived.
 FILL_WAIT_S = 0.01
 
 
 class TransformersBackend:
-    def __init__(self, name: str, spec: ModelSpec, batch_size: int) -> None:
-        self._name, self._spec, self._batch_size = name, spec, batch_size
+    def __init__(self, name: str, spec: ModelSpec, batch_size: int, *, token: str | None = None) -> None:
+        self._name, self._spec, self._batch_size, self._token = name, spec, batch_size, token
         self._queue: asyncio.Queue[tuple[Request, asyncio.Future[Completion]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
@@ -51,10 +51,10 @@ class TransformersBackend:
                 continue
             try:
                 completions = await asyncio.to_thread(self._generate, [request for request, _ in live])
-            except Exception as e:  # an out-of-memory or a bad input fails this batch's rows, not the run
+            except Exception as e:  # noqa: BLE001 (an out-of-memory or a bad input fails this batch, not the run)
                 for _, future in live:
                     if not future.done():
-                        future.set_exception(PermanentError(f"{type(e).__name__}: {e}"[:300]))
+                        future.set_exception(PermanentError(scrub(f"{type(e).__name__}: {e}")[:300]))
                 continue
             for (_, future), completion in zip(live, completions):
                 if not future.done():
@@ -64,16 +64,16 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        token = os.environ.get("HF_TOKEN") or None
         device = self._spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(
-                self._spec.tokenizer or self._spec.model, token=token, padding_side="left"
+                self._spec.tokenizer or self._spec.model, token=self._token, padding_side="left"
             )
-            self._model = AutoModelForCausalLM.from_pretrained(self._spec.model, token=token, dtype="auto").to(device)
-        except Exception as e:
+            model = AutoModelForCausalLM.from_pretrained(self._spec.model, token=self._token, dtype="auto")
+            self._model = model.to(device)
+        except Exception as e:  # noqa: BLE001 (whatever transformers raises, one line naming the model)
             raise ConfigError(
-                f"params.yaml: models.{self._name}: cannot load '{self._spec.model}' ({str(e).splitlines()[0][:200]})"
+                f"params.yaml: models.{self._name}: cannot load '{self._spec.model}' ({_first_line(e)})"
             ) from None
         self._model.eval()
         if self._tokenizer.pad_token_id is None:
@@ -119,3 +119,9 @@ class TransformersBackend:
                 )
             )
         return completions
+
+
+def _first_line(error: Exception) -> str:
+    """Scrubbed before it is cut short: a hub error may quote the request's headers."""
+    lines = scrub(str(error)).splitlines()
+    return (lines[0] if lines else type(error).__name__)[:200]
