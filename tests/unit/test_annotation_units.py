@@ -74,7 +74,8 @@ def test_labels_unblind_to_model_names() -> None:
 
 
 def test_a_receipt_round_trips_and_a_broken_one_is_named(tmp_path: Path) -> None:
-    receipt = Receipt("http://h", "w", "d", "id", ["a", "b"], 1, "s", "c", {"t": {"task_id": "t", "models": ["b", "a"]}})
+    receipt = Receipt(url="http://h", workspace="w", dataset="d", dataset_id="id", models=["a", "b"], records=1,
+                      settings_hash="s", content_hash="c", blinding={"t": {"task_id": "t", "models": ["b", "a"]}})
     receipt.write(tmp_path / "push.json")
     assert read_receipt(tmp_path / "push.json") == receipt
     (tmp_path / "bad.json").write_text(json.dumps({"version": 1, "url": "x"}))
@@ -106,3 +107,59 @@ def test_hosted_params_need_a_key_and_a_clean_url(monkeypatch: pytest.MonkeyPatc
             Params.model_validate({**base, "argilla": {"url": url}})
     with pytest.raises(ValueError, match="force only applies with recreate"):
         Params.model_validate({**base, "annotation": {"force": True}})
+
+
+RECEIPT = {"url": "http://h", "workspace": "w", "dataset": "d", "dataset_id": "id", "models": ["a", "b"], "records": 2,
+           "settings_hash": "s", "content_hash": "c", "version": 1,
+           "blinding": {"r1": {"task_id": "t1", "models": ["b", "a"]}, "r2": {"task_id": "t2", "models": ["a", "b"]}}}
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda r: r.update(models="fake-a"), "models: Input should be a valid list (got 'fake-a')"),
+        (lambda r: r.update(models=[]), "models: List should have at least 1 item"),
+        (lambda r: r.update(models=["a", "a"]), "models: lists a model twice"),
+        (lambda r: r.update(records="2"), "records: Input should be a valid integer (got '2')"),
+        (lambda r: r.update(records=-1), "records: Input should be greater than or equal to 0"),
+        (lambda r: r.update(blinding=[]), "blinding: Input should be a valid dictionary (got [])"),
+        (lambda r: r["blinding"]["r1"].update(models="ba"), "blinding.r1.models: Input should be a valid list (got 'ba')"),
+        (lambda r: r["blinding"]["r2"].pop("task_id"), "blinding.r2.task_id: Field required"),
+        (lambda r: r["blinding"].update(r3=None), "blinding.r3: Input should be a valid dictionary"),
+        (lambda r: r["blinding"]["r1"].update(models=["a", "a"]), "blinding: record r1: shows a model twice"),
+        (lambda r: r.pop("dataset_id"), "dataset_id: Field required"),
+        (lambda r: r.update(url=None), "url: Input should be a valid string"),
+        (lambda r: r.update(extra=1), "extra: unknown key"),
+    ],
+)
+def test_a_receipt_of_the_wrong_shape_names_the_key(tmp_path: Path, edit, expected: str) -> None:
+    data = json.loads(json.dumps(RECEIPT))
+    edit(data)
+    (tmp_path / "push.json").write_text(json.dumps(data))
+    with pytest.raises(InputError) as error:
+        read_receipt(tmp_path / "push.json")
+    message = str(error.value)
+    assert message.startswith(f"{tmp_path / 'push.json'}: not a push receipt: {expected}") and "\n" not in message
+    assert message.endswith("; run push again")
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("{", "not JSON (line 1, column 2: Expecting property name enclosed in double quotes)"),
+    ("[1, 2]", "not a push receipt (a JSON object was expected)"),
+    ('"text"', "not a push receipt (a JSON object was expected)"),
+    (b"\xff\xfe", "not UTF-8 text (byte 0)"),
+])
+def test_a_receipt_that_is_not_a_json_object(tmp_path: Path, content: str | bytes, expected: str) -> None:
+    path = tmp_path / "push.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(InputError) as error:
+        read_receipt(path)
+    assert str(error.value).startswith(f"{path}: {expected}")
+
+
+def test_a_receipt_from_push_reads_back_equal(tmp_path: Path) -> None:
+    receipt = Receipt.model_validate(RECEIPT)
+    receipt.write(tmp_path / "push.json")
+    again = read_receipt(tmp_path / "push.json")
+    assert again == receipt and again.orders() == {"r1": ["b", "a"], "r2": ["a", "b"]}
+    assert json.loads((tmp_path / "push.json").read_text()) == RECEIPT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -159,3 +160,20 @@ def test_an_output_path_that_is_a_folder_is_refused_before_the_stage_runs(tmp_pa
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["fetch: error: params.yaml: paths.tasks: data/tasks.parquet is a folder; name a file"]
     assert written_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("stage", ["pull", "analyze"])
+def test_a_receipt_of_the_wrong_shape_stops_pull_and_analyze_in_one_line(tmp_path: Path, stage: str) -> None:
+    folder = params_edited(tmp_path / "project", lambda t: t)
+    (folder / "data").mkdir()
+    receipt = {"url": "http://127.0.0.1:9", "workspace": "llm-feedback", "dataset": "code-answers", "dataset_id": "x",
+               "models": "fake-a", "records": 1, "settings_hash": "s", "content_hash": "c", "version": 1,
+               "blinding": {"r": {"task_id": "t", "models": ["fake-a"]}}}
+    (folder / "data/push.json").write_text(json.dumps(receipt))
+    result = run_stage(stage, folder)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{stage}: error: data/push.json: not a push receipt: models: Input should be a valid list (got 'fake-a'); "
+        "run push again"
+    ]
+    assert sorted(p.relative_to(folder).as_posix() for p in written_files(folder)) == ["data/push.json"]

@@ -1,38 +1,71 @@
 """The push receipt (`data/push.json`): which server and dataset hold the annotations, and the blinding map that pull
-needs to put each score back on its model. It never holds a key."""
+needs to put each score back on its model. It never holds a key.
+
+It is read with a typed model, so a receipt of the wrong shape (edited by hand, cut short, from another version) is
+one line naming the key at fault, never a traceback or a string iterated letter by letter."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, with_config
+from typing_extensions import TypedDict
 
 from llm_feedback.artifacts import atomic_path
 from llm_feedback.errors import InputError
+from llm_feedback.params import describe_validation_error
 
 RECEIPT_VERSION = 1
 
+Name = Annotated[StrictStr, Field(min_length=1)]
 
-@dataclass(frozen=True)
-class Receipt:
-    url: str
-    workspace: str
-    dataset: str
-    dataset_id: str
-    models: list[str]
-    records: int
-    settings_hash: str
-    content_hash: str
+
+@with_config(ConfigDict(extra="forbid", strict=True))
+class BlindingEntry(TypedDict):
+    """One record: its task, and the model shown as Response 1, Response 2, ..."""
+
+    task_id: Name
+    models: Annotated[list[Name], Field(min_length=1)]
+
+
+class Receipt(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    url: Name
+    workspace: Name
+    dataset: Name
+    dataset_id: Name
+    models: Annotated[list[Name], Field(min_length=1)]
+    records: Annotated[StrictInt, Field(ge=0)]
+    settings_hash: StrictStr
+    content_hash: StrictStr
     # record id -> {"task_id": ..., "models": [model shown as Response 1, Response 2, ...]}
-    blinding: dict[str, dict] = field(default_factory=dict)
-    version: int = RECEIPT_VERSION
+    blinding: dict[StrictStr, BlindingEntry] = Field(default_factory=dict)
+    version: Literal[1] = RECEIPT_VERSION
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, models: list[str]) -> list[str]:
+        if len(set(models)) != len(models):
+            raise ValueError("lists a model twice")
+        return models
+
+    @field_validator("blinding")
+    @classmethod
+    def _one_position_per_model(cls, blinding: dict[str, BlindingEntry]) -> dict[str, BlindingEntry]:
+        for record_id, entry in blinding.items():
+            if len(set(entry["models"])) != len(entry["models"]):
+                raise ValueError(f"record {record_id}: shows a model twice")
+        return blinding
 
     def orders(self) -> dict[str, list[str]]:
         return {record_id: entry["models"] for record_id, entry in self.blinding.items()}
 
     def write(self, path: Path) -> None:
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(self.model_dump(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
     def same_dataset(self, url: str, workspace: str, dataset: str) -> bool:
         return (self.url, self.workspace, self.dataset) == (url, workspace, dataset)
@@ -42,10 +75,19 @@ def read_receipt(path: Path) -> Receipt:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: not found (run the push stage first)")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a push receipt")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("version") != RECEIPT_VERSION:
-            raise InputError(f"{path}: receipt version {data.get('version')!r}, expected {RECEIPT_VERSION} (run push again)")
-        return Receipt(**data)
-    except (ValueError, TypeError) as e:
-        raise InputError(f"{path}: not a push receipt ({str(e).splitlines()[0][:120]}); run push again") from None
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}); run push again") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path}: not JSON (line {e.lineno}, column {e.colno}: {e.msg}); run push again") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: not a push receipt (a JSON object was expected); run push again")
+    if data.get("version") != RECEIPT_VERSION:
+        raise InputError(f"{path}: receipt version {data.get('version')!r:.20}, expected {RECEIPT_VERSION} (run push again)")
+    try:
+        return Receipt.model_validate(data)
+    except ValidationError as e:
+        raise InputError(f"{path}: not a push receipt: {describe_validation_error(e)[:300]}; run push again") from None
