@@ -204,7 +204,7 @@ def _successes(previous: pa.Table, wanted: set[str]) -> list[tuple[str, CachedGe
     """Rows of an earlier artifact (e.g. from `dvc pull`) that answer requests of this run."""
     found = []
     for r in previous.to_pylist():
-        if r["request_hash"] in wanted and r["error"] is None and r["response"] is not None:
+        if r["request_hash"] in wanted and r["error"] is None and (r["response"] or "").strip():
             found.append(
                 (
                     r["request_hash"],

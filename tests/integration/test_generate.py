@@ -3,6 +3,7 @@ model for `transformers`."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -330,3 +331,18 @@ def test_a_token_a_tgi_server_echoes_is_recorded_scrubbed(
     error = table.column("error")[0].as_py()
     assert error == "HTTP 401: Unauthorized: Bearer [redacted] (after 1 attempt)"
     assert summaries[0].first_error == error
+
+
+def test_an_empty_answer_kept_by_an_earlier_version_is_asked_again(tmp_path: Path, server: FakeLLMServer) -> None:
+    params = make_params(tmp_path, {"a": openai_model(server)})
+    prompts = prompts_for(params, limit=3)
+    first, _ = run(params, prompts)
+    with sqlite3.connect(params.paths.generation_cache) as db:  # in the cache
+        db.execute("UPDATE generations SET response = ' \n' WHERE request_hash = ?", (first["request_hash"][0].as_py(),))
+    again, _ = run(params, prompts)
+    responses = first.column("response").to_pylist()
+    assert server.count(CHAT_PATH) == 4 and again.column("response").to_pylist() == responses
+    earlier = first.set_column(first.schema.get_field_index("response"), "response", pa.array(["", *responses[1:]]))
+    fresh = make_params(tmp_path / "elsewhere", {"a": openai_model(server)})
+    from_artifact, _ = run(fresh, prompts, previous=earlier)  # in the artifact
+    assert server.count(CHAT_PATH) == 5 and from_artifact.column("response").to_pylist() == responses

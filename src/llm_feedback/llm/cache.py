@@ -49,6 +49,8 @@ class GenerationCache:
                 (verdict,) = self._db.execute("PRAGMA quick_check(1)").fetchone()
                 if verdict != "ok":
                     raise sqlite3.DatabaseError(verdict)
+                # An empty answer is no answer; earlier versions kept some as successes: ask for them again.
+                self._db.execute("DELETE FROM generations WHERE trim(response, ' \t\r\n') = ''")
         except InputError:
             self._db.close()
             raise
