@@ -1,18 +1,25 @@
 """Running code an LLM wrote, without trusting it: a separate process per run, locked down before the code starts.
 
-Each run gets an empty temporary working directory, an environment without any of the user's variables, CPU,
-memory, file-size and process limits, a network namespace of its own where the kernel allows it, an unprivileged
-uid of its own when the pipeline runs as root, and an audit hook against sockets, subprocesses, signals, ctypes and
-writes outside its directory (see `sandbox_harness.py`). A wall-clock timeout kills its whole process group, and,
-under root, every process left with its uid. Runs go through a pool no wider than the number of cores.
+The boundary is the kernel's, set up by bubblewrap (`bwrap`): each run gets namespaces of its own (mount, PID,
+network, IPC, UTS, user, with no further user namespaces allowed inside), in which it sees `/usr` and the
+interpreter read-only, private tmpfs for its working directory, `/tmp` and `/dev/shm`, its own `/proc`, and none of
+the host's files, sockets or processes. Under root it runs as an unprivileged uid of its own per pool slot; CPU,
+memory, file-size and process limits apply, and a wall-clock timeout kills it (the PID namespace takes every process
+it started along). An audit hook (`sandbox_harness.py`) stays as an extra layer. Where bubblewrap is missing or
+cannot create namespaces, runs fall back to a plain child process (its own network namespace, the uid, the limits
+and the hook), with one warning saying what is then not contained.
+
+The pipeline judges each result from what the run reports; a test `assert <expression> <op> <literal>` is judged
+here, from the expression's value, with the expected value never sent into the sandbox.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import operator
 import os
 import queue
-import secrets
 import shutil
 import signal
 import stat
@@ -20,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,11 +35,23 @@ from pathlib import Path
 from llm_feedback.errors import ConfigError
 
 HARNESS = Path(__file__).with_name("sandbox_harness.py")
+BWRAP = "bwrap"
 FIRST_UID = 61_000  # one unprivileged uid per pool slot when running as root: a slot's leftovers are easy to find
 STDERR_TAIL_CHARS = 2000
 SWEEP_S = 10.0  # how long to keep killing a slot's leftover processes
+REPORT_FD = 3
+WORKDIR = "/sandbox"  # the run's working directory inside bubblewrap's mount namespace
 ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+OPERATORS: dict[type, Callable[[object, object], bool]] = {
+    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
+    ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
+    ast.Is: operator.is_, ast.IsNot: operator.is_not,
+}
+UNCONTAINED = ("generated code runs in a plain child process: it can read every file its uid can read (under root, "
+               "any world-readable file such as a 0644 database; otherwise all of yours), see other processes, and "
+               "reach Unix sockets on the filesystem; only its uid, network namespace, limits and audit hook stand in "
+               "its way (apt-get install bubblewrap to contain it)")
 
 
 @dataclass(frozen=True)
@@ -61,16 +80,35 @@ class Result:
     network_isolated: bool | None
 
 
+@dataclass(frozen=True)
+class Check:
+    """One test; `expr`, `op` and `expected` are set when the pipeline judges it from the expression's value."""
+
+    source: str
+    expr: str | None = None
+    op: Callable[[object, object], bool] | None = None
+    expected: object = None
+
+
 class Sandbox:
     def __init__(self, limits: Limits, workers: int | None = None, python: str | None = None,
-                 audit_guard: bool = True) -> None:
-        """`audit_guard=False` leaves only the kernel's protections (namespaces, limits, uid), to test them alone."""
+                 audit_guard: bool = True, bwrap: str | None = BWRAP) -> None:
+        """`audit_guard=False` leaves only the kernel's protections, to test them alone; `bwrap=None` runs without
+        bubblewrap (warned about, as when it is missing or fails)."""
         self.limits = limits
         self.workers = max(1, min(workers or os.cpu_count() or 1, os.cpu_count() or 1))
         if python is not None and not (shutil.which(python) and os.access(shutil.which(python) or "", os.X_OK)):
             raise ConfigError(f"execute.python: {python!r} is not an executable interpreter")
-        self.python = python or sandbox_python()
+        self.python = os.path.abspath(shutil.which(python) or python) if python else sandbox_python()
         self.audit_guard = audit_guard
+        self.harness = HARNESS.read_text()
+        self.prefixes = _prefixes(self.python)
+        self.bwrap = self._usable_bwrap(bwrap)
+
+    @property
+    def contained(self) -> bool:
+        """Whether runs get bubblewrap's namespaces (a private filesystem, PID and network namespace)."""
+        return self.bwrap is not None
 
     def run_all(self, jobs: Iterable[Job]) -> Iterator[tuple[Job, Result]]:
         """Run jobs on at most `workers` processes at once; yields (job, result) as runs finish."""
@@ -90,21 +128,24 @@ class Sandbox:
                 yield future.result()
 
     def run(self, job: Job, slot: int = 0) -> Result:
-        root = os.geteuid() == 0
-        uid = FIRST_UID + slot if root else None
-        workdir = Path(tempfile.mkdtemp(prefix="llmfb-run-"))
+        uid = FIRST_UID + slot if os.geteuid() == 0 else None
+        checks = [_check(test) for test in job.tests]
+        folder = Path(tempfile.mkdtemp(prefix="llmfb-run-"))
         try:
-            if uid is not None:
-                os.chown(workdir, uid, uid)
-            token = secrets.token_hex(16)
-            payload = json.dumps({"token": token, "code": job.code, "tests": list(job.tests), "uid": uid,
-                                  "limits": asdict(self.limits), "guard": self.audit_guard})
-            environment = {**ENVIRONMENT, "HOME": str(workdir), "TMPDIR": str(workdir)}
+            cwd = WORKDIR if self.bwrap else str(_own_folder(folder / "run", uid))
             began = time.monotonic()
-            with (workdir / ".stdout").open("w+b") as out, (workdir / ".stderr").open("w+b") as err:
+            with (folder / "report").open("w+b") as report, (folder / "stderr").open("w+b") as err:
+                payload = json.dumps({
+                    "code": job.code, "limits": asdict(self.limits), "guard": self.audit_guard,
+                    "tests": [{"expr": c.expr} if c.expr is not None else {"source": c.source} for c in checks],
+                    "report_fd": report.fileno(), "unshare_network": self.bwrap is None,
+                    "uid": None if self.bwrap else uid,
+                })
                 process = subprocess.Popen(
-                    [self.python, "-I", "-B", str(HARNESS)], stdin=subprocess.PIPE, stdout=out, stderr=err,
-                    cwd=workdir, env=environment, start_new_session=True, close_fds=True,
+                    self._command(self.harness), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                    cwd="/" if self.bwrap else cwd, env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd},
+                    start_new_session=True, close_fds=True, pass_fds=(report.fileno(),),
+                    **_as_user(uid if self.bwrap else None),
                 )
                 timed_out = False
                 try:
@@ -114,10 +155,51 @@ class Sandbox:
                 finally:
                     _kill_everything(process, uid)
                 duration = time.monotonic() - began
-                stdout, stderr = _tail(out), _tail(err)
-            return _result(process.returncode, timed_out, stdout, stderr, token, duration)
+                records, stderr = _records(_tail(report, None)), _tail(err, 64_000)
+            returncode = process.returncode
+            if self.bwrap and 128 < returncode < 128 + signal.NSIG:  # bwrap exits 128+N when its child dies of N
+                returncode = 128 - returncode
+            return _result(returncode, timed_out, records, stderr, job.code, checks, duration,
+                           True if self.bwrap else None)
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _command(self, harness: str, bwrap: str | None = None) -> list[str]:
+        python = [self.python, "-I", "-B", "-c", harness]
+        bwrap = bwrap or self.bwrap
+        if bwrap is None:
+            return python
+        size = str(2 * self.limits.file_mb * 2**20)
+        return [
+            bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            "--hostname", "sandbox", *_read_only_mounts(self.prefixes), "--dev", "/dev", "--proc", "/proc",
+            "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm",
+            "--size", size, "--tmpfs", WORKDIR, "--chdir", WORKDIR, "--", *python,
+        ]
+
+    def _usable_bwrap(self, name: str | None) -> str | None:
+        """bubblewrap's absolute path when it can create a sandbox here; otherwise None, after one warning."""
+        if name is None:
+            return _warn(f"execute: running without bubblewrap: {UNCONTAINED}")
+        found = shutil.which(name)
+        if found is None:
+            return _warn(f"execute: bubblewrap ({name}) is not installed: {UNCONTAINED}")
+        found = os.path.abspath(found)
+        uid = FIRST_UID if os.geteuid() == 0 else None
+        try:
+            probe = subprocess.run(self._command("pass", found), check=False, capture_output=True, text=True,
+                                   timeout=30, cwd="/", env=ENVIRONMENT, **_as_user(uid))
+        except (OSError, subprocess.SubprocessError) as e:
+            return _warn(f"execute: bubblewrap ({found}) cannot run ({e}): {UNCONTAINED}")
+        if probe.returncode != 0:
+            reason = (probe.stderr.strip().splitlines() or [f"exit code {probe.returncode}"])[-1]
+            return _warn(f"execute: bubblewrap ({found}) cannot create a sandbox here ({reason}): {UNCONTAINED}")
+        return found
+
+
+def _as_user(uid: int | None) -> dict:
+    """Popen's arguments that start the process as `uid` (its own group, no others); none for None."""
+    return {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
 
 
 def sandbox_python() -> str:
@@ -128,8 +210,8 @@ def sandbox_python() -> str:
         return sys.executable
     candidates = [sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")]
     for candidate in filter(None, candidates):
-        prefix = _prefix_of(candidate)
-        if prefix and _reachable_by_all(Path(candidate)) and _reachable_by_all(prefix):
+        prefixes = _prefixes(candidate)
+        if prefixes and all(_reachable_by_all(p) for p in [Path(candidate), *prefixes]):
             return candidate
     raise ConfigError(
         f"the pipeline runs as root with a Python under a private folder ({sys.base_prefix}); the sandbox drops root "
@@ -137,15 +219,48 @@ def sandbox_python() -> str:
     )
 
 
-def _prefix_of(python: str) -> Path | None:
-    if Path(python).resolve() == Path(sys.executable).resolve():
-        return Path(sys.base_prefix)
-    try:
-        out = subprocess.run([python, "-I", "-c", "import sys; print(sys.base_prefix)"], capture_output=True, text=True,
-                             timeout=30, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return Path(out) if out else None
+def _prefixes(python: str) -> list[Path]:
+    """The interpreter's prefix and base prefix (they differ in a virtualenv); empty when it cannot tell."""
+    if python == sys.executable:
+        found = [sys.prefix, sys.base_prefix]
+    else:
+        try:
+            out = subprocess.run([python, "-I", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+                                 capture_output=True, text=True, timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        found = out.split()
+    return sorted({Path(p) for p in found if p})
+
+
+def _read_only_mounts(prefixes: Iterable[Path]) -> list[str]:
+    """/usr, the top-level links or folders into it (/bin, /lib, ...), the dynamic linker's cache, and the
+    interpreter's prefixes where they are elsewhere."""
+    mounts = ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            mounts += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            mounts += ["--ro-bind", top, top]
+    mounts += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for prefix in prefixes:
+        real = prefix.resolve()
+        if not real.is_relative_to("/usr"):
+            mounts += ["--ro-bind", str(prefix), str(prefix)]
+            if real != prefix:
+                mounts += ["--ro-bind", str(real), str(real)]
+    return mounts
+
+
+def _own_folder(folder: Path, uid: int | None) -> Path:
+    folder.mkdir()
+    if uid is not None:
+        os.chown(folder, uid, uid)
+    return folder
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _reachable_by_all(path: Path) -> bool:
@@ -163,8 +278,9 @@ def _reachable_by_all(path: Path) -> bool:
 
 
 def _kill_everything(process: subprocess.Popen, uid: int | None) -> None:
-    """The process group, then (as root) anything still alive under the slot's uid, e.g. a forked child that left
-    the group: stopped first, so a fork bomb cannot refill the slots it frees, then killed."""
+    """The process group (with bubblewrap, its PID namespace goes too), then (as root) anything still alive under
+    the slot's uid, e.g. a forked child that left the group: stopped first, so a fork bomb cannot refill the slots
+    it frees, then killed."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -199,28 +315,118 @@ def _pids_of(uid: int) -> list[int]:
     return pids
 
 
-def _tail(stream) -> str:
+def _tail(stream, chars: int | None) -> str:
     stream.flush()
     stream.seek(0, os.SEEK_END)
     size = stream.tell()
-    stream.seek(max(0, size - 64_000))
+    stream.seek(max(0, size - chars) if chars else 0)
     return stream.read().decode("utf-8", errors="replace")
 
 
-def _result(returncode: int | None, timed_out: bool, stdout: str, stderr: str, token: str, duration: float) -> Result:
+def _check(source: str) -> Check:
+    """`assert <expression> <op> <literal>` is judged here from the expression's value; anything else in the run."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return Check(source)
+    node = tree.body[0] if len(tree.body) == 1 else None
+    if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare) and len(node.test.ops) == 1):
+        return Check(source)
+    op = OPERATORS.get(type(node.test.ops[0]))
+    try:
+        expected = ast.literal_eval(node.test.comparators[0])
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return Check(source)
+    if op in (operator.is_, operator.is_not) and not any(expected is c for c in (True, False, None)):
+        return Check(source)
+    expr = ast.get_source_segment(source, node.test.left)
+    return Check(source, expr, op, expected) if op and expr else Check(source)
+
+
+def _records(text: str) -> dict | None:
+    """The run's report: one `code` record, at most one record per test, and `done` last; None when it is cut
+    short or not what the harness writes (the answer's code wrote to it)."""
+    found: dict = {"tests": {}}
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return None
+        if not isinstance(record, dict) or found.get("done"):
+            return None
+        if isinstance(record.get("test"), int) and record["test"] not in found["tests"]:
+            found["tests"][record["test"]] = record
+        elif "code" in record and "code" not in found:
+            found["code"] = record
+        elif set(record) == {"network_isolated"}:
+            found["network_isolated"] = record["network_isolated"] is True
+        elif record == {"done": True}:
+            found["done"] = True
+        else:
+            return None
+    return found if found.get("done") and "code" in found else None
+
+
+def _result(returncode: int | None, timed_out: bool, records: dict | None, stderr: str, code: str,
+            checks: list[Check], duration: float, isolated: bool | None) -> Result:
     tail = stderr[-STDERR_TAIL_CHARS:].strip() or None
     if timed_out or returncode in (-signal.SIGXCPU, -signal.SIGKILL):
         return Result("timeout", None, None, duration, tail, None)
-    report = None
-    for line in reversed(stdout.splitlines()):
-        if line.startswith(token):
-            report = json.loads(line[len(token):])
-            break
-    if report is None:
+    if records is None:
         reason = f"the run ended without a result (exit code {returncode})"
         return Result("error", None, None, duration, _join(tail, reason), None)
-    return Result(report["status"], report["passed"], report["total"], duration, _join(tail, report["error"]),
-                  report["network_isolated"])
+    status, passed, total, error = _verdict(records, code, checks)
+    return Result(status, passed, total, duration, _join(tail, error),
+                  isolated if isolated is not None else records.get("network_isolated"))
+
+
+def _verdict(records: dict, code: str, checks: list[Check]) -> tuple[str, int | None, int | None, str | None]:
+    """pass / fail / error, with test counts; the answer's own asserts count when the task brings no tests."""
+    own = _count_asserts(code) if not checks else 0
+    failure = records["code"].get("code")
+    if failure is not None:
+        if records["code"].get("assertion"):
+            return "fail", 0 if own else None, own or None, str(failure)
+        return "error", None, len(checks) or own or None, str(failure)
+    if not checks:
+        return "pass", own, own, None
+    passed, first_error = 0, None
+    for number, check in enumerate(checks):
+        problem = _problem(check, records["tests"].get(number))
+        if problem is None:
+            passed += 1
+        else:
+            first_error = first_error or f"test {number + 1}: {problem}"
+    return "pass" if passed == len(checks) else "fail", passed, len(checks), first_error
+
+
+def _problem(check: Check, record: dict | None) -> str | None:
+    """Why one test did not pass, or None when it did."""
+    if record is None:
+        return "no result"
+    if record.get("error") is not None:
+        return str(record["error"])
+    if check.expr is None:
+        return None if "error" in record else "no result"
+    value = record.get("value")
+    if not isinstance(value, str) or len(value) > 100_000:
+        return "no value to check"
+    try:
+        actual = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return "a value that could not be read back"
+    try:
+        ok = check.op(actual, check.expected)
+    except Exception as e:  # noqa: BLE001 - e.g. comparing a str with an int
+        return f"AssertionError ({type(e).__name__}: {e})"
+    return None if ok else f"AssertionError: got {value[:200]}"
+
+
+def _count_asserts(code: str) -> int:
+    try:
+        return sum(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(code)))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return 0
 
 
 def _join(tail: str | None, error: str | None) -> str | None:

@@ -1,17 +1,20 @@
 """Runs inside the sandbox process: locks itself down, then runs an answer's code and its tests.
 
-Started as `python -I sandbox_harness.py` in an empty working directory with a scrubbed environment. It reads its job
-(JSON) from stdin, then, before any untrusted line runs:
-1. moves into a new network namespace (only a loopback interface, down) when the kernel allows it;
+Started as `python -I -B -c <this file>` with a scrubbed environment, inside bubblewrap's namespaces (see
+`sandbox.py`) or, where bubblewrap is missing, in a plain child process. It reads its job (JSON) from stdin, then,
+before any untrusted line runs:
+1. without bubblewrap, moves into a new network namespace (only a loopback interface, down) when the kernel allows it;
 2. sets resource limits (CPU seconds, address space, file size, processes, no core dumps);
-3. drops root to the job's unprivileged uid, when started as root;
-4. installs an audit hook (PEP 578, which cannot be removed) that refuses sockets, new processes, signals,
-   ctypes, and file writes outside the working directory, and reads of home folders and other processes' /proc.
-The result goes to stdout as one line after a per-job token. This file imports only the standard library: it must
-not load the pipeline into the process that runs untrusted code.
+3. without bubblewrap, drops root to the job's unprivileged uid, when started as root;
+4. unless the job switches it off, installs an audit hook (PEP 578) that refuses sockets, new processes, signals,
+   ctypes, file writes outside the working directory, and reads of home folders and other processes' /proc. Python
+   code can get around it; it is an extra layer over the kernel's.
+It reports what happened as JSON lines on the job's report descriptor; the pipeline judges the result from them.
+A test the pipeline can judge itself arrives as an expression without its expected value: this process only hands
+back the expression's value, as plain data, so the answer's code never sees what it is compared with.
+This file imports only the standard library: it must not load the pipeline into the process that runs untrusted code.
 """
 
-import ast
 import json
 import os
 import resource
@@ -33,9 +36,11 @@ PATH_EVENTS = {  # event -> positions of path arguments that must stay inside th
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 PRIVATE_READS = ("/root", "/home", "/proc", "/run", "/var")
 PUBLIC_PROC = ("/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/sys")
+MAX_VALUE_CHARS = 100_000
+MAX_DEPTH = 50
 
 
-def isolate_network(job):
+def isolate_network():
     """A network namespace of our own: as root directly; otherwise inside a fresh user namespace."""
     import ctypes  # before the audit hook, which forbids ctypes afterwards
 
@@ -95,51 +100,70 @@ def install_guard(workdir):
     sys.addaudithook(guard)
 
 
-def count_asserts(code):
-    try:
-        return sum(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(code)))
-    except SyntaxError:
-        return 0
+def plain(value, depth=0):
+    """The value as exact built-in types, which the pipeline can read back with ast.literal_eval; anything else
+    (an object of the answer's own class, say) raises TypeError."""
+    if depth > MAX_DEPTH:
+        raise TypeError("a value nested too deeply")
+    if value is None or type(value) is bool:
+        return value
+    for kind in (int, float, complex, str, bytes):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, dict):
+        return {plain(k, depth + 1): plain(v, depth + 1) for k, v in value.items()}
+    for kind in (tuple, list, set, frozenset):
+        if isinstance(value, kind):
+            return kind(plain(item, depth + 1) for item in value)
+    raise TypeError(f"a {type(value).__module__}.{type(value).__qualname__}, not plain data")
 
 
-def run(job):
-    """pass / fail / error, with test counts; the answer's own asserts count when the task brings no tests."""
+def described(error):
+    return f"{type(error).__name__}: {error}"
+
+
+def run(job, report):
+    """The answer's code, then each test in the same namespace, each outcome reported as it happens."""
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
-    tests = job["tests"]
-    own = count_asserts(job["code"]) if not tests else 0
     try:
-        exec(compile(job["code"], "answer.py", "exec"), namespace)
-    except AssertionError as e:
-        return {"status": "fail", "passed": 0 if own else None, "total": own or None, "error": f"AssertionError: {e}"}
+        exec(compile(job["code"], "answer.py", "exec"), namespace)  # noqa: S102 - running it is the job
     except BaseException as e:  # noqa: BLE001 - anything the answer raises is its result
-        return {"status": "error", "passed": None, "total": len(tests) or own or None, "error": f"{type(e).__name__}: {e}"}
-    if not tests:
-        return {"status": "pass", "passed": own, "total": own, "error": None}
-    passed, first_error = 0, None
-    for number, test in enumerate(tests, 1):
+        report({"code": described(e), "assertion": isinstance(e, AssertionError)})
+        return
+    report({"code": None})
+    for number, test in enumerate(job["tests"]):
+        name = f"test_{number + 1}.py"
         try:
-            exec(compile(test, f"test_{number}.py", "exec"), namespace)
-            passed += 1
+            if "expr" in test:
+                value = repr(plain(eval(compile(test["expr"], name, "eval"), namespace)))
+                if len(value) > MAX_VALUE_CHARS:
+                    raise ValueError(f"a value of {len(value)} characters, too long to check")
+                report({"test": number, "value": value})
+            else:
+                exec(compile(test["source"], name, "exec"), namespace)  # noqa: S102
+                report({"test": number, "error": None})
         except BaseException as e:  # noqa: BLE001
-            first_error = first_error or f"test {number}: {type(e).__name__}: {e}"
-    status = "pass" if passed == len(tests) else "fail"
-    return {"status": status, "passed": passed, "total": len(tests), "error": first_error}
+            report({"test": number, "error": described(e)})
 
 
 def main():
     job = json.loads(sys.stdin.read())
-    sys.stdin = open(os.devnull)
-    token = job.pop("token")
-    network_isolated = isolate_network(job)
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - for the rest of the process
+    fd = job["report_fd"]
+
+    def report(record):
+        os.write(fd, (json.dumps(record) + "\n").encode())
+
+    if job["unshare_network"]:
+        report({"network_isolated": isolate_network()})
     limit_resources(job["limits"])
     drop_privileges(job.get("uid"))
-    if job.get("guard", True):
+    if job["guard"]:
         install_guard(os.getcwd())
-    result = run(job)
-    result["network_isolated"] = network_isolated
+    run(job, report)
     sys.stdout.flush()
-    sys.__stdout__.write("\n" + token + json.dumps(result) + "\n")
-    sys.__stdout__.flush()
+    sys.stderr.flush()
+    report({"done": True})
     os._exit(0)  # no atexit handlers or finalizers from the answer's code
 
 

@@ -1,4 +1,4 @@
-"""Finding the code in an answer and the tests for a task."""
+"""Finding the code in an answer and the tests for a task, and which tests the pipeline judges itself."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import pytest
 
 from llm_feedback.artifacts import TASKS
 from llm_feedback.errors import InputError
-from llm_feedback.execution import extract_code, reference_asserts, split_statements, task_tests
+from llm_feedback.execution import (
+    extract_code,
+    reference_asserts,
+    split_statements,
+    task_tests,
+)
+from llm_feedback.sandbox import _check, _records, _verdict
 
 
 def test_code_comes_from_python_fences_in_order() -> None:
@@ -51,3 +57,28 @@ def test_task_tests_by_column_reference_or_none() -> None:
     broken = tasks_with(tests=["assert f( == 1"])
     with pytest.raises(InputError, match=r"tasks.parquet: row 0 \(task t0\): column 'tests' is not valid Python"):
         task_tests(broken, "tests", None, "tasks.parquet")
+
+
+def test_asserts_against_a_literal_are_judged_from_the_value_alone() -> None:
+    judged = _check("assert chunk(\n    [1, 2], 1) == [[1], [2]]")
+    assert (judged.expr, judged.expected) == ("chunk(\n    [1, 2], 1)", [[1], [2]])
+    assert _check("assert ok() is True").expr == "ok()" and _check("assert x in {1, 2}").expected == {1, 2}
+    for kept_inside in ("assert f(1) == g(1)", "assert f() is 5", "x = f()", "assert f()", "assert f() == 1 == 1",
+                        "try:\n    f()\nexcept ValueError:\n    pass", "assert f( == 1"):
+        assert _check(kept_inside).expr is None, kept_inside
+
+
+def test_the_verdict_compares_values_here_and_refuses_a_made_up_report() -> None:
+    checks = [_check("assert double(2) == 4"), _check("y = double(1)")]
+
+    def verdict(*lines: str):
+        records = _records("\n".join(['{"code": null}', *lines, '{"done": true}']))
+        return records and _verdict(records, "", checks)
+
+    assert verdict('{"test": 0, "value": "4.0"}', '{"test": 1, "error": null}') == ("pass", 2, 2, None)
+    assert verdict('{"test": 0, "value": "5"}', '{"test": 1, "error": null}')[:3] == ("fail", 1, 2)
+    assert verdict('{"test": 0, "error": null}', '{"test": 1, "error": null}')[3] == "test 1: no value to check"
+    assert verdict('{"test": 0, "value": "__import__(\'os\')"}', '{"test": 1, "error": null}')[1] == 1
+    assert verdict('{"test": 0, "value": "4"}', '{"test": 0, "value": "4"}') is None, "a test reported twice"
+    assert _records('{"code": null}\n{"done": true}\n{"test": 0, "value": "4"}') is None, "after the end"
+    assert _records('{"code": null}') is None, "cut short"
