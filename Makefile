@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
 CHROMIUM ?= /usr/bin/chromium
+BWRAP  ?= /usr/bin/bwrap
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -14,10 +15,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: repro test clean-venv
 
-repro: $(VENV)/.installed-base
+repro: $(VENV)/.installed-base $(BWRAP)
 	dvc repro
 
-test: $(VENV)/.installed-dev $(CHROMIUM)
+test: $(VENV)/.installed-dev $(CHROMIUM) $(BWRAP)
 	DVC_NO_ANALYTICS=1 pytest $(PYTEST_ARGS)
 
 $(BIN)/python:
@@ -36,6 +37,11 @@ $(VENV)/.installed-dev: pyproject.toml requirements.lock | $(BIN)/python
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium
+
+# The execute stage runs generated code inside bubblewrap's namespaces (without it, it warns and contains less).
+$(BWRAP):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq bubblewrap
 
 clean-venv:
 	rm -rf $(VENV)
