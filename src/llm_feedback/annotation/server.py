@@ -28,6 +28,7 @@ import psutil
 
 from llm_feedback.artifacts import atomic_path
 from llm_feedback.errors import ConfigError, PipelineError
+from llm_feedback.secrets import register_secret
 
 PACKAGE_DIR = Path(__file__).resolve().parents[3] / "annotation_server"
 OWNER = "owner"
@@ -120,11 +121,14 @@ def load_credentials(server: EmbeddedServer) -> Credentials | None:
     fix = "delete it and run `llm-feedback server start`: the owner gets new credentials, the data stays"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Credentials(**{key: _non_empty_text(data[key]) for key in ("username", "password", "api_key")})
+        credentials = Credentials(**{key: _non_empty_text(data[key]) for key in ("username", "password", "api_key")})
     except PermissionError:
         raise PipelineError(f"{path}: cannot be read by this user (it belongs to uid {path.stat().st_uid})") from None
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
         raise PipelineError(f"{path}: not valid credentials ({type(e).__name__}); {fix}") from None
+    register_secret(credentials.password)  # never printed or recorded from here on
+    register_secret(credentials.api_key)
+    return credentials
 
 
 def _non_empty_text(value: object) -> str:
@@ -141,6 +145,8 @@ def ensure_credentials(server: EmbeddedServer) -> tuple[Credentials, bool]:
     credentials = Credentials(OWNER, secrets.token_urlsafe(18), f"llmfb.{secrets.token_urlsafe(32)}")
     with atomic_path(server.credentials_file) as tmp:  # 0600 from the start; never seen half-written
         tmp.write_text(json.dumps(dataclasses.asdict(credentials), indent=2))
+    register_secret(credentials.password)
+    register_secret(credentials.api_key)
     return credentials, True
 
 
