@@ -121,7 +121,8 @@ TOKEN = "hf_" + "Q9w8E7r6T5y4U3i2O1p0AsDfGhJkLzXc"
 @pytest.mark.parametrize(
     ("stage", "edit", "key"),
     [
-        ("generate", lambda t: t.replace("api_key_env: OPENAI_API_KEY", f"api_key_env: {TOKEN}"),
+        ("generate", lambda t: t.replace("    base_url: http://localhost:8000/v1\n",
+                                         f"    base_url: http://localhost:8000/v1\n    api_key_env: {TOKEN}\n"),
          "models.local-server.api_key_env"),
         ("export", lambda t: t.replace("push_to_hub: null", f"push_to_hub: {TOKEN}"), "export.push_to_hub"),
         ("export", lambda t: t.replace("push_to_hub: null", f"push_to_hub: me/{TOKEN}"), "export.push_to_hub"),
