@@ -29,8 +29,9 @@ def main() -> str:
     write_metrics(result.metrics, paths.metrics)
     ranking = ", ".join(f"{m} {v['mean']:.2f}" for m, v in result.ranking())
     counts = result.metrics["counts"]
-    return (f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; mean score: {ranking or 'none yet'} -> "
-            f"{paths.metrics}, {paths.reports}/report.md")
+    left_out = result.left_out.line()
+    return (f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; mean score: {ranking or 'none yet'}"
+            f"{'; ' + left_out if left_out else ''} -> {paths.metrics}, {paths.reports}/report.md")
 
 
 if __name__ == "__main__":

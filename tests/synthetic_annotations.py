@@ -55,4 +55,5 @@ def annotations_for(task_ids: list[str], quality: dict[str, float], bias: dict[s
         "corrected_response": pa.array([None] * (n * a * m), pa.string()),
         "comments": pa.array([None] * (n * a * m), pa.string()),
         "updated_at": pa.array([stamp] * (n * a * m), pa.timestamp("us", tz="UTC")),
+        "problem": pa.array([None] * (n * a * m), pa.string()),
     }), "annotations")

@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from llm_feedback.annotation.values import OTHER_OPTIONS, SCALE, STATUSES
 from llm_feedback.artifacts import text_sha
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import (
     Interval, bootstrap_sums, bradley_terry_intervals, ordinal_alpha, pair_outcomes, ratio_intervals,
 )
 
-SCORES = range(0, 8)
-STATUSES = ("submitted", "draft", "discarded")
+SCORES = SCALE
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Analysis:
     scores: pd.DataFrame  # task_id, model, score (aggregated), n (scores behind it)
     submitted: pd.DataFrame  # current submitted rows: task_id, record_id, annotator, model, position, score, comments
     models: list[str]
+    left_out: LeftOut
 
     def ranking(self) -> list[tuple[str, dict]]:
         """Models with a mean score, best first."""
@@ -62,14 +63,14 @@ def analyze(
     executions: pa.Table | None = None,
     judge_pairwise: pa.Table | None = None,
 ) -> Analysis:
-    rows = annotations.to_pandas()
+    rows, left_out = usable_annotations(annotations.to_pandas())
     models = list(compare) + sorted(set(rows["model"]) - set(compare))
     submitted, stale = current_scores(rows, generations)
     scores = aggregate_scores(submitted, params.aggregate)
 
     sums = _Bootstrap.run(_score_matrix(scores, models), params)
     metrics = {
-        "counts": _counts(rows, generations, records, scores, stale),
+        "counts": {**_counts(rows, generations, records, scores, stale), **left_out.counts()},
         "models": _model_means(sums, submitted, models),
         "pairwise": _pairwise(sums, models),
         "bradley_terry": _bradley_terry(sums, models) if len(models) >= 3 else None,
@@ -80,7 +81,68 @@ def analyze(
         "judge": _judge(judgments, scores, models, judge_pairwise) if judgments is not None else None,
         "execution": _execution(executions, scores, models) if executions is not None else None,
     }
-    return Analysis(json_safe(metrics), scores, submitted, models)
+    return Analysis(json_safe(metrics), scores, submitted, models, left_out)
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Responses analyze does not count: with a value outside the dataset's settings, or repeated."""
+
+    invalid: int
+    duplicates: int
+    first: str | None  # "record R by A: why", for the summary line
+
+    def counts(self) -> dict:
+        return {"invalid_responses": self.invalid, "duplicate_responses": self.duplicates}
+
+    def line(self) -> str | None:
+        parts = []
+        if self.invalid:
+            parts.append(f"{self.invalid} responses left out for a value outside the dataset's settings (first: {self.first})")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} repeated responses of an annotator on a record left out (the latest counts)")
+        return "; ".join(parts) or None
+
+
+def usable_annotations(rows: pd.DataFrame) -> tuple[pd.DataFrame, LeftOut]:
+    """The annotation rows that may count. A response (one annotator on one record) with any value outside the
+    dataset's settings is left out whole: a score off the rating scale, an unknown status, a `to_correct` that is none
+    of the record's models nor combination or neither, or a problem pull recorded. An annotator answering one record
+    twice counts once, with the latest answer."""
+    response = ["record_id", "annotator"]
+    shown = rows[response + ["model"]].rename(columns={"model": "to_correct"}).drop_duplicates()
+    label = rows[response + ["to_correct"]].merge(shown, how="left", on=response + ["to_correct"], indicator=True)
+    checks = {
+        "problem": rows["problem"].notna().to_numpy(),
+        "status": (~rows["status"].isin(STATUSES)).to_numpy(),
+        "score": (rows["score"].notna() & ~rows["score"].isin(list(SCALE))).to_numpy(),
+        "to_correct": (rows["to_correct"].notna() & ~rows["to_correct"].isin(OTHER_OPTIONS)).to_numpy()
+        & (label["_merge"] == "left_only").to_numpy(),
+    }
+    bad = np.logical_or.reduce(list(checks.values()))
+    bad_responses = rows[bad].drop_duplicates(response).sort_values(response)
+    first = None
+    if len(bad_responses):
+        at = rows.index.get_loc(bad_responses.index[0])
+        row = rows.iloc[at]
+        failed = next(name for name, found in checks.items() if found[at])
+        first = f"record {row['record_id']} by {row['annotator']}: {_why(row, failed)}"
+    keep = ~rows.set_index(response).index.isin(bad_responses.set_index(response).index)
+    rows = rows[keep]
+    copies = rows.groupby(response + ["position"]).size() - 1
+    duplicates = int(copies.groupby(level=response).max().sum()) if len(copies) else 0
+    latest = rows.sort_values("updated_at", kind="stable").drop_duplicates(response + ["position"], keep="last")
+    return latest.sort_index(), LeftOut(len(bad_responses), duplicates, first)
+
+
+def _why(row: pd.Series, check: str) -> str:
+    if check == "problem":
+        return row["problem"]
+    if check == "status":
+        return f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
+    if check == "score":
+        return f"score {int(row['score'])} for model {row['model']} is not on the {SCALE.start}-{SCALE.stop - 1} scale"
+    return f"to_correct {row['to_correct']!r} is none of the record's models, combination or neither"
 
 
 def current_scores(rows: pd.DataFrame, generations: pa.Table) -> tuple[pd.DataFrame, int]:

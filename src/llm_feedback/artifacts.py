@@ -159,6 +159,9 @@ ANNOTATIONS = ArtifactSchema(
             pa.field("corrected_response", pa.string()),
             pa.field("comments", pa.string()),
             pa.field("updated_at", pa.timestamp("us", tz="UTC"), nullable=False),
+            # why this response does not count (a value outside the dataset's settings, which is then left out);
+            # null when it counts
+            pa.field("problem", pa.string()),
         ]
     ),
 )

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llm_feedback.analysis import aggregate_scores, current_scores
+from llm_feedback.analysis import aggregate_scores, current_scores, usable_annotations
 from llm_feedback.artifacts import MESSAGE, atomic_folder
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import ExportParams
@@ -57,7 +57,7 @@ class Exported:
 
 def build_exports(annotations: pa.Table, generations: pa.Table, tasks: pa.Table, compare: list[str], aggregate: str,
                   params: ExportParams) -> Exported:
-    rows = annotations.to_pandas()
+    rows, _ = usable_annotations(annotations.to_pandas())
     submitted, _ = current_scores(rows, generations)
     scores = aggregate_scores(submitted, aggregate)
     instructions = dict(zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist()))

@@ -62,7 +62,8 @@ def test_no_annotations_give_zero_counts_and_nulls_never_nan(tmp_path: Path) -> 
                      AnalyzeParams(bootstrap=100), records=5)
     metrics = result.metrics
     assert metrics["counts"] == {"tasks": 5, "records": 5, "annotated_records": 0, "scored_tasks": 0,
-                                 "responses": {"submitted": 0, "draft": 0, "discarded": 0}, "stale_scores": 0}
+                                 "responses": {"submitted": 0, "draft": 0, "discarded": 0}, "stale_scores": 0,
+                                 "invalid_responses": 0, "duplicate_responses": 0}
     assert metrics["models"]["a"] == {"mean": None, "ci_low": None, "ci_high": None, "tasks": 0, "scores": 0}
     assert metrics["pairwise"]["a_vs_b"]["win"] is None and metrics["bradley_terry"] is None
     write_metrics(metrics, tmp_path / "metrics.json")
@@ -112,3 +113,55 @@ def test_reports_and_plot_data_are_written(result, tmp_path: Path) -> None:
     distribution = (tmp_path / "plots/score_distribution/strong.csv").read_text().splitlines()
     assert distribution[0] == "score,count" and sum(int(line.split(",")[1]) for line in distribution[1:]) == 1200
     assert json.loads(json.dumps(result.metrics)) == result.metrics
+
+
+def response_rows(table: pa.Table, record: str, annotator: str) -> list[dict]:
+    return [r for r in table.to_pylist() if r["record_id"] == record and r["annotator"] == annotator]
+
+
+def spoiled(rows: list[dict], annotator: str, position: int = 1, minutes: int = 0, **change: object) -> list[dict]:
+    from datetime import timedelta
+
+    return [{**r, "annotator": annotator, "updated_at": r["updated_at"] + timedelta(minutes=minutes),
+             **(change if r["position"] == position else {k: v for k, v in change.items() if k != "score"})} for r in rows]
+
+
+def test_values_outside_the_settings_and_repeats_never_reach_the_metrics() -> None:
+    ids = IDS[:30]
+    clean = annotations_for(ids, {"a": 5, "b": 3}, {"x": 0, "y": 0}, seed=1)
+    generations = generations_for(ids, ["a", "b"])
+    bad = [
+        spoiled(response_rows(clean, ids[0], "x"), "z", score=1_000_000),
+        spoiled(response_rows(clean, ids[1], "x"), "z", position=2, score=-1),
+        spoiled(response_rows(clean, ids[2], "x"), "z", score=9),
+        spoiled(response_rows(clean, ids[3], "x"), "z", status="pending"),
+        spoiled(response_rows(clean, ids[4], "x"), "z", to_correct="zzz"),
+        spoiled(response_rows(clean, ids[5], "x"), "z", score=None, problem="score_response_1 is '7', not a score"),
+        spoiled(response_rows(clean, ids[6], "x"), "x", minutes=5),  # the same annotator's response a second time
+    ]
+    dirty = pa.Table.from_pylist(clean.to_pylist() + [r for rows in bad for r in rows], schema=ANNOTATIONS.schema)
+    expected = analyze(clean, generations, ["a", "b"], AnalyzeParams(bootstrap=200)).metrics
+    result = analyze(ANNOTATIONS.validate(dirty, "dirty"), generations, ["a", "b"], AnalyzeParams(bootstrap=200))
+    got = result.metrics
+    assert got["models"] == expected["models"] and got["pairwise"] == expected["pairwise"]
+    assert got["annotators"] == expected["annotators"] and got["agreement"] == expected["agreement"]
+    assert got["corrections"] == expected["corrections"] and got["position"] == expected["position"]
+    assert got["counts"] == {**expected["counts"], "invalid_responses": 6, "duplicate_responses": 1}
+    assert set(result.submitted["score"]) <= set(range(8))
+    assert result.left_out.line() == (
+        f"6 responses left out for a value outside the dataset's settings (first: record {ids[0]} by z: score 1000000 for "
+        f"model {response_rows(clean, ids[0], 'x')[0]['model']} is not on the 0-7 scale); 1 repeated responses of an "
+        "annotator on a record left out (the latest counts)")
+
+
+def test_an_annotator_answering_a_record_twice_counts_once_with_the_latest() -> None:
+    ids = IDS[:4]
+    clean = annotations_for(ids, {"a": 5, "b": 3}, {"x": 0}, noise=0.0)
+    again = spoiled(response_rows(clean, ids[0], "x"), "x", position=1, minutes=1, score=0)
+    twice = pa.Table.from_pylist(clean.to_pylist() + again, schema=ANNOTATIONS.schema)
+    result = analyze(twice, generations_for(ids, ["a", "b"]), ["a", "b"], AnalyzeParams(bootstrap=100))
+    scores = result.scores.set_index(["task_id", "model"])
+    first_model = again[0]["model"]
+    assert scores.loc[(ids[0], first_model), "score"] == 0 and scores.loc[(ids[0], first_model), "n"] == 1
+    assert result.metrics["counts"]["duplicate_responses"] == 1
+    assert result.metrics["counts"]["responses"]["submitted"] == 4

@@ -163,3 +163,44 @@ def test_a_receipt_from_push_reads_back_equal(tmp_path: Path) -> None:
     again = read_receipt(tmp_path / "push.json")
     assert again == receipt and again.orders() == {"r1": ["b", "a"], "r2": ["a", "b"]}
     assert json.loads((tmp_path / "push.json").read_text()) == RECEIPT
+
+
+def server_response(status: str = "submitted", **values: object) -> dict:
+    return {"user_id": "u1", "status": status, "updated_at": "2026-01-01T00:00:00",
+            "values": {name: {"value": value} for name, value in values.items()}}
+
+
+@pytest.mark.parametrize(
+    ("response", "problem"),
+    [
+        (server_response(score_response_1=9, score_response_2=3), "score_response_1 is 9, not a score on the 0-7 scale"),
+        (server_response(score_response_1=2, score_response_2=-1), "score_response_2 is -1, not a score on the 0-7 scale"),
+        (server_response(score_response_1=1_000_000, score_response_2=3),
+         "score_response_1 is 1000000, not a score on the 0-7 scale"),
+        (server_response(score_response_1="7", score_response_2=3), "score_response_1 is '7', not a score on the 0-7 scale"),
+        (server_response(score_response_1=True, score_response_2=3), "score_response_1 is True, not a score"),
+        (server_response(score_response_1=2.5, score_response_2=3), "score_response_1 is 2.5, not a score"),
+        (server_response(score_response_1=2, score_response_2=3, to_correct="response_3"),
+         "to_correct is 'response_3', not one of response_1, response_2, combination, neither"),
+        (server_response(status="pending", score_response_1=2, score_response_2=3),
+         "status 'pending' is not one of submitted, draft, discarded"),
+        (server_response(score_response_1=2, score_response_2=3, comments=["a"]), "comments is list, not text"),
+    ],
+)
+def test_pull_keeps_no_value_outside_the_settings_and_says_why(response: dict, problem: str) -> None:
+    from llm_feedback.annotation.pull import _Answer
+
+    answer = _Answer.read(response, 2)
+    assert answer.problem.startswith(problem)
+    assert all(score is None or score in range(8) and type(score) is int for score in answer.scores)
+    assert answer.to_correct in (None, "response_1", "response_2", "combination", "neither")
+
+
+def test_pull_reads_a_valid_response_as_it_is() -> None:
+    from llm_feedback.annotation.pull import _Answer
+
+    answer = _Answer.read(server_response(score_response_1=0, score_response_2=7, to_correct="combination",
+                                          corrected_response="fixed", comments=""), 2)
+    assert (answer.status, answer.scores, answer.to_correct, answer.problem) == ("submitted", [0, 7], "combination", None)
+    assert (answer.corrected_response, answer.comments) == ("fixed", None)
+    assert _Answer.read({"user_id": "u", "status": "discarded", "updated_at": "x", "values": None}, 2).problem is None

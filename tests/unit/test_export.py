@@ -145,3 +145,17 @@ def test_push_to_hub_uploads_the_folder_with_the_token_from_the_environment(tmp_
         ("create_repo", "org/feedback", {"repo_type": "dataset", "private": True, "exist_ok": True}),
         ("upload_folder", ["train.parquet", "train.parquet"], "org/feedback"),
     ]
+
+
+def test_a_score_off_the_scale_never_reaches_the_training_data() -> None:
+    spoiled = pa.Table.from_pylist(
+        ANNOTATIONS_TABLE.to_pylist()
+        + rows("t2", "z", {"a": 9, "b": 0})  # t2 has no answer at 6 or more, except by this impossible score
+        + [{**r, "to_correct": "nobody"} for r in rows("t4", "z", {"a": 7, "b": 0}, corrected="```python\nz()\n```")],
+        schema=ANNOTATIONS.schema)
+    exported = build_exports(spoiled, GENERATIONS, TASKS_TABLE, ["a", "b"], "mean",
+                             ExportParams(sft_min_score=6, dpo_min_margin=2, test_fraction=0.0))
+    clean = build_exports(ANNOTATIONS_TABLE, GENERATIONS, TASKS_TABLE, ["a", "b"], "mean",
+                          ExportParams(sft_min_score=6, dpo_min_margin=2, test_fraction=0.0))
+    assert exported.sft["train"].equals(clean.sft["train"]) and exported.dpo["train"].equals(clean.dpo["train"])
+    assert all(s is None or 0 <= s <= 7 for s in exported.sft["train"].column("score").to_pylist())

@@ -14,10 +14,11 @@ import pyarrow as pa
 
 from llm_feedback.annotation.connection import reporting_errors, resolve
 from llm_feedback.annotation.dataset_settings import (
-    COMBINATION, COMMENTS, CORRECT_QUESTION, CORRECTED_RESPONSE, NEITHER, response_field, score_question,
+    COMMENTS, CORRECT_QUESTION, CORRECTED_RESPONSE, response_field, score_question,
 )
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.annotation.server_records import list_records
+from llm_feedback.annotation.values import label_problem, score_problem, status_problem, text_problem
 from llm_feedback.artifacts import ANNOTATIONS, text_sha
 from llm_feedback.errors import InputError, PipelineError
 from llm_feedback.params import Params
@@ -31,6 +32,7 @@ class PullResult:
     statuses: dict[str, int]  # responses (one per record and annotator) by status
     annotators: int
     not_in_receipt: int  # records on the server the receipt has no blinding entry for
+    problems: tuple[str, ...] = ()  # responses holding a value outside the dataset's settings: "record R by A: why"
 
     def line(self) -> str:
         statuses = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none yet"
@@ -38,6 +40,9 @@ class PullResult:
                 f"{self.annotators} annotators")
         if self.not_in_receipt:
             line += f"; {self.not_in_receipt} records left out: the receipt does not know their models (run push)"
+        if self.problems:
+            line += (f"; {len(self.problems)} responses will not count, they hold a value outside the dataset's settings "
+                     f"(column problem; first: {self.problems[0]})")
         return line
 
 
@@ -71,6 +76,7 @@ def pull(params: Params, receipt: Receipt) -> PullResult:
     rows: list[dict] = []
     statuses: Counter[str] = Counter()
     annotators: set[str] = set()
+    problems: list[str] = []
     annotated = missing = 0
     for record in records:
         order = orders.get(record.record_id)
@@ -83,31 +89,60 @@ def pull(params: Params, receipt: Receipt) -> PullResult:
         for response in record.responses:
             annotator = usernames.get(response["user_id"], response["user_id"])
             annotators.add(annotator)
-            statuses[response["status"]] += 1
-            values = response.get("values") or {}
-            answer = {name: (values.get(name) or {}).get("value") for name in (CORRECT_QUESTION, CORRECTED_RESPONSE, COMMENTS)}
+            answer = _Answer.read(response, len(order))
+            statuses[answer.status] += 1
+            if answer.problem:
+                problems.append(f"record {record.record_id} by {annotator}: {answer.problem}")
             for position, model in enumerate(order, 1):
                 rows.append({
                     "record_id": record.record_id, "task_id": task_id, "annotator": annotator, "model": model,
-                    "position": position, "response_sha": shas[position - 1],
-                    "score": (values.get(score_question(position)) or {}).get("value"),
-                    "status": response["status"], "to_correct": _unblind(answer[CORRECT_QUESTION], order),
-                    "corrected_response": answer[CORRECTED_RESPONSE] or None, "comments": answer[COMMENTS] or None,
-                    "updated_at": _utc(response["updated_at"]),
+                    "position": position, "response_sha": shas[position - 1], "score": answer.scores[position - 1],
+                    "status": answer.status, "to_correct": _unblind(answer.to_correct, order),
+                    "corrected_response": answer.corrected_response, "comments": answer.comments,
+                    "updated_at": _utc(response["updated_at"]), "problem": answer.problem,
                 })
     rows.sort(key=lambda r: (r["task_id"], r["record_id"], r["annotator"], r["position"]))
     table = pa.Table.from_pylist(rows, schema=ANNOTATIONS.schema)
-    return PullResult(table, len(records), annotated, dict(statuses), len(annotators), missing)
+    return PullResult(table, len(records), annotated, dict(statuses), len(annotators), missing, tuple(problems))
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One response's values, each checked against the dataset's settings; a value that fails is not kept (it could
+    not even be stored when it is not a number) and `problem` says what it was."""
+
+    status: str
+    scores: list[int | None]
+    to_correct: str | None
+    corrected_response: str | None
+    comments: str | None
+    problem: str | None
+
+    @classmethod
+    def read(cls, response: dict, responses: int) -> _Answer:
+        values = response.get("values") or {}
+        questions = [score_question(p) for p in range(1, responses + 1)]
+        raw = {name: (values.get(name) or {}).get("value")
+               for name in [*questions, CORRECT_QUESTION, CORRECTED_RESPONSE, COMMENTS]}
+        checks = {name: score_problem(name, raw[name]) for name in questions}
+        checks[CORRECT_QUESTION] = label_problem(CORRECT_QUESTION, raw[CORRECT_QUESTION], responses)
+        checks |= {name: text_problem(name, raw[name]) for name in (CORRECTED_RESPONSE, COMMENTS)}
+        found = [status_problem(response["status"])] + list(checks.values())
+        kept = {name: None if checks[name] else raw[name] for name in checks}
+        return cls(
+            status=response["status"],
+            scores=[kept[name] for name in questions],
+            to_correct=kept[CORRECT_QUESTION],
+            corrected_response=kept[CORRECTED_RESPONSE] or None,
+            comments=kept[COMMENTS] or None,
+            problem="; ".join(p for p in found if p) or None,
+        )
 
 
 def _unblind(label: str | None, order: list[str]) -> str | None:
     """`response_2` means the model shown second; the other options keep their names."""
-    if label is None or label in (COMBINATION, NEITHER):
-        return label
-    for position, model in enumerate(order, 1):
-        if label == response_field(position):
-            return model
-    raise PipelineError(f"unknown option {label!r} in question {CORRECT_QUESTION}")
+    shown = {response_field(position): model for position, model in enumerate(order, 1)}
+    return shown.get(label, label) if label is not None else None
 
 
 def _utc(stamp: str) -> datetime:

@@ -73,6 +73,7 @@ def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_pat
                 "to_correct": None if not values or "to_correct" not in values else
                 (shown[int(values["to_correct"][-1]) - 1] if values["to_correct"].startswith("response_") else values["to_correct"]),
                 "corrected_response": (values or {}).get("corrected_response"), "comments": (values or {}).get("comments"),
+                "problem": None,
             })
 
     def scores(person: str, record: dict) -> dict:

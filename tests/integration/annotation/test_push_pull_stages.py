@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -16,14 +17,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from llm_feedback.annotation.annotators import add_annotators
+from llm_feedback.annotation.connection import resolve
 from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
 from llm_feedback.errors import PipelineError
 from tests.conftest import PROJECT_ROOT
-from tests.integration.annotation.annotating import Annotator, make_generations, make_tasks, params_for, write_inputs
+from tests.integration.annotation.annotating import (
+    Annotator, make_generations, make_tasks, owner_records, params_for, write_inputs, writer_of,
+)
 from tests.integration.annotation.conftest import RunningServer
 
 MODELS = ["alpha", "beta"]
@@ -195,3 +201,56 @@ def test_a_private_space_gets_the_hf_token_as_bearer(argilla_server: RunningServ
     assert pushed.created == 3
     assert pull(params, pushed.receipt).records == 3
     assert FAKE_HF_TOKEN not in json.dumps(pushed.receipt.__dict__)
+
+
+def tamper(server: RunningServer, dataset: str, record_id: str, path: str, value: object) -> None:
+    """Write a response value straight into the server's database, as a broken client, an older server or a hand edit
+    could leave it: Argilla's API would refuse it, but the server returns whatever its database holds."""
+    with sqlite3.connect(server.data_dir / "argilla.db", timeout=30) as db:
+        changed = db.execute(
+            "UPDATE responses SET \"values\" = json_set(\"values\", ?, json(?)) WHERE record_id IN (SELECT id FROM "
+            "records WHERE external_id = ? AND dataset_id IN (SELECT id FROM datasets WHERE name = ?))",
+            (path, json.dumps(value), record_id, dataset)).rowcount
+    assert changed == 1
+
+
+def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_data(
+        argilla_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = project(tmp_path / "p", local(argilla_server), 4, dataset="stage-bad-values")
+    assert stage("push", folder).returncode == 0
+    dataset_id = json.loads((folder / "data/push.json").read_text())["dataset_id"]
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
+    params = params_for(argilla_server.url, "unused", MODELS)
+    add_annotators(resolve(params.argilla), params.annotation.workspace, ["rater-values"], tmp_path / "a.json")
+    password = json.loads((tmp_path / "a.json").read_text())[argilla_server.url]["rater-values"]
+    rater = Annotator(argilla_server.url, "rater-values", password)
+    records = owner_records(argilla_server.url, argilla_server.api_key, dataset_id)
+    wanted = {"alpha": 6, "beta": 2}
+    for record in records:
+        shown = [writer_of(record["fields"][f"response_{p}"]) for p in (1, 2)]
+        rater.respond(record["id"], "submitted", {f"score_response_{p}": wanted[m] for p, m in enumerate(shown, 1)})
+    tamper(argilla_server, "stage-bad-values", records[0]["external_id"], "$.score_response_1.value", 9)
+    tamper(argilla_server, "stage-bad-values", records[1]["external_id"], "$.score_response_2.value", 1_000_000)
+    tamper(argilla_server, "stage-bad-values", records[2]["external_id"], "$.to_correct", {"value": "zzz"})
+
+    pulled = stage("pull", folder)
+    assert pulled.returncode == 0, pulled.stderr
+    assert ("; 3 responses will not count, they hold a value outside the dataset's settings (column problem; first: "
+            f"record {records[0]['external_id']} by rater-values: score_response_1 is 9, not a score on the 0-7 scale)"
+            in pulled.stdout)
+    rows = pq.read_table(folder / "data/annotations.parquet").to_pylist()
+    assert len(rows) == 8 and all(r["score"] is None or 0 <= r["score"] <= 7 for r in rows)
+    assert {r["record_id"] for r in rows if r["problem"]} == {r["external_id"] for r in records[:3]}
+    assert {r["to_correct"] for r in rows} == {None}
+
+    analyzed = stage("analyze", folder)
+    assert analyzed.returncode == 0, analyzed.stderr
+    assert "3 responses left out for a value outside the dataset's settings" in analyzed.stdout
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["counts"]["invalid_responses"] == 3 and metrics["counts"]["scored_tasks"] == 1
+    assert {m: (v["mean"], v["scores"]) for m, v in metrics["models"].items()} == {"alpha": (6.0, 1), "beta": (2.0, 1)}
+
+    exported = stage("export", folder)
+    assert exported.returncode == 0, exported.stderr
+    sft = [row for path in (folder / "data/export/sft").glob("*.parquet") for row in pq.read_table(path).to_pylist()]
+    assert [(row["task_id"], row["model"], row["score"]) for row in sft] == [(records[3]["external_id"], "alpha", 6.0)]
