@@ -4,9 +4,11 @@ Measured on the stock bulk endpoint, most of the time went to two things that do
 1. `Question.parsed_settings` / `MetadataProperty.parsed_settings` build a new pydantic `TypeAdapter` (a schema
    compilation) on every access, i.e. for every suggestion and metadata value validated. They now reuse one adapter.
 2. Every created/updated record (and response, dataset) builds a webhook event (loading the dataset with its fields,
-   questions, ... and serializing the record) that is then dropped when no webhook listens. Events are now built
-   only when an enabled webhook subscribes to them; the set of subscribed events is cached and refreshed whenever
-   a webhook is created, updated or deleted (only through contexts/webhooks.py, which these wrappers watch).
+   questions, ... and serializing the record) that is then dropped when no webhook listens. Such an event is now
+   built only when an enabled webhook subscribes to it. Nothing is remembered between events: each one asks the
+   database (one small query, where and when Argilla itself reads the webhooks: after the change is committed), so
+   a webhook created, changed or deleted by any means is seen by the next event. Events built before a deletion
+   (`build_*_event_v1`) are left as they are: they are checked when notified, after the deletion.
 """
 
 from __future__ import annotations
@@ -21,45 +23,21 @@ from argilla_server.bulk import records_bulk
 from argilla_server.contexts import datasets as datasets_context
 from argilla_server.contexts import distribution
 from argilla_server.contexts import records as records_context
-from argilla_server.contexts import webhooks as webhooks_context
-from argilla_server.models import MetadataProperty, Question
+from argilla_server.models import MetadataProperty, Question, Webhook
 from argilla_server.models.metadata_properties import MetadataPropertySettings
 from argilla_server.models.mixins import CRUDMixin
 from pydantic import TypeAdapter
+from sqlalchemy import select, sql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 _QUESTION_SETTINGS = TypeAdapter(QuestionSettings)
 _METADATA_SETTINGS = TypeAdapter(MetadataPropertySettings)
 
-_subscribed: frozenset[str] | None = None  # events some enabled webhook listens to; None = unknown
-
-
-class _SilentEvent:
-    """Stands in for a webhook event nobody listens to: notifying it enqueues nothing, as Argilla would."""
-
-    async def notify(self, db: AsyncSession) -> list:
-        return []
-
 
 async def _has_listeners(db: AsyncSession, event: Any) -> bool:
-    global _subscribed
-    if _subscribed is None:
-        enabled = await webhooks_context.list_enabled_webhooks(db)
-        _subscribed = frozenset(str(name) for webhook in enabled for name in webhook.events)
-    return str(event) in _subscribed
-
-
-def _forget_subscriptions(function: Callable) -> Callable:
-    @functools.wraps(function)
-    async def wrapper(*args, **kwargs):
-        global _subscribed
-        try:
-            return await function(*args, **kwargs)
-        finally:
-            _subscribed = None
-
-    return wrapper
+    listened = await db.scalars(select(Webhook.events).where(Webhook.enabled == sql.true()))
+    return any(event in events for events in listened)
 
 
 def _notify_only_if_listened(notify: Callable) -> Callable:
@@ -68,16 +46,6 @@ def _notify_only_if_listened(notify: Callable) -> Callable:
         if not await _has_listeners(db, event):
             return []
         return await notify(db, event, resource)
-
-    return wrapper
-
-
-def _build_only_if_listened(build: Callable) -> Callable:
-    @functools.wraps(build)
-    async def wrapper(db: AsyncSession, event: Any, resource: Any):
-        if not await _has_listeners(db, event):
-            return _SilentEvent()
-        return await build(db, event, resource)
 
     return wrapper
 
@@ -117,14 +85,8 @@ def install() -> None:
     Question.parsed_settings = property(lambda self: _QUESTION_SETTINGS.validate_python(self.settings))
     MetadataProperty.parsed_settings = property(lambda self: _METADATA_SETTINGS.validate_python(self.settings))
 
-    for name in ("create_webhook", "update_webhook", "delete_webhook"):
-        setattr(webhooks_context, name, _forget_subscriptions(getattr(webhooks_context, name)))
-
-    # Every module that imported a notify/build function keeps its own reference: wrap each one.
+    # Every module that imported a notify function keeps its own reference: wrap each one.
     for module in (records_bulk, distribution, records_context, datasets_context):
         for name in ("notify_record_event_v1", "notify_response_event_v1", "notify_dataset_event_v1"):
             if hasattr(module, name):
                 setattr(module, name, _notify_only_if_listened(getattr(module, name)))
-        for name in ("build_record_event_v1", "build_response_event_v1", "build_dataset_event_v1"):
-            if hasattr(module, name):
-                setattr(module, name, _build_only_if_listened(getattr(module, name)))
