@@ -430,6 +430,7 @@ def test_a_fork_bomb_is_contained(box: Sandbox) -> None:
         assert _pids_of(FIRST_UID) == [], "every process of the slot's uid is gone"
 
 
+@pytest.mark.slow
 def test_an_infinite_loop_times_out(box: Sandbox) -> None:
     began = time.monotonic()
     result = run(box, "while True:\n    pass\n")
