@@ -254,3 +254,13 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     assert exported.returncode == 0, exported.stderr
     sft = [row for path in (folder / "data/export/sft").glob("*.parquet") for row in pq.read_table(path).to_pylist()]
     assert [(row["task_id"], row["model"], row["score"]) for row in sft] == [(records[3]["external_id"], "alpha", 6.0)]
+
+
+def test_a_workspace_name_argilla_refuses_is_one_line_before_the_server_is_asked(argilla_server: RunningServer,
+                                                                                  tmp_path: Path) -> None:
+    folder = project(tmp_path / "p", local(argilla_server), 2, dataset="stage-workspace", workspace="Code Review")
+    pushed = stage("push", folder)
+    assert pushed.returncode == 2
+    assert pushed.stderr.splitlines() == ["push: error: params.yaml: annotation.workspace: 'Code Review' is not a name "
+                                          "Argilla takes: use letters, digits, '-' and '_'"]
+    assert dataset_total(argilla_server, "stage-workspace") is None and not (folder / "data/push.json").exists()
