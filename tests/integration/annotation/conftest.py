@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from llm_feedback.annotation.server import Credentials, EmbeddedServer, start, stop
+from tests.integration.annotation.upstream import UpstreamTests
 
 
 def free_port() -> int:
@@ -55,3 +56,9 @@ def argilla_server(tmp_path_factory: pytest.TempPathFactory, server_venv: Path) 
         yield RunningServer(server, credentials)
     finally:
         stop(server)
+
+
+@pytest.fixture(scope="session")
+def argilla_upstream_tests(tmp_path_factory: pytest.TempPathFactory, server_venv: Path) -> UpstreamTests:
+    """argilla-server 2.8.0's own test suite from its sdist, ready to run in the server's venv (about 10 s)."""
+    return UpstreamTests.prepare(tmp_path_factory.mktemp("argilla-upstream"), python=server_venv / "bin" / "python")
