@@ -85,9 +85,9 @@ def test_a_folder_output_where_a_file_is_or_under_a_file(tmp_path: Path) -> None
     from llm_feedback.artifacts import atomic_folder
 
     (tmp_path / "reports").write_text("notes")
-    with pytest.raises(InputError, match=r"reports: is a file, so the folder cannot be written there"):
-        with atomic_folder(tmp_path / "reports"):
-            pass
+    with pytest.raises(InputError, match=r"reports: is a file, so the folder cannot be written there"), \
+            atomic_folder(tmp_path / "reports"):
+        pass
     assert (tmp_path / "reports").read_text() == "notes"
     with pytest.raises(InputError, match=r"reports/tasks.parquet: cannot be written: a part of its folder is a file"):
         write_table(tasks_table(), tmp_path / "reports" / "tasks.parquet", TASKS)

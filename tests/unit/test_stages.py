@@ -174,7 +174,7 @@ def test_a_receipt_of_the_wrong_shape_stops_pull_and_analyze_in_one_line(tmp_pat
     result = run_stage(stage, folder)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"{stage}: error: data/push.json: not a push receipt: models: Input should be a valid list (got 'fake-a'); "
-        "run push again"
+        (f"{stage}: error: data/push.json: not a push receipt: models: Input should be a valid list (got 'fake-a'); "
+         "run push again")
     ]
     assert sorted(p.relative_to(folder).as_posix() for p in written_files(folder)) == ["data/push.json"]

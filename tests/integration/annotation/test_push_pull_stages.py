@@ -261,6 +261,6 @@ def test_a_workspace_name_argilla_refuses_is_one_line_before_the_server_is_asked
     folder = project(tmp_path / "p", local(argilla_server), 2, dataset="stage-workspace", workspace="Code Review")
     pushed = stage("push", folder)
     assert pushed.returncode == 2
-    assert pushed.stderr.splitlines() == ["push: error: params.yaml: annotation.workspace: 'Code Review' is not a name "
-                                          "Argilla takes: use letters, digits, '-' and '_'"]
+    assert pushed.stderr.splitlines() == [("push: error: params.yaml: annotation.workspace: 'Code Review' is not a name "
+                                           "Argilla takes: use letters, digits, '-' and '_'")]
     assert dataset_total(argilla_server, "stage-workspace") is None and not (folder / "data/push.json").exists()
