@@ -20,9 +20,9 @@ DEFAULT_PARAMS_FILE = Path("params.yaml")
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 # An environment variable's name as people write them (OPENAI_API_KEY): a pasted key is never upper-case only.
-ENV_VAR_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+ENV_VAR_PATTERN = re.compile(r"[A-Z_][A-Z0-9_]*")
 # What Argilla 2.8's SDK accepts as a workspace name (the server would take more, but push creates it with the SDK).
-WORKSPACE_PATTERN = r"^[A-Za-z0-9_-]+$"
+WORKSPACE_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 DATASET_NAME_MAX = 200  # argilla-server's limit
 # Access tokens as their issuers hand them out: Hugging Face, OpenAI and others (sk-), GitHub, GitLab, Slack, AWS,
 # Google. Such a value never belongs in params.yaml (it would reach dvc.lock and DVC's run cache).
@@ -46,6 +46,9 @@ class Strict(BaseModel):
 Int = StrictInt
 Float = StrictFloat
 Bool = StrictBool
+
+
+FOLDER_OUTPUTS = ("plots", "reports", "export")  # paths.* that name a folder; the others name a file
 
 
 class Paths(Strict):
@@ -98,9 +101,6 @@ class Paths(Strict):
                             "give each its own place")
             seen[key] = mine
         return None
-
-
-FOLDER_OUTPUTS = ("plots", "reports", "export")
 
 
 def project_root(info: ValidationInfo) -> Path | None:
@@ -177,7 +177,7 @@ class ModelSpec(Strict):
     @field_validator("api_key_env")
     @classmethod
     def _env_name(cls, name: str | None) -> str | None:
-        if name is not None and (not ENV_VAR_PATTERN.match(name) or TOKEN_PATTERN.search(name)):
+        if name is not None and (not ENV_VAR_PATTERN.fullmatch(name) or TOKEN_PATTERN.search(name)):
             raise ValueError(
                 "must name an environment variable (upper-case letters, digits and '_', such as OPENAI_API_KEY), "
                 "not hold the key: export the key in that variable"
@@ -265,7 +265,7 @@ class AnnotationParams(Strict):
     @field_validator("workspace")
     @classmethod
     def _workspace_name(cls, name: str) -> str:
-        if not re.match(WORKSPACE_PATTERN, name):
+        if not WORKSPACE_PATTERN.fullmatch(name):
             raise ValueError(f"{name!r:.60} is not a name Argilla takes: use letters, digits, '-' and '_'")
         return name
 
@@ -404,8 +404,9 @@ def load_params(path: Path = DEFAULT_PARAMS_FILE) -> Params:
 # YAML with unique keys
 
 
-class DuplicateKeyError(yaml.MarkedYAMLError):
-    """YAML requires the keys of a mapping to be unique; PyYAML would silently keep the last one."""
+class SurprisingYAML(yaml.MarkedYAMLError):
+    """YAML that PyYAML would read in a way nobody meant: a key given twice (YAML requires unique keys; PyYAML keeps
+    the last one silently), or an anchor that contains itself (an endless structure)."""
 
 
 def load_yaml(text: str) -> Any:
@@ -415,31 +416,33 @@ def load_yaml(text: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_unique_keys(node, (), set())
+        _check_unique_keys(node, (), set(), set())
         return loader.construct_document(node)
     finally:
         loader.dispose()
 
 
-def _check_unique_keys(node: yaml.Node, where: tuple, seen: set[int]) -> None:
-    if id(node) in seen:  # an alias to a node already checked (or a recursive one)
+def _check_unique_keys(node: yaml.Node, where: tuple, done: set[int], inside: set[int]) -> None:
+    if id(node) in inside:
+        raise SurprisingYAML(problem=f"{_dotted(where)} contains itself (through an alias)", problem_mark=node.start_mark)
+    if id(node) in done:  # an alias to a node already checked
         return
-    seen.add(id(node))
+    inside.add(id(node))
     if isinstance(node, yaml.MappingNode):
         first: dict[tuple[str, str], int] = {}
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                 if (key.tag, key.value) in first:
-                    name = _dotted((*where, key.value))
-                    raise DuplicateKeyError(
-                        problem=f"{name} is given twice (first at line {first[key.tag, key.value]}); keep one",
-                        problem_mark=key.start_mark,
-                    )
+                    line = first[key.tag, key.value]
+                    raise SurprisingYAML(problem=f"{_dotted((*where, key.value))} is given twice (first at line {line}); "
+                                         "keep one", problem_mark=key.start_mark)
                 first[key.tag, key.value] = key.start_mark.line + 1
-            _check_unique_keys(value, (*where, key.value if isinstance(key, yaml.ScalarNode) else "?"), seen)
+            _check_unique_keys(value, (*where, key.value if isinstance(key, yaml.ScalarNode) else "?"), done, inside)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _check_unique_keys(item, (*where, i), seen)
+            _check_unique_keys(item, (*where, i), done, inside)
+    inside.discard(id(node))
+    done.add(id(node))
 
 
 def _dotted(where: tuple) -> str:

@@ -216,7 +216,7 @@ def test_output_paths_inside_the_project_are_fine_also_as_absolute_paths(tmp_pat
     assert params.paths.tasks == tmp_path / "data/tasks.parquet"
 
 
-@pytest.mark.parametrize("name", ["my space", "team.one", "", "ws/other"])
+@pytest.mark.parametrize("name", ["my space", "team.one", "", "ws/other", "team\n"])
 def test_a_workspace_name_argilla_refuses_is_named(tmp_path: Path, name: str) -> None:
     data = shipped()
     data["annotation"]["workspace"] = name
@@ -228,3 +228,14 @@ def test_workspace_names_argilla_takes(tmp_path: Path) -> None:
     data = shipped()
     data["annotation"]["workspace"] = "Team_A-2"
     assert load_params(write_params(tmp_path, data)).annotation.workspace == "Team_A-2"
+
+
+def test_anchors_and_merge_keys_still_work_and_a_self_containing_one_is_refused(tmp_path: Path) -> None:
+    shared = ("models:\n  a: &server\n    backend: openai\n    model: m\n    base_url: http://127.0.0.1:9/v1\n"
+              "  b: *server\n  c:\n    <<: *server\n    model: other\ncompare: [a, b, c]\n")
+    params = load_params(write_params(tmp_path, shared))
+    assert [params.models[m].model for m in "abc"] == ["m", "m", "other"]
+    with pytest.raises(ConfigError) as error:
+        load_params(write_params(tmp_path, "fetch:\n  keep_columns: &x [*x]\n" + shared))
+    assert str(error.value).endswith("not valid YAML: line 2, column 17: fetch.keep_columns[0] contains itself "
+                                     "(through an alias)")
