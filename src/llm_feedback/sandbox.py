@@ -141,19 +141,14 @@ class Sandbox:
                     "report_fd": report.fileno(), "unshare_network": self.bwrap is None,
                     "uid": None if self.bwrap else uid,
                 })
-                process = subprocess.Popen(
-                    self._command(self.harness), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
-                    cwd="/" if self.bwrap else cwd, env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd},
-                    start_new_session=True, close_fds=True, pass_fds=(report.fileno(),),
-                    **_as_user(uid if self.bwrap else None),
-                )
+                process, init = self._start(report.fileno(), err, cwd, uid)
                 timed_out = False
                 try:
                     process.communicate(payload.encode(), timeout=self.limits.wall_s)
                 except subprocess.TimeoutExpired:
                     timed_out = True
                 finally:
-                    _kill_everything(process, uid)
+                    _kill_everything(process, uid, init)
                 duration = time.monotonic() - began
                 records, stderr = _records(_tail(report, None)), _tail(err, 64_000)
             returncode = process.returncode
@@ -164,14 +159,37 @@ class Sandbox:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _command(self, harness: str, bwrap: str | None = None) -> list[str]:
+    def _start(self, report: int, err, cwd: str, uid: int | None) -> tuple[subprocess.Popen, int | None]:
+        """The run's process, and with bubblewrap a pidfd for the first process of its PID namespace."""
+        if self.bwrap is None:
+            process = subprocess.Popen(
+                self._command(self.harness), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd,
+                env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd}, start_new_session=True, close_fds=True,
+                pass_fds=(report,),
+            )
+            return process, None
+        info, info_write = os.pipe()
+        try:
+            process = subprocess.Popen(
+                self._command(self.harness, info_fd=info_write), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=err, cwd="/", env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd}, start_new_session=True,
+                close_fds=True, pass_fds=(report, info_write), **_as_user(uid),
+            )
+        except BaseException:
+            os.close(info)
+            raise
+        finally:
+            os.close(info_write)
+        return process, _namespace_init(info)
+
+    def _command(self, harness: str, bwrap: str | None = None, info_fd: int | None = None) -> list[str]:
         python = [self.python, "-I", "-B", "-c", harness]
         bwrap = bwrap or self.bwrap
         if bwrap is None:
             return python
         size = str(2 * self.limits.file_mb * 2**20)
         return [
-            bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+            bwrap, *(["--info-fd", str(info_fd)] if info_fd is not None else []), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
             "--hostname", "sandbox", *_read_only_mounts(self.prefixes), "--dev", "/dev", "--proc", "/proc",
             "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm",
             "--size", size, "--tmpfs", WORKDIR, "--chdir", WORKDIR, "--", *python,
@@ -277,16 +295,42 @@ def _reachable_by_all(path: Path) -> bool:
     return True
 
 
-def _kill_everything(process: subprocess.Popen, uid: int | None) -> None:
-    """The process group (with bubblewrap, its PID namespace goes too), then (as root) anything still alive under
-    the slot's uid, e.g. a forked child that left the group: stopped first, so a fork bomb cannot refill the slots
-    it frees, then killed."""
+def _namespace_init(info: int | None) -> int | None:
+    """A pidfd for the first process of the run's PID namespace, from what bubblewrap writes to its --info-fd
+    (then closes, or never writes when it fails); None without bubblewrap or without that process."""
+    if info is None:
+        return None
+    with os.fdopen(info, "rb") as stream:
+        text = stream.read()
+    try:
+        return os.pidfd_open(int(json.loads(text)["child-pid"]))
+    except (ValueError, KeyError, TypeError, OSError):
+        return None
+
+
+def _kill_everything(process: subprocess.Popen, uid: int | None, init: int | None) -> None:
+    """With bubblewrap, the first process of the run's PID namespace: when it dies the kernel kills every process
+    in the namespace, and bubblewrap exits only once they are all gone. Then the process group, and without
+    bubblewrap (as root) anything still alive under the slot's uid, e.g. a forked child that left the group:
+    stopped first, so a fork bomb cannot refill the slots it frees, then killed. (The uid sweep would also reach
+    another pipeline's runs under the same uid, so it is kept for where there is no PID namespace.)"""
+    if init is not None:
+        try:
+            signal.pidfd_send_signal(init, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(init)
+        try:
+            process.wait(timeout=SWEEP_S)
+        except subprocess.TimeoutExpired:
+            pass
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
     process.wait()
-    if uid is None:
+    if uid is None or init is not None:
         return
     deadline = time.monotonic() + SWEEP_S
     while (leftovers := _pids_of(uid)) and time.monotonic() < deadline:

@@ -430,6 +430,20 @@ def test_a_fork_bomb_is_contained(box: Sandbox) -> None:
         assert _pids_of(FIRST_UID) == [], "every process of the slot's uid is gone"
 
 
+@pytest.mark.skipif(not ROOT, reason="the slot's uid exists only under root")
+def test_cleaning_up_a_run_spares_other_processes_of_its_uid() -> None:
+    """Another pipeline's run (here a plain process) may have the same slot uid: only the run's own namespace goes.
+    (The hook would refuse the fork that leaves a child behind.)"""
+    neighbour = subprocess.Popen(["/bin/sleep", "30"], user=FIRST_UID, group=FIRST_UID, extra_groups=[])
+    try:
+        result = run(Sandbox(LIMITS, audit_guard=False), "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n")
+        assert result.status == "pass" and neighbour.poll() is None
+        assert _pids_of(FIRST_UID) == [neighbour.pid], "the run's own child is gone"
+    finally:
+        neighbour.kill()
+        neighbour.wait()
+
+
 @pytest.mark.slow
 def test_an_infinite_loop_times_out(box: Sandbox) -> None:
     began = time.monotonic()
