@@ -214,6 +214,7 @@ def tamper(server: RunningServer, dataset: str, record_id: str, path: str, value
     assert changed == 1
 
 
+@pytest.mark.slow
 def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_data(
         argilla_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 4, dataset="stage-bad-values")
