@@ -14,6 +14,7 @@ from llm_feedback.annotation.annotators import add_annotators, annotators_file
 from llm_feedback.annotation.connection import resolve
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import DEFAULT_PARAMS_FILE, ArgillaParams, load_params
+from llm_feedback.secrets import scrub
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.command(args)
     except PipelineError as e:
-        print(f"llm-feedback: error: {e}", file=sys.stderr)
+        print(f"llm-feedback: error: {scrub(str(e))}", file=sys.stderr)
         return e.exit_code
 
 

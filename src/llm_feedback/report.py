@@ -71,6 +71,10 @@ def _report(analysis: Analysis, charts: list[str], how_to_annotate: str) -> str:
               f"{counts['records']} records annotated; responses: {responses['submitted']} submitted, "
               f"{responses['draft']} draft, {responses['discarded']} discarded"
               + (f"; {counts['stale_scores']} scores of answers since regenerated left out" if counts["stale_scores"] else "")
+              + (f"; {counts['invalid_responses']} responses with values outside the dataset's settings left out"
+                 if counts["invalid_responses"] else "")
+              + (f"; {counts['duplicate_responses']} repeated responses of one annotator counted once"
+                 if counts["duplicate_responses"] else "")
               + ".", ""]
     if not counts["scored_tasks"]:
         lines += ["**No submitted scores yet.** " + how_to_annotate, ""]

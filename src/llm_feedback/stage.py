@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 
 from llm_feedback.errors import PipelineError
+from llm_feedback.secrets import scrub
 
 
 def run_stage(name: str, main: Callable[[], str]) -> None:
@@ -13,7 +14,7 @@ def run_stage(name: str, main: Callable[[], str]) -> None:
     try:
         summary = main()
     except PipelineError as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {scrub(str(e))}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
