@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ WORDS = (
 class Server:
     url: str
     api_key: str
+    pid: int  # the server process, to read its CPU time
 
 
 @contextlib.contextmanager
@@ -33,7 +35,7 @@ def running_server(python: str, data_dir: Path, extra: tuple[str, ...] = ()) -> 
     credentials, _ = start(server)
     assert credentials is not None, "a throwaway folder gets new credentials"
     try:
-        yield Server(server.url, credentials.api_key)
+        yield Server(server.url, credentials.api_key, json.loads(server.pid_file.read_text())["pid"])
     finally:
         stop(server)
 
