@@ -60,6 +60,8 @@ class Paths(Strict):
     executions: Path = Path("data/executions.parquet")
     push_receipt: Path = Path("data/push.json")
     annotations: Path = Path("data/annotations.parquet")
+    scores: Path = Path("data/scores.parquet")
+    scores: Path = Path("data/scores.parquet")
     judge_pairwise: Path = Path("data/judge_pairwise.parquet")
     judge_cache: Path = Path("data/cache/judgments.sqlite")
     metrics: Path = Path("metrics.json")
