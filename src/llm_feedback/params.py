@@ -61,7 +61,6 @@ class Paths(Strict):
     push_receipt: Path = Path("data/push.json")
     annotations: Path = Path("data/annotations.parquet")
     scores: Path = Path("data/scores.parquet")
-    scores: Path = Path("data/scores.parquet")
     judge_pairwise: Path = Path("data/judge_pairwise.parquet")
     judge_cache: Path = Path("data/cache/judgments.sqlite")
     metrics: Path = Path("metrics.json")
