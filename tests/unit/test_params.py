@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from llm_feedback.errors import ConfigError
-from llm_feedback.params import load_params
+from llm_feedback.params import GenerationOverrides, ModelSpec, Params, load_params
 from tests.conftest import PROJECT_ROOT
 
 
@@ -18,6 +19,71 @@ def write_params(folder: Path, data: dict | str) -> Path:
 
 def shipped() -> dict:
     return yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+
+
+# The project's own choices, not defaults: Params() declares no models and compares none.
+CHOICES = ("models", "compare")
+
+
+def same(written: object, default: object) -> bool:
+    """Equal as YAML means it: 120 and 120.0 are one number, but true is no 1."""
+    if isinstance(written, bool) or isinstance(default, bool):
+        return type(written) is type(default) and written == default
+    return written == default
+
+
+def disagreements(written: object, default: object, where: str) -> list[str]:
+    """Every dotted key where params.yaml and the models' defaults differ, a key missing on either side included."""
+    if not (isinstance(written, dict) and isinstance(default, dict)):
+        return [] if same(written, default) else [f"{where}: params.yaml has {written!r}, the default is {default!r}"]
+    found = []
+    for key in [*default, *(k for k in written if k not in default)]:
+        if key not in written:
+            found.append(f"{where}.{key}: not in params.yaml (the default is {default[key]!r})")
+        elif key not in default:
+            found.append(f"{where}.{key}: in params.yaml but no field")
+        else:
+            found.extend(disagreements(written[key], default[key], f"{where}.{key}"))
+    return found
+
+
+def default_of(section: str) -> dict:
+    """A section's defaults as YAML would write them."""
+    return Params.model_fields[section].get_default(call_default_factory=True).model_dump(mode="json")
+
+
+def test_the_shipped_params_list_every_knob_at_its_default() -> None:
+    """params.yaml documents every knob and the models hold the same defaults, so Params built in code and a
+    params.yaml that leaves a key out both mean what the shipped file says."""
+    data = shipped()
+    assert sorted(data) == sorted(Params.model_fields), "every section"
+    found = [problem for name in Params.model_fields if name not in CHOICES
+             for problem in disagreements(data[name], default_of(name), name)]
+    assert found == []
+
+
+def test_the_shipped_params_document_every_model_setting() -> None:
+    text = params_text()
+    section = text[text.index("\n# models:") : text.index("\n# argilla:")]
+    undocumented = [f for f in [*ModelSpec.model_fields, *GenerationOverrides.model_fields]
+                    if not re.search(rf"\b{f}\b", section)]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize(
+    ("section", "edit", "expected"),
+    [
+        ("execute", lambda s: s.update(cpu_s=12), ["execute.cpu_s: params.yaml has 12, the default is 10"]),
+        ("fetch", lambda s: s.pop("revision"), ["fetch.revision: not in params.yaml (the default is None)"]),
+        ("fetch", lambda s: s.update(revison=None), ["fetch.revison: in params.yaml but no field"]),
+        ("export", lambda s: s.update(private=1), ["export.private: params.yaml has 1, the default is True"]),
+        ("generate", lambda s: s.update(timeout_s=120), []),
+    ],
+)
+def test_a_drifted_default_is_named(section: str, edit, expected: list[str]) -> None:
+    written = shipped()[section]
+    edit(written)
+    assert disagreements(written, default_of(section), section) == expected
 
 
 def test_shipped_params_load_and_compare_declared_models() -> None:
