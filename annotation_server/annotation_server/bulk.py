@@ -48,7 +48,7 @@ async def _listened_after_commit(db: AsyncSession) -> frozenset[str]:
     answer in the loop's transaction serves the rest of that loop. A webhook committed later than that answer came
     after the records too. A new transaction (the next request, or a commit) asks again.
 
-    Asking once per event instead costs about a fifth of the bulk path's throughput (bench/server_bulk.py).
+    Asking once per event instead took about 30% off the bulk path's records/s (bench/server_bulk.py).
     """
     memo = db.info.get(_BULK_MEMO)
     transaction = db.sync_session.get_transaction()
