@@ -36,7 +36,8 @@ sys.dont_write_bytecode = True
 import yaml
 
 from llm_feedback.execution import split_statements
-from llm_feedback.sandbox import Job, Limits, Sandbox
+from llm_feedback.params import ExecuteParams
+from llm_feedback.sandbox import Job, Sandbox
 
 
 def programs(count: int) -> list[Job]:
@@ -82,9 +83,9 @@ def main() -> None:
     args = parser.parse_args()
     jobs = programs(args.programs)
     began = time.perf_counter()
-    sandbox = Sandbox(Limits())
+    sandbox = Sandbox(ExecuteParams())
     probe_ms = 1000 * (time.perf_counter() - began)
-    old = Sandbox(Limits(), bwrap=None)
+    old = Sandbox(ExecuteParams(), bwrap=None)
     assert sandbox.contained and not old.contained
     sandbox.run(jobs[0]), old.run(jobs[0])  # warm the page cache, untimed
 

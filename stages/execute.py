@@ -5,7 +5,7 @@ When execute.enabled is false it writes an empty artifact, so the stages after i
 from llm_feedback.artifacts import EXECUTIONS, GENERATIONS, TASKS, read_previous, read_table, write_table
 from llm_feedback.execution import execute, task_tests
 from llm_feedback.params import load_params
-from llm_feedback.sandbox import Limits, Sandbox
+from llm_feedback.sandbox import Sandbox
 from llm_feedback.stage import run_stage
 
 
@@ -17,17 +17,14 @@ def main() -> str:
         return f"disabled (execute.enabled: false) -> {paths.executions} (0 rows)"
     tasks = read_table(paths.tasks, TASKS)
     previous = read_previous(paths.executions, EXECUTIONS)
-    limits = Limits(settings.cpu_s, settings.wall_s, settings.memory_mb, settings.file_mb, settings.processes)
-    sandbox = Sandbox(limits, settings.workers, settings.python)
-    table, summaries, isolated = execute(
-        tasks, read_table(paths.generations, GENERATIONS), params.compare,
-        task_tests(tasks, settings.tests_column, settings.reference_column, str(paths.tasks)), sandbox, previous,
-    )
-    write_table(table, paths.executions, EXECUTIONS)
-    for summary in summaries:
+    tests = task_tests(tasks, tests_column=settings.tests_column, reference_column=settings.reference_column,
+                       where=str(paths.tasks))
+    result = execute(tasks=tasks, generations=read_table(paths.generations, GENERATIONS), compare=params.compare,
+                     tests=tests, sandbox=Sandbox(settings), previous=previous)
+    write_table(result.table, paths.executions, EXECUTIONS)
+    for summary in result.summaries:
         print(f"execute: {summary.line()}", flush=True)
-    network = {True: "own network namespace", False: "no network namespace (audit hook only)", None: "nothing ran"}
-    return f"{table.num_rows} runs on {sandbox.workers} workers, {network[isolated]} -> {paths.executions}"
+    return result.line(output=paths.executions)
 
 
 if __name__ == "__main__":

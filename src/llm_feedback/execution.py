@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import pyarrow as pa
 from tqdm.auto import tqdm
@@ -21,7 +22,7 @@ from llm_feedback.artifacts import EXECUTIONS
 from llm_feedback.errors import InputError
 from llm_feedback.sandbox import Job, Limits, Result, Sandbox
 
-FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.S)
+FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 PYTHON_FENCES = {"", "python", "py", "python3"}
 STATUSES = ("pass", "fail", "error", "timeout", "no_code")
 
@@ -63,7 +64,10 @@ def reference_asserts(reference: str) -> tuple[str, ...]:
     return tuple(_segment(code, node) for node in tree.body if isinstance(node, ast.Assert))
 
 
-def task_tests(tasks: pa.Table, tests_column: str | None, reference_column: str | None, where: str) -> dict[str, tuple[str, ...]]:
+def task_tests(tasks: pa.Table, *, tests_column: str | None, reference_column: str | None,
+               where: str) -> dict[str, tuple[str, ...]]:
+    """Each task's tests by id, from `tests_column` when the table has it, else from `reference_column`'s asserts;
+    `where` names the table in errors."""
     ids = tasks.column("task_id").to_pylist()
     if tests_column and tests_column in tasks.column_names:
         found = {}
@@ -96,21 +100,40 @@ class ExecutionSummary:
         return f"{self.model}: {counts} (pass rate {rate:.0%}); {self.reused} reused"
 
 
+NETWORK = {True: "own network namespace", False: "no network namespace (audit hook only)", None: "nothing ran"}
+
+
+@dataclass(frozen=True)
+class Executed:
+    """The execute stage's result: the executions table, a summary per model, and how the runs were contained."""
+
+    table: pa.Table
+    summaries: list[ExecutionSummary]
+    network_isolated: bool | None  # every run had its own network namespace; None when nothing ran
+    contained: bool  # runs had bubblewrap's namespaces (a private filesystem, PID and network namespace)
+    workers: int
+
+    def line(self, *, output: Path) -> str:
+        where = "in bubblewrap" if self.contained else "without bubblewrap"
+        return (f"{self.table.num_rows} runs on {self.workers} workers {where}, {NETWORK[self.network_isolated]} "
+                f"-> {output}")
+
+
 def run_hash(code: str, tests: Sequence[str], limits: Limits) -> str:
     key = {"code": code, "tests": list(tests), "limits": asdict(limits)}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def execute(
+    *,
     tasks: pa.Table,
     generations: pa.Table,
     compare: Sequence[str],
     tests: dict[str, tuple[str, ...]],
     sandbox: Sandbox,
     previous: pa.Table | None = None,
-) -> tuple[pa.Table, list[ExecutionSummary], bool | None]:
-    """One row per (task, model) answer; returns the table, a summary per model, and whether runs had their own
-    network namespace (None when nothing ran)."""
+) -> Executed:
+    """One row per (task, model) answer; a run whose code, tests and limits are unchanged in `previous` is reused."""
     known_tasks = set(tasks.column("task_id").to_pylist())
     done = {r["run_hash"]: r for r in previous.to_pylist()} if previous is not None else {}
     rows: dict[tuple[str, str], dict] = {}
@@ -144,7 +167,7 @@ def execute(
     summaries = [ExecutionSummary(m, dict(Counter(r["status"] for r in ordered if r["model"] == m)), reused[m])
                  for m in compare]
     ran = isolated - {None}
-    return table, summaries, (all(ran) if ran else None)
+    return Executed(table, summaries, all(ran) if ran else None, sandbox.contained, sandbox.workers)
 
 
 def _from_result(task_id: str, model: str, result: Result, key: str) -> dict:

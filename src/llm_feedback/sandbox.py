@@ -29,10 +29,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from llm_feedback.errors import ConfigError
+from llm_feedback.params import ExecuteParams
 
 HARNESS = Path(__file__).with_name("sandbox_harness.py")
 BWRAP = "bwrap"
@@ -54,13 +55,20 @@ UNCONTAINED = ("generated code runs in a plain child process: it can read every 
                "its way (apt-get install bubblewrap to contain it)")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Limits:
-    cpu_s: int = 10
-    wall_s: float = 30.0
-    memory_mb: int = 1024
-    file_mb: int = 16
-    processes: int = 32
+    """What one run may use, as the harness applies it; part of each run's hash, so a change reruns the code."""
+
+    cpu_s: int
+    wall_s: float
+    memory_mb: int
+    file_mb: int
+    processes: int
+
+    @classmethod
+    def of(cls, settings: ExecuteParams) -> Limits:
+        """The limits among the execute settings (their defaults live there, with params.yaml's)."""
+        return cls(**{field.name: getattr(settings, field.name) for field in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -91,12 +99,13 @@ class Check:
 
 
 class Sandbox:
-    def __init__(self, limits: Limits, workers: int | None = None, python: str | None = None,
-                 audit_guard: bool = True, bwrap: str | None = BWRAP) -> None:
-        """`audit_guard=False` leaves only the kernel's protections, to test them alone; `bwrap=None` runs without
-        bubblewrap (warned about, as when it is missing or fails)."""
-        self.limits = limits
-        self.workers = max(1, min(workers or os.cpu_count() or 1, os.cpu_count() or 1))
+    def __init__(self, settings: ExecuteParams, *, audit_guard: bool = True, bwrap: str | None = BWRAP) -> None:
+        """The limits, workers and interpreter come from the execute settings. `audit_guard=False` leaves only the
+        kernel's protections, to test them alone; `bwrap=None` runs without bubblewrap (warned about, as when it is
+        missing or fails)."""
+        self.limits = Limits.of(settings)
+        self.workers = max(1, min(settings.workers or os.cpu_count() or 1, os.cpu_count() or 1))
+        python = settings.python
         if python is not None and not (shutil.which(python) and os.access(shutil.which(python) or "", os.X_OK)):
             raise ConfigError(f"execute.python: {python!r} is not an executable interpreter")
         self.python = os.path.abspath(shutil.which(python) or python) if python else sandbox_python()

@@ -63,7 +63,8 @@ def test_reference_solutions_pass_stubs_fail_and_a_rerun_reuses_every_run(tmp_pa
     assert first.returncode == 0, first.stderr
     assert "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 0 reused" in first.stdout
     assert "execute: chatty: 0 pass, 0 fail, 0 error, 0 timeout, 44 no_code" in first.stdout
-    assert "own network namespace" in first.stdout
+    summary = r"^execute: 132 runs on \d+ workers in bubblewrap, own network namespace -> data/executions.parquet$"
+    assert re.search(summary, first.stdout, re.MULTILINE), first.stdout
     assert "warning" not in first.stderr, "the runs were contained by bubblewrap"
     table = pq.read_table(folder / "data/executions.parquet").to_pylist()
     stub = [r for r in table if r["model"] == "stub"]

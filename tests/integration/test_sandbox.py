@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_feedback.params import ExecuteParams
 from llm_feedback.sandbox import (
     FIRST_UID,
     STDERR_TAIL_CHARS,
@@ -37,7 +38,7 @@ from llm_feedback.sandbox import (
 SECRET = "sk-sandbox-test-secret-0123456789"
 DB_KEY = "argilla.apikey.db-0644-7f3c9a"
 CREDENTIALS_KEY = "argilla.apikey.credentials-0600-2b8e1d"
-LIMITS = Limits(cpu_s=3, wall_s=6, memory_mb=512, file_mb=4, processes=16)
+SETTINGS = ExecuteParams(cpu_s=3, wall_s=6, memory_mb=512, file_mb=4, processes=16)
 ROOT = os.geteuid() == 0
 MARKER = f"llmfb-escape-{os.getpid()}"
 SLEEPER = f"{MARKER}-sleeper"  # in the command line of a host process
@@ -45,7 +46,7 @@ SLEEPER = f"{MARKER}-sleeper"  # in the command line of a host process
 
 @pytest.fixture(scope="module", params=[True, False], ids=["hook-on", "hook-off"])
 def box(request: pytest.FixtureRequest) -> Sandbox:
-    sandbox = Sandbox(LIMITS, audit_guard=request.param)
+    sandbox = Sandbox(SETTINGS, audit_guard=request.param)
     assert sandbox.contained, "bubblewrap is installed (make test installs it) and works here"
     return sandbox
 
@@ -404,6 +405,19 @@ def test_a_wrong_answer_cannot_forge_a_pass(box: Sandbox) -> None:
     assert "expected values seen: 0" in result.stderr_tail
 
 
+def test_a_run_is_held_to_the_execute_settings() -> None:
+    """The limits the kernel enforces are the execute settings params.yaml gives, with no other copy of them."""
+    settings = ExecuteParams(cpu_s=2, wall_s=7.5, memory_mb=300, file_mb=3, processes=12)
+    box = Sandbox(settings)
+    assert box.limits == Limits(cpu_s=2, wall_s=7.5, memory_mb=300, file_mb=3, processes=12)
+    seen = attempt(box, """
+        import resource
+        names = ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NPROC")
+        attempt("limits", lambda: [resource.getrlimit(getattr(resource, name)) for name in names])
+    """)
+    assert f"limits done [(2, 2), {(300 * 2**20,) * 2}, {(3 * 2**20,) * 2}, (12, 12)]" in seen
+
+
 def test_allocating_10_gb_fails_inside_the_sandbox_only(box: Sandbox) -> None:
     result = run(box, "block = bytearray(10 * 2**30)\n")
     assert result.status == "error" and "MemoryError" in result.stderr_tail
@@ -436,7 +450,7 @@ def test_cleaning_up_a_run_spares_other_processes_of_its_uid() -> None:
     (The hook would refuse the fork that leaves a child behind.)"""
     neighbour = subprocess.Popen(["/bin/sleep", "30"], user=FIRST_UID, group=FIRST_UID, extra_groups=[])
     try:
-        result = run(Sandbox(LIMITS, audit_guard=False), "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n")
+        result = run(Sandbox(SETTINGS, audit_guard=False), "import os, time\nif os.fork() == 0:\n    time.sleep(30)\n")
         assert result.status == "pass" and neighbour.poll() is None
         assert _pids_of(FIRST_UID) == [neighbour.pid], "the run's own child is gone"
     finally:
@@ -448,12 +462,12 @@ def test_cleaning_up_a_run_spares_other_processes_of_its_uid() -> None:
 def test_an_infinite_loop_times_out(box: Sandbox) -> None:
     began = time.monotonic()
     result = run(box, "while True:\n    pass\n")
-    assert result.status == "timeout" and time.monotonic() - began < LIMITS.wall_s + 5
+    assert result.status == "timeout" and time.monotonic() - began < SETTINGS.wall_s + 5
 
 
 def test_the_pool_runs_no_more_than_the_cores_at_once() -> None:
     workers = os.cpu_count() or 1
-    box = Sandbox(LIMITS, workers=64)
+    box = Sandbox(SETTINGS.model_copy(update={"workers": 64}))
     assert box.workers == workers
     code = "import time\nstarted = time.monotonic()\ntime.sleep(0.5)\n"
     jobs = [Job(i, code, ()) for i in range(workers * 2)]
@@ -466,7 +480,7 @@ def test_the_pool_runs_no_more_than_the_cores_at_once() -> None:
 
 @pytest.mark.parametrize("bwrap", [None, "/nonexistent/bwrap", "/bin/false"], ids=["off", "missing", "failing"])
 def test_without_bubblewrap_it_warns_once_and_still_runs(bwrap: str | None, capsys: pytest.CaptureFixture) -> None:
-    box = Sandbox(LIMITS, bwrap=bwrap)
+    box = Sandbox(SETTINGS, bwrap=bwrap)
     warning = capsys.readouterr().err
     assert not box.contained and warning.count("warning:") == 1
     assert "not contained" not in warning and "can read every file its uid can read" in warning

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pyarrow as pa
 import pytest
 
 from llm_feedback.artifacts import TASKS
 from llm_feedback.errors import InputError
 from llm_feedback.execution import (
+    execute,
     extract_code,
     reference_asserts,
     split_statements,
     task_tests,
 )
-from llm_feedback.sandbox import _check, _records, _verdict
+from llm_feedback.params import ExecuteParams
+from llm_feedback.sandbox import Sandbox, _check, _records, _verdict
+from tests.synthetic_annotations import generations_for
 
 
 def test_code_comes_from_python_fences_in_order() -> None:
@@ -49,14 +55,17 @@ def tasks_with(**columns) -> pa.Table:
 
 def test_task_tests_by_column_reference_or_none() -> None:
     tasks = tasks_with(tests=["assert f() == 1", None], response=["", "```python\nassert g() == 2\n```"])
-    assert task_tests(tasks, "tests", None, "tasks.parquet") == {"t0": ("assert f() == 1",)}
-    assert task_tests(tasks, None, "response", "tasks.parquet") == {"t1": ("assert g() == 2",)}
-    assert task_tests(tasks, "missing", None, "tasks.parquet") == {}
+    def found(table: pa.Table, tests: str | None, reference: str | None) -> dict[str, tuple[str, ...]]:
+        return task_tests(table, tests_column=tests, reference_column=reference, where="tasks.parquet")
+
+    assert found(tasks, "tests", None) == {"t0": ("assert f() == 1",)}
+    assert found(tasks, None, "response") == {"t1": ("assert g() == 2",)}
+    assert found(tasks, "missing", None) == {}
     with pytest.raises(InputError, match=r"no column 'answer' \(execute.reference_column"):
-        task_tests(tasks, None, "answer", "tasks.parquet")
+        found(tasks, None, "answer")
     broken = tasks_with(tests=["assert f( == 1"])
     with pytest.raises(InputError, match=r"tasks.parquet: row 0 \(task t0\): column 'tests' is not valid Python"):
-        task_tests(broken, "tests", None, "tasks.parquet")
+        found(broken, "tests", None)
 
 
 def test_asserts_against_a_literal_are_judged_from_the_value_alone() -> None:
@@ -82,3 +91,20 @@ def test_the_verdict_compares_values_here_and_refuses_a_made_up_report() -> None
     assert verdict('{"test": 0, "value": "4"}', '{"test": 0, "value": "4"}') is None, "a test reported twice"
     assert _records('{"code": null}\n{"done": true}\n{"test": 0, "value": "4"}') is None, "after the end"
     assert _records('{"code": null}') is None, "cut short"
+
+
+def test_the_summary_line_says_how_runs_were_contained_and_a_rerun_runs_nothing() -> None:
+    tasks = tasks_with(tests=[None, None])
+    generations = generations_for(["t0", "t1"], ["a", "b"])
+    box = Sandbox(ExecuteParams(), bwrap=None)
+    first = execute(tasks=tasks, generations=generations, compare=["a", "b"], tests={}, sandbox=box)
+    assert [s.line() for s in first.summaries] == [
+        f"{m}: 2 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 0 reused" for m in "ab"]
+    network = "(own network namespace|no network namespace \\(audit hook only\\))"
+    assert re.fullmatch(rf"4 runs on {box.workers} workers without bubblewrap, {network} -> out.parquet",
+                        first.line(output=Path("out.parquet")))
+    again = execute(tasks=tasks, generations=generations, compare=["a", "b"], tests={}, sandbox=box,
+                    previous=first.table)
+    assert again.table == first.table and [s.reused for s in again.summaries] == [2, 2]
+    assert again.line(output=Path("out.parquet")) == (f"4 runs on {box.workers} workers without bubblewrap, "
+                                                      "nothing ran -> out.parquet")
