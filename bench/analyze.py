@@ -61,7 +61,7 @@ def child(variant: str, tasks: int, resamples: int) -> dict:
     before = rss_mb()
     began = time.perf_counter()
     if variant == "analyze":
-        metrics = analyze(annotations, generations, models, params).metrics
+        metrics = analyze(annotations=annotations, generations=generations, compare=models, params=params).metrics
         means = {m: [metrics["models"][m]["ci_low"], metrics["models"][m]["ci_high"]] for m in models}
         win = [metrics["pairwise"]["model-a_vs_model-b"][k] for k in ("win_ci_low", "win_ci_high")]
     elif variant == "bootstrap-vectorised":

@@ -1,6 +1,7 @@
-"""DVC stage `export`: annotations -> SFT and DPO datasets in TRL's formats under data/export/ (optionally the Hub)."""
+"""DVC stage `export`: analyze's scores and the annotators' corrections -> SFT and DPO datasets in TRL's formats
+under data/export/ (optionally the Hub)."""
 
-from llm_feedback.artifacts import ANNOTATIONS, GENERATIONS, TASKS, read_table
+from llm_feedback.artifacts import ANNOTATIONS, GENERATIONS, SCORES, TASKS, read_table
 from llm_feedback.export import build_exports, push_to_hub, write_exports
 from llm_feedback.params import load_params
 from llm_feedback.stage import run_stage
@@ -10,13 +11,14 @@ def main() -> str:
     params = load_params()
     paths = params.paths
     exported = build_exports(
-        read_table(paths.annotations, ANNOTATIONS), read_table(paths.generations, GENERATIONS),
-        read_table(paths.tasks, TASKS), params.compare, params.analyze.aggregate, params.export,
+        scores=read_table(paths.scores, SCORES), annotations=read_table(paths.annotations, ANNOTATIONS),
+        generations=read_table(paths.generations, GENERATIONS), tasks=read_table(paths.tasks, TASKS),
+        compare=params.compare, params=params.export,
     )
     write_exports(exported, paths.export)
     line = f"{exported.line()} -> {paths.export}"
     if params.export.push_to_hub:
-        line += f"; pushed to {push_to_hub(paths.export, params.export.push_to_hub, params.export.private)}"
+        line += f"; pushed to {push_to_hub(paths.export, params.export.push_to_hub, private=params.export.private)}"
     return line
 
 

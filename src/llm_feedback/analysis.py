@@ -15,13 +15,11 @@ import pandas as pd
 import pyarrow as pa
 
 from llm_feedback.annotation.values import OTHER_OPTIONS, SCALE, STATUSES
-from llm_feedback.artifacts import text_sha
+from llm_feedback.artifacts import SCORES, text_sha
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import (
     Interval, bootstrap_sums, bradley_terry_intervals, ordinal_alpha, pair_outcomes, ratio_intervals,
 )
-
-SCORES = SCALE
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,17 @@ class Analysis:
         """Models with a mean score, best first."""
         scored = [(m, v) for m, v in self.metrics["models"].items() if v["mean"] is not None]
         return sorted(scored, key=lambda mv: -mv[1]["mean"])
+
+    def scores_table(self) -> pa.Table:
+        """The per-task scores as the scores artifact: export builds training data from exactly these."""
+        return pa.Table.from_pandas(self.scores, schema=SCORES.schema, preserve_index=False)
+
+    def line(self) -> str:
+        counts = self.metrics["counts"]
+        ranking = ", ".join(f"{m} {v['mean']:.2f}" for m, v in self.ranking())
+        left_out = self.left_out.line()
+        return (f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; mean score: {ranking or 'none yet'}"
+                f"{'; ' + left_out if left_out else ''}")
 
 
 def aggregate_scores(rows: pd.DataFrame, how: str) -> pd.DataFrame:
@@ -54,6 +63,7 @@ def aggregate_scores(rows: pd.DataFrame, how: str) -> pd.DataFrame:
 
 
 def analyze(
+    *,
     annotations: pa.Table,
     generations: pa.Table,
     compare: list[str],
@@ -63,6 +73,8 @@ def analyze(
     executions: pa.Table | None = None,
     judge_pairwise: pa.Table | None = None,
 ) -> Analysis:
+    """`records`: how many records the dataset holds (the push receipt's count); the optional tables are the judge's
+    and execute's artifacts, None when those stages are off."""
     rows, left_out = usable_annotations(annotations.to_pandas())
     models = list(compare) + sorted(set(rows["model"]) - set(compare))
     submitted, stale = current_scores(rows, generations)
@@ -289,7 +301,7 @@ def _alpha(rows: pd.DataFrame, unit: list[str]) -> dict:
     multi = table.notna().sum(axis=0) >= 2
     shared = table.loc[:, multi]
     records = int(shared.columns.get_level_values(0).nunique()) if shared.shape[1] else 0
-    alpha = ordinal_alpha(shared.to_numpy(dtype=float), SCORES)
+    alpha = ordinal_alpha(shared.to_numpy(dtype=float), SCALE)
     return {"alpha": None if alpha is None else round(alpha, 4), "records": records}
 
 
@@ -319,7 +331,7 @@ def _judge(judgments: pa.Table, scores: pd.DataFrame, models: list[str], pairwis
         result["spearman"] = float(spearmanr(both["score_judge"], both["score_human"]).statistic)
         human = np.floor(both["score_human"].to_numpy() + 0.5).astype(int)
         result["kappa_quadratic"] = float(cohen_kappa_score(both["score_judge"].astype(int), human, weights="quadratic",
-                                                            labels=list(SCORES)))
+                                                            labels=list(SCALE)))
     if pairwise is not None:
         result["pairwise"] = _judge_pairwise(pairwise.to_pandas())
     return result

@@ -167,6 +167,21 @@ ANNOTATIONS = ArtifactSchema(
 )
 
 
+# analyze's decision: one score per (task, model), aggregated (analyze.aggregate) from the annotators' submitted scores
+# of answers still current. export builds training data from these, so the metrics and the training data agree.
+SCORES = ArtifactSchema(
+    "scores",
+    pa.schema(
+        [
+            pa.field("task_id", pa.string(), nullable=False),
+            pa.field("model", pa.string(), nullable=False),
+            pa.field("score", pa.float64(), nullable=False),
+            pa.field("n", pa.int64(), nullable=False),  # the annotators' scores behind it
+        ]
+    ),
+)
+
+
 def text_sha(text: str) -> str:
     """A short fingerprint of a text, to match what annotators rated with what generate holds now."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

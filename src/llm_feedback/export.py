@@ -1,9 +1,10 @@
 """export: annotated answers -> fine-tuning data in TRL's formats.
 
-SFT rows are conversational (`messages`): per task, an annotator's corrected response when one was written, else the
-best answer when its score reaches `export.sft_min_score`. DPO rows are conversational preferences (`prompt`,
-`chosen`, `rejected`, each a list of messages): every pair of answers whose scores differ by `export.dpo_min_margin`
-or more, and each correction against the worst original. Train and test are split by task, so no task is in both.
+Scores are the ones analyze decided on (its scores artifact), never recomputed here. SFT rows are conversational
+(`messages`): per task, an annotator's corrected response when one was written, else the best answer when its score
+reaches `export.sft_min_score`. DPO rows are conversational preferences (`prompt`, `chosen`, `rejected`, each a list
+of messages): every pair of answers whose scores differ by `export.dpo_min_margin` or more, and each correction
+against the worst original. Train and test are split by task, so no task is in both.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from llm_feedback.analysis import aggregate_scores, current_scores, usable_annotations
+from llm_feedback.analysis import usable_annotations
 from llm_feedback.artifacts import MESSAGE, atomic_folder
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import ExportParams
@@ -55,11 +56,12 @@ class Exported:
                 f"DPO {self.dpo['train'].num_rows} train + {self.dpo['test'].num_rows} test")
 
 
-def build_exports(annotations: pa.Table, generations: pa.Table, tasks: pa.Table, compare: list[str], aggregate: str,
-                  params: ExportParams) -> Exported:
+def build_exports(*, scores: pa.Table, annotations: pa.Table, generations: pa.Table, tasks: pa.Table,
+                  compare: list[str], params: ExportParams) -> Exported:
+    """`scores` are analyze's per-task scores (the scores artifact), so the training data follows the metrics; the
+    corrections come from the annotations that count by analyze's rules."""
     rows, _ = usable_annotations(annotations.to_pandas())
-    submitted, _ = current_scores(rows, generations)
-    scores = aggregate_scores(submitted, aggregate)
+    scores = scores.to_pandas()
     instructions = dict(zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist()))
     answers = {(t, m): r for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))
                if r is not None}
@@ -158,7 +160,7 @@ def _card(exported: Exported) -> str:
             "Load with `datasets.load_dataset(<repo>, \"sft\")` or `\"dpo\"`; both are in TRL's formats.\n")
 
 
-def push_to_hub(folder: Path, repo_id: str, private: bool) -> str:
+def push_to_hub(folder: Path, repo_id: str, *, private: bool) -> str:
     """Upload the export folder as a dataset repository; the token comes from HF_TOKEN only."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError

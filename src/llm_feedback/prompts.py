@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,10 +34,28 @@ class Rendered:
     fast_path: bool
 
 
+@dataclass(frozen=True)
+class Formatted:
+    """The format stage's result: the prompts table, and how each model's prompts were rendered (None: messages
+    only, for backends that apply the template themselves)."""
+
+    prompts: pa.Table
+    tasks: int
+    rendering: dict[str, Rendered | None]
+
+    def line(self, *, output: Path) -> str:
+        how = ", ".join(
+            f"{name}: {'messages only' if r is None else 'template (fast path)' if r.fast_path else 'template'}"
+            for name, r in self.rendering.items()
+        )
+        return (f"{self.prompts.num_rows} prompts for {self.tasks} tasks x {len(self.rendering)} models -> {output} "
+                f"({how})")
+
+
 def build_prompts(
-    tasks: pa.Table, models: dict[str, ModelSpec], compare: list[str], params: FormatParams
-) -> tuple[pa.Table, dict[str, Rendered | None]]:
-    """One row per (model, task) in `compare` order; returns how each model's prompts were rendered."""
+    tasks: pa.Table, *, models: dict[str, ModelSpec], compare: Sequence[str], params: FormatParams
+) -> Formatted:
+    """One row per (model, task) in `compare` order."""
     instructions = tasks.column("instruction").combine_chunks()
     parts, rendering = [], {}
     for name in compare:
@@ -62,7 +82,7 @@ def build_prompts(
                 schema=PROMPTS.schema,
             )
         )
-    return pa.concat_tables(parts).combine_chunks(), rendering
+    return Formatted(pa.concat_tables(parts).combine_chunks(), tasks.num_rows, rendering)
 
 
 def chat_messages(system: str | None, instructions: pa.Array) -> pa.Array:

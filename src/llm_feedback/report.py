@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from llm_feedback.analysis import SCORES, Analysis
+from llm_feedback.analysis import Analysis
+from llm_feedback.annotation.values import SCALE
 from llm_feedback.artifacts import atomic_folder, atomic_path
 
 RESPONSE_LINES = 40  # of each answer in lowest.md
@@ -33,10 +34,10 @@ def write_plot_data(analysis: Analysis, folder: Path) -> None:
              [[f"{pair.replace('_vs_', ' vs ')}: {o}", v[o]] for pair, v in metrics["pairwise"].items()
               for o in ("win", "tie", "loss")])
         for model, counts in _distribution(analysis).items():
-            _csv(staging / "score_distribution" / f"{model}.csv", ["score", "count"], [[s, counts[s]] for s in SCORES])
+            _csv(staging / "score_distribution" / f"{model}.csv", ["score", "count"], [[s, counts[s]] for s in SCALE])
 
 
-def write_reports(analysis: Analysis, tasks: pa.Table, generations: pa.Table, folder: Path, lowest: int,
+def write_reports(analysis: Analysis, folder: Path, *, tasks: pa.Table, generations: pa.Table, lowest: int,
                   how_to_annotate: str) -> None:
     """reports/report.md (+ PNG charts) and reports/lowest.md, replaced together."""
     with atomic_folder(folder) as staging:
@@ -55,7 +56,7 @@ def _csv(path: Path, header: list[str], rows: list[list]) -> None:
 def _distribution(analysis: Analysis) -> dict[str, dict[int, int]]:
     """How often each model got each score (every submitted score, not the per-task aggregate)."""
     counts = analysis.submitted.groupby(["model", "score"]).size()
-    return {m: {s: int(counts.get((m, float(s)), 0)) for s in SCORES} for m in analysis.models}
+    return {m: {s: int(counts.get((m, float(s)), 0)) for s in SCALE} for m in analysis.models}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -149,8 +150,8 @@ def _charts(analysis: Analysis, folder: Path) -> list[str]:
     distribution = _distribution(analysis)
     width = 0.8 / max(len(distribution), 1)
     for k, (model, counts) in enumerate(distribution.items()):
-        ax.bar([s + k * width for s in SCORES], [counts[s] for s in SCORES], width=width, label=model)
-    ax.set_xticks([s + 0.4 - width / 2 for s in SCORES], [str(s) for s in SCORES])
+        ax.bar([s + k * width for s in SCALE], [counts[s] for s in SCALE], width=width, label=model)
+    ax.set_xticks([s + 0.4 - width / 2 for s in SCALE], [str(s) for s in SCALE])
     ax.set_xlabel("score")
     ax.set_ylabel("scores given")
     ax.legend()

@@ -9,7 +9,9 @@ import pyarrow as pa
 import pytest
 
 from llm_feedback.analysis import analyze
-from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGE_PAIRWISE, JUDGMENTS, TASKS
+from llm_feedback.artifacts import (
+    ANNOTATIONS, EXECUTIONS, JUDGE_PAIRWISE, JUDGMENTS, SCORES, TASKS, read_table, write_table,
+)
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.report import write_metrics, write_plot_data, write_reports
 from tests.synthetic_annotations import annotations_for, generations_for
@@ -21,8 +23,8 @@ BIAS = {"harsh": -1.0, "fair": 0.0, "lenient": 1.0}
 
 @pytest.fixture(scope="module")
 def result():
-    return analyze(annotations_for(IDS, QUALITY, BIAS), generations_for(IDS, list(QUALITY)), list(QUALITY),
-                   AnalyzeParams(bootstrap=500), records=len(IDS))
+    return analyze(annotations=annotations_for(IDS, QUALITY, BIAS), generations=generations_for(IDS, list(QUALITY)),
+                   compare=list(QUALITY), params=AnalyzeParams(bootstrap=500), records=len(IDS))
 
 
 def test_the_true_order_and_the_annotators_biases_are_found(result) -> None:
@@ -44,33 +46,46 @@ def test_the_true_order_and_the_annotators_biases_are_found(result) -> None:
     assert 0 < result.metrics["agreement"]["all"]["alpha"] < 1 and result.metrics["agreement"]["all"]["records"] == 400
 
 
+def test_the_scores_artifact_holds_the_scores_behind_the_means(result, tmp_path: Path) -> None:
+    write_table(result.scores_table(), tmp_path / "scores.parquet", SCORES)
+    scores = read_table(tmp_path / "scores.parquet", SCORES).to_pandas()
+    assert len(scores) == 1200 and set(scores["n"]) == {3}
+    for model, means in result.metrics["models"].items():
+        assert round(scores.loc[scores["model"] == model, "score"].mean(), 4) == means["mean"]
+    ranking = ", ".join(f"{m} {result.metrics['models'][m]['mean']:.2f}" for m in ("strong", "middle", "weak"))
+    assert result.line() == f"400 of 400 tasks scored; mean score: {ranking}"
+
+
 def test_scores_of_regenerated_answers_are_stale_and_left_out() -> None:
     ids = IDS[:20]
     generations = generations_for(ids, ["a", "b"])
     responses = generations.column("response").to_pylist()
     responses[0] = "a new answer"  # task 0, model a was regenerated after annotation
     generations = generations.set_column(2, "response", [responses])
-    result = analyze(annotations_for(ids, {"a": 5, "b": 3}, {"x": 0, "y": 0}), generations, ["a", "b"],
-                     AnalyzeParams(bootstrap=100))
+    result = analyze(annotations=annotations_for(ids, {"a": 5, "b": 3}, {"x": 0, "y": 0}), generations=generations,
+                     compare=["a", "b"], params=AnalyzeParams(bootstrap=100))
     assert result.metrics["counts"]["stale_scores"] == 2
     assert result.metrics["models"]["a"]["tasks"] == 19 and result.metrics["models"]["b"]["tasks"] == 20
 
 
 def test_no_annotations_give_zero_counts_and_nulls_never_nan(tmp_path: Path) -> None:
     ids = IDS[:5]
-    result = analyze(ANNOTATIONS.schema.empty_table(), generations_for(ids, ["a", "b"]), ["a", "b"],
-                     AnalyzeParams(bootstrap=100), records=5)
+    result = analyze(annotations=ANNOTATIONS.schema.empty_table(), generations=generations_for(ids, ["a", "b"]),
+                     compare=["a", "b"], params=AnalyzeParams(bootstrap=100), records=5)
     metrics = result.metrics
     assert metrics["counts"] == {"tasks": 5, "records": 5, "annotated_records": 0, "scored_tasks": 0,
                                  "responses": {"submitted": 0, "draft": 0, "discarded": 0}, "stale_scores": 0,
                                  "invalid_responses": 0, "duplicate_responses": 0}
     assert metrics["models"]["a"] == {"mean": None, "ci_low": None, "ci_high": None, "tasks": 0, "scores": 0}
     assert metrics["pairwise"]["a_vs_b"]["win"] is None and metrics["bradley_terry"] is None
+    assert SCORES.validate(result.scores_table(), "scores").num_rows == 0
+    assert result.line() == "0 of 5 tasks scored; mean score: none yet"
     write_metrics(metrics, tmp_path / "metrics.json")
     assert "NaN" not in (tmp_path / "metrics.json").read_text()
     tasks = TASKS.validate(pa.table({"task_id": ids, "instruction": ["x"] * 5, "source": ["s"] * 5,
                                      "source_row": list(range(5))}), "tasks")
-    write_reports(result, tasks, generations_for(ids, ["a", "b"]), tmp_path / "reports", 5, "Start with annotators add.")
+    write_reports(result, tmp_path / "reports", tasks=tasks, generations=generations_for(ids, ["a", "b"]), lowest=5,
+                  how_to_annotate="Start with annotators add.")
     report = (tmp_path / "reports/report.md").read_text()
     assert "No submitted scores yet.** Start with annotators add." in report
     assert not list((tmp_path / "reports").glob("*.png"))
@@ -89,8 +104,9 @@ def test_judge_and_execution_agreement_with_humans() -> None:
     pairwise = pa.Table.from_pylist(
         [{"task_id": t, "model_a": "a", "model_b": "b", "judge": "j", "a_first": "a", "b_first": "a" if k % 4 else "b",
           "verdict": "a" if k % 4 else "tie", "error": None} for k, t in enumerate(ids)], schema=JUDGE_PAIRWISE.schema)
-    result = analyze(annotations, generations_for(ids, ["a", "b"]), ["a", "b"], AnalyzeParams(bootstrap=100),
-                     judgments=judgments, executions=executions, judge_pairwise=pairwise)
+    result = analyze(annotations=annotations, generations=generations_for(ids, ["a", "b"]), compare=["a", "b"],
+                     params=AnalyzeParams(bootstrap=100), judgments=judgments, executions=executions,
+                     judge_pairwise=pairwise)
     judge = result.metrics["judge"]
     assert judge["pairwise"]["a_vs_b"] == {"pairs": 60, "win": 0.75, "tie": 0.25, "loss": 0.0, "consistent": 0.75}
     assert judge["pairs"] == 120 and judge["spearman"] > 0.8 and judge["kappa_quadratic"] > 0.8
@@ -102,7 +118,8 @@ def test_judge_and_execution_agreement_with_humans() -> None:
 def test_reports_and_plot_data_are_written(result, tmp_path: Path) -> None:
     tasks = TASKS.validate(pa.table({"task_id": IDS, "instruction": [f"Write f{i}" for i in range(400)],
                                      "source": ["s"] * 400, "source_row": list(range(400))}), "tasks")
-    write_reports(result, tasks, generations_for(IDS, list(QUALITY)), tmp_path / "reports", 3, "unused")
+    write_reports(result, tmp_path / "reports", tasks=tasks, generations=generations_for(IDS, list(QUALITY)), lowest=3,
+                  how_to_annotate="unused")
     write_plot_data(result, tmp_path / "plots")
     report = (tmp_path / "reports/report.md").read_text()
     for name in ("mean_scores.png", "score_distribution.png", "win_rates.png"):
@@ -140,14 +157,17 @@ def test_values_outside_the_settings_and_repeats_never_reach_the_metrics() -> No
         spoiled(response_rows(clean, ids[6], "x"), "x", minutes=5),  # the same annotator's response a second time
     ]
     dirty = pa.Table.from_pylist(clean.to_pylist() + [r for rows in bad for r in rows], schema=ANNOTATIONS.schema)
-    expected = analyze(clean, generations, ["a", "b"], AnalyzeParams(bootstrap=200)).metrics
-    result = analyze(ANNOTATIONS.validate(dirty, "dirty"), generations, ["a", "b"], AnalyzeParams(bootstrap=200))
+    expected = analyze(annotations=clean, generations=generations, compare=["a", "b"],
+                       params=AnalyzeParams(bootstrap=200)).metrics
+    result = analyze(annotations=ANNOTATIONS.validate(dirty, "dirty"), generations=generations, compare=["a", "b"],
+                     params=AnalyzeParams(bootstrap=200))
     got = result.metrics
     assert got["models"] == expected["models"] and got["pairwise"] == expected["pairwise"]
     assert got["annotators"] == expected["annotators"] and got["agreement"] == expected["agreement"]
     assert got["corrections"] == expected["corrections"] and got["position"] == expected["position"]
     assert got["counts"] == {**expected["counts"], "invalid_responses": 6, "duplicate_responses": 1}
     assert set(result.submitted["score"]) <= set(range(8))
+    assert result.line().endswith(f"; {result.left_out.line()}")
     assert result.left_out.line() == (
         f"6 responses left out for a value outside the dataset's settings (first: record {ids[0]} by z: score 1000000 for "
         f"model {response_rows(clean, ids[0], 'x')[0]['model']} is not on the 0-7 scale); 1 repeated responses of an "
@@ -159,7 +179,8 @@ def test_an_annotator_answering_a_record_twice_counts_once_with_the_latest() -> 
     clean = annotations_for(ids, {"a": 5, "b": 3}, {"x": 0}, noise=0.0)
     again = spoiled(response_rows(clean, ids[0], "x"), "x", position=1, minutes=1, score=0)
     twice = pa.Table.from_pylist(clean.to_pylist() + again, schema=ANNOTATIONS.schema)
-    result = analyze(twice, generations_for(ids, ["a", "b"]), ["a", "b"], AnalyzeParams(bootstrap=100))
+    result = analyze(annotations=twice, generations=generations_for(ids, ["a", "b"]), compare=["a", "b"],
+                     params=AnalyzeParams(bootstrap=100))
     scores = result.scores.set_index(["task_id", "model"])
     first_model = again[0]["model"]
     assert scores.loc[(ids[0], first_model), "score"] == 0 and scores.loc[(ids[0], first_model), "n"] == 1
