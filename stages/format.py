@@ -14,13 +14,9 @@ from llm_feedback.stage import run_stage
 def main() -> str:
     params = load_params()
     tasks = read_table(params.paths.tasks, TASKS)
-    prompts, rendering = build_prompts(tasks, params.models, params.compare, params.format)
-    write_table(prompts, params.paths.prompts, PROMPTS)
-    how = ", ".join(
-        f"{name}: {'messages only' if r is None else 'template (fast path)' if r.fast_path else 'template'}"
-        for name, r in rendering.items()
-    )
-    return f"{prompts.num_rows} prompts for {tasks.num_rows} tasks x {len(params.compare)} models -> {params.paths.prompts} ({how})"
+    formatted = build_prompts(tasks, models=params.models, compare=params.compare, params=params.format)
+    write_table(formatted.prompts, params.paths.prompts, PROMPTS)
+    return formatted.line(output=params.paths.prompts)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,9 @@ def test_build_prompts_renders_only_for_raw_text_backends(tiny_tokenizer: Path, 
         "api": ModelSpec(backend="openai", model="m", base_url="http://127.0.0.1:1/v1"),
     }
     tasks = pa.table({"task_id": ["a", "b", "c", "d"], "instruction": INSTRUCTIONS})
-    table, rendering = build_prompts(tasks, models, ["api", "local", "endpoint"], FormatParams(system_prompt="Global."))
-    rows = table.to_pylist()
+    formatted = build_prompts(tasks, models=models, compare=["api", "local", "endpoint"],
+                              params=FormatParams(system_prompt="Global."))
+    rows, rendering = formatted.prompts.to_pylist(), formatted.rendering
     assert [r["model"] for r in rows] == ["api"] * 4 + ["local"] * 4 + ["endpoint"] * 4
     api, local, endpoint = rows[0], rows[4], rows[8]
     assert api["prompt"] is None and api["template_sha"] is None
@@ -74,6 +75,9 @@ def test_build_prompts_renders_only_for_raw_text_backends(tiny_tokenizer: Path, 
     assert local["prompt"].startswith("<|im_start|>system\nLocal system.<|im_end|>")
     assert local["template_sha"] != endpoint["template_sha"]
     assert rendering["api"] is None and rendering["local"].fast_path and not rendering["endpoint"].fast_path
+    assert formatted.line(output=Path("data/prompts.parquet")) == (
+        "12 prompts for 4 tasks x 3 models -> data/prompts.parquet "
+        "(api: messages only, local: template (fast path), endpoint: template)")
 
 
 def test_unloadable_tokenizer_names_the_model_and_what_to_set(tmp_path: Path) -> None:
