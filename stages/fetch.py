@@ -8,12 +8,9 @@ from llm_feedback.stage import run_stage
 
 def main() -> str:
     params = load_params()
-    table, stats = fetch_tasks(params.fetch)
-    write_table(table, params.paths.tasks, TASKS)
-    return (
-        f"{stats.tasks} tasks -> {params.paths.tasks} ({stats.rows_read} rows read from {params.fetch.source}; "
-        f"dropped {stats.empty_dropped} empty and {stats.duplicates_dropped} duplicate instructions)"
-    )
+    fetched = fetch_tasks(params.fetch)
+    write_table(fetched.table, params.paths.tasks, TASKS)
+    return fetched.line(output=params.paths.tasks)
 
 
 if __name__ == "__main__":

@@ -38,27 +38,38 @@ INVISIBLE = r"[\p{Cf}\p{Cc}]"
 
 
 @dataclass(frozen=True)
-class FetchStats:
+class Fetched:
+    """The fetch stage's result: the `tasks` table and what was dropped on the way to it."""
+
+    table: pa.Table
+    source: str  # fetch.source: sample | file | hub
     rows_read: int
     empty_dropped: int
     duplicates_dropped: int
-    tasks: int
+
+    @property
+    def tasks(self) -> int:
+        return self.table.num_rows
+
+    def line(self, *, output: Path) -> str:
+        return (f"{self.tasks} tasks -> {output} ({self.rows_read} rows read from {self.source}; "
+                f"dropped {self.empty_dropped} empty and {self.duplicates_dropped} duplicate instructions)")
 
 
-def fetch_tasks(params: FetchParams) -> tuple[pa.Table, FetchStats]:
-    """Load the configured source and return the `tasks` table and what was dropped on the way."""
+def fetch_tasks(params: FetchParams) -> Fetched:
+    """Load the configured source: the `tasks` table, shuffled and cut to `limit` when asked."""
     _check_keep_columns(params)
     batches, source = _open_source(params)
     keep = list(params.keep_columns)
     if params.source == "sample" and "tests" not in keep:
         keep.append("tests")
-    table, stats = _collect(batches, source, params.instruction_column, keep, _where(params))
+    table, rows, empty, duplicates = _collect(batches, source, params.instruction_column, keep, _where(params))
     if params.shuffle:
         order = np.random.default_rng(params.seed).permutation(table.num_rows)
         table = table.take(pa.array(order))
     if params.limit is not None:
         table = table.slice(0, params.limit)
-    return table, FetchStats(stats.rows_read, stats.empty_dropped, stats.duplicates_dropped, table.num_rows)
+    return Fetched(table, params.source, rows, empty, duplicates)
 
 
 def task_ids(instructions: pa.Array) -> pa.Array:
@@ -177,7 +188,8 @@ def _sample_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
 def _collect(
     batches: Iterable[pa.RecordBatch], source: str, instruction_column: str, keep: list[str], where: str
-) -> tuple[pa.Table, FetchStats]:
+) -> tuple[pa.Table, int, int, int]:
+    """The tasks, and the rows read, the empty instructions dropped and the duplicates dropped."""
     seen: set[str] = set()
     out: list[pa.RecordBatch] = []
     rows = empty = duplicates = 0
@@ -216,7 +228,7 @@ def _collect(
     table = pa.Table.from_batches(out).combine_chunks()
     if table.num_rows == 0:
         raise InputError(f"{where}: no tasks left after dropping {empty} empty and {duplicates} duplicate instructions")
-    return table, FetchStats(rows, empty, duplicates, table.num_rows)
+    return table, rows, empty, duplicates
 
 
 def _decoded(batch: pa.RecordBatch) -> pa.RecordBatch:

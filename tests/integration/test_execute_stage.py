@@ -41,7 +41,7 @@ def project(folder: Path, enabled: bool) -> Path:
     }
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     loaded = load_params(folder / "params.yaml")
-    tasks, _ = fetch_tasks(loaded.fetch)
+    tasks = fetch_tasks(loaded.fetch).table
     write_table(tasks, folder / loaded.paths.tasks, TASKS)
     names = {t: next(n for n in re.findall(r"`(\w+)`", text) if n in SOLUTIONS)  # the task's function or class
              for t, text in zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist())}

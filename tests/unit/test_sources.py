@@ -11,7 +11,7 @@ import pytest
 
 from llm_feedback.errors import ConfigError, InputError
 from llm_feedback.params import FetchParams
-from llm_feedback.sources import fetch_tasks
+from llm_feedback.sources import Fetched, fetch_tasks
 from tests.conftest import PROJECT_ROOT
 
 ROWS = [
@@ -38,7 +38,7 @@ def write_parquet(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def fetch_file(path: Path, **kwargs) -> tuple[pa.Table, object]:
+def fetch_file(path: Path, **kwargs) -> Fetched:
     return fetch_tasks(FetchParams(source="file", path=path, **kwargs))
 
 
@@ -46,21 +46,24 @@ def fetch_file(path: Path, **kwargs) -> tuple[pa.Table, object]:
 def test_file_formats_agree_and_drop_empty_and_duplicates(tmp_path: Path, writer) -> None:
     suffix = {write_jsonl: ".jsonl", write_csv: ".csv", write_parquet: ".parquet"}[writer]
     rows = ROWS if writer is not write_csv else [{**r, "instruction": r["instruction"] or ""} for r in ROWS]
-    table, stats = fetch_file(writer(tmp_path / f"tasks{suffix}", rows), keep_columns=["id"])
+    fetched = fetch_file(writer(tmp_path / f"tasks{suffix}", rows), keep_columns=["id"])
+    table = fetched.table
     assert table.column("instruction").to_pylist() == ["Write a function `a`.", "Write a function `b` that returns 'é'."]
     assert table.column("id").to_pylist() == [1, 5]
     assert table.column("source_row").to_pylist() == [0, 4]
     assert table.column("source").to_pylist() == [f"file:tasks{suffix}"] * 2
     expected_id = hashlib.sha256("Write a function `a`.".encode()).hexdigest()[:16]
     assert table.column("task_id")[0].as_py() == expected_id
-    assert (stats.rows_read, stats.empty_dropped, stats.duplicates_dropped, stats.tasks) == (5, 2, 1, 2)
+    assert (fetched.rows_read, fetched.empty_dropped, fetched.duplicates_dropped, fetched.tasks) == (5, 2, 1, 2)
+    assert fetched.line(output=Path("data/tasks.parquet")) == (
+        "2 tasks -> data/tasks.parquet (5 rows read from file; dropped 2 empty and 1 duplicate instructions)")
 
 
 def test_sample_keeps_tests_and_has_stable_ids() -> None:
     params = FetchParams(source="sample", path=PROJECT_ROOT / "data/sample/tasks.yaml")
-    table, stats = fetch_tasks(params)
-    again, _ = fetch_tasks(params)
-    assert stats.tasks >= 40 and stats.duplicates_dropped == 0
+    fetched = fetch_tasks(params)
+    table, again = fetched.table, fetch_tasks(params).table
+    assert fetched.tasks >= 40 and fetched.duplicates_dropped == 0
     assert "tests" in table.column_names and all(t.strip() for t in table.column("tests").to_pylist())
     assert table.column("task_id").to_pylist() == again.column("task_id").to_pylist()
     assert len(set(table.column("task_id").to_pylist())) == table.num_rows
@@ -68,18 +71,18 @@ def test_sample_keeps_tests_and_has_stable_ids() -> None:
 
 def test_duplicates_across_batches_are_dropped_while_streaming(tmp_path: Path) -> None:
     rows = [{"instruction": f"task {i % 15_000}"} for i in range(25_000)]  # spans three 10k batches
-    table, stats = fetch_file(write_parquet(tmp_path / "big.parquet", rows))
-    assert stats.tasks == 15_000 and stats.duplicates_dropped == 10_000
+    fetched = fetch_file(write_parquet(tmp_path / "big.parquet", rows))
+    table = fetched.table
+    assert fetched.tasks == 15_000 and fetched.duplicates_dropped == 10_000
     assert table.column("source_row").to_pylist() == list(range(15_000))
 
 
 def test_limit_and_seeded_shuffle(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "t.jsonl", [{"instruction": f"task {i}"} for i in range(50)])
-    first, _ = fetch_file(path, limit=5)
-    assert first.column("instruction").to_pylist() == [f"task {i}" for i in range(5)]
-    a, _ = fetch_file(path, shuffle=True, seed=1, limit=10)
-    b, _ = fetch_file(path, shuffle=True, seed=1, limit=10)
-    c, _ = fetch_file(path, shuffle=True, seed=2, limit=10)
+    first = fetch_file(path, limit=5)
+    assert first.table.column("instruction").to_pylist() == [f"task {i}" for i in range(5)]
+    assert (first.tasks, first.rows_read) == (5, 50)
+    a, b, c = (fetch_file(path, shuffle=True, seed=seed, limit=10).table for seed in (1, 1, 2))
     assert a.column("task_id").to_pylist() == b.column("task_id").to_pylist()
     assert a.column("task_id").to_pylist() != c.column("task_id").to_pylist()
     assert a.num_rows == 10
@@ -90,8 +93,9 @@ def test_hub_dataset_with_split_slice(tmp_path: Path) -> None:
     (folder / "data").mkdir(parents=True)
     rows = [{"instruction": f"Write `f{i}`.", "response": f"def f{i}(): pass"} for i in range(30)]
     write_parquet(folder / "data" / "train-00000-of-00001.parquet", rows)
-    table, stats = fetch_tasks(FetchParams(source="hub", dataset=str(folder), split="train[:20]", keep_columns=["response"]))
-    assert stats.tasks == 20
+    fetched = fetch_tasks(FetchParams(source="hub", dataset=str(folder), split="train[:20]", keep_columns=["response"]))
+    table = fetched.table
+    assert fetched.tasks == 20 and fetched.source == "hub"
     assert table.column("response").to_pylist()[3] == "def f3(): pass"
     assert table.column("source")[0].as_py() == f"hub:{folder}:train[:20]"
 
@@ -108,7 +112,7 @@ def test_hub_split_rejected_by_datasets_names_the_param(tmp_path: Path, split: s
 def test_long_instruction_is_kept_whole(tmp_path: Path) -> None:
     long = "Write a function `big`. " + "x" * 1_000_000
     for writer, suffix in [(write_jsonl, ".jsonl"), (write_csv, ".csv")]:
-        table, _ = fetch_file(writer(tmp_path / f"long{suffix}", [{"instruction": long}, {"instruction": "short"}]))
+        table = fetch_file(writer(tmp_path / f"long{suffix}", [{"instruction": long}, {"instruction": "short"}])).table
         assert table.column("instruction")[0].as_py() == long
 
 
@@ -160,9 +164,10 @@ INVISIBLE_ONLY = ["\u200b", "\u200c\u200d", " \u2060\ufeff ", "\n\u200b\t", "\uf
 def test_instructions_of_only_invisible_characters_are_dropped_as_empty(tmp_path: Path, writer) -> None:
     suffix = {write_jsonl: ".jsonl", write_csv: ".csv", write_parquet: ".parquet"}[writer]
     rows = [{"instruction": text} for text in INVISIBLE_ONLY] + [{"instruction": "Write `z`.\u200b"}]
-    table, stats = fetch_file(writer(tmp_path / f"t{suffix}", rows))
+    fetched = fetch_file(writer(tmp_path / f"t{suffix}", rows))
+    table = fetched.table
     assert table.column("instruction").to_pylist() == ["Write `z`.\u200b"], "visible text keeps its characters"
-    assert (stats.empty_dropped, stats.tasks) == (len(INVISIBLE_ONLY), 1)
+    assert (fetched.empty_dropped, fetched.tasks) == (len(INVISIBLE_ONLY), 1)
 
 
 def test_a_file_of_only_invisible_instructions_has_no_tasks(tmp_path: Path) -> None:
@@ -177,9 +182,9 @@ def test_a_categorical_text_column_is_text(tmp_path: Path) -> None:
     frame = pd.DataFrame(rows).astype({"instruction": "category", "topic": "category"})
     frame.to_parquet(tmp_path / "categorical.parquet")
     assert pa.types.is_dictionary(pq.read_schema(tmp_path / "categorical.parquet").field("instruction").type)
-    table, stats = fetch_file(tmp_path / "categorical.parquet", keep_columns=["topic"])
-    plain, _ = fetch_file(write_parquet(tmp_path / "plain.parquet", rows), keep_columns=["topic"])
-    assert (stats.tasks, stats.duplicates_dropped) == (12_000, 13_000)
+    fetched = fetch_file(tmp_path / "categorical.parquet", keep_columns=["topic"])
+    table, plain = fetched.table, fetch_file(write_parquet(tmp_path / "plain.parquet", rows), keep_columns=["topic"]).table
+    assert (fetched.tasks, fetched.duplicates_dropped) == (12_000, 13_000)
     assert table.schema.field("topic").type == pa.string()
     assert table.select(["task_id", "instruction", "source_row", "topic"]).equals(
         plain.select(["task_id", "instruction", "source_row", "topic"]))
