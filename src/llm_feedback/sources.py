@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def task_ids(instructions: pa.Array) -> pa.Array:
     ]
     data = memoryview(instructions.buffers()[2] or b"")
     return pa.array(
-        [hashlib.sha256(data[start:end]).hexdigest()[:16] for start, end in zip(offsets[:-1], offsets[1:])],
+        [hashlib.sha256(data[start:end]).hexdigest()[:16] for start, end in pairwise(offsets)],
         pa.string(),
     )
 
@@ -242,7 +243,7 @@ def _decoded(batch: pa.RecordBatch) -> pa.RecordBatch:
 def _check_keep_columns(params: FetchParams) -> None:
     clash = RESERVED_COLUMNS.intersection(params.keep_columns) - {"instruction"}
     if clash or "instruction" in params.keep_columns:
-        name = sorted(clash)[0] if clash else "instruction"
+        name = min(clash) if clash else "instruction"
         raise ConfigError(f"params.yaml: fetch.keep_columns: '{name}' is a column the pipeline writes itself")
 
 

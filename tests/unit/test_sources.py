@@ -52,7 +52,7 @@ def test_file_formats_agree_and_drop_empty_and_duplicates(tmp_path: Path, writer
     assert table.column("id").to_pylist() == [1, 5]
     assert table.column("source_row").to_pylist() == [0, 4]
     assert table.column("source").to_pylist() == [f"file:tasks{suffix}"] * 2
-    expected_id = hashlib.sha256("Write a function `a`.".encode()).hexdigest()[:16]
+    expected_id = hashlib.sha256(b"Write a function `a`.").hexdigest()[:16]
     assert table.column("task_id")[0].as_py() == expected_id
     assert (fetched.rows_read, fetched.empty_dropped, fetched.duplicates_dropped, fetched.tasks) == (5, 2, 1, 2)
     assert fetched.line(output=Path("data/tasks.parquet")) == (
