@@ -1,7 +1,8 @@
 """The embedded annotation server: the real Argilla 2.8 server and UI on SQLite, managed from the pipeline.
 
-The server lives in its own virtualenv (its pins clash with the pipeline's), built from `annotation_server/` and its
-lock file, and runs detached on loopback with everything (database, credentials, log, venv) in one data folder.
+The server lives in its own virtualenv (its pins clash with the pipeline's), built from the `annotation_server` project
+and its lock file (shipped inside this package), and runs detached on loopback with everything (database,
+credentials, log, venv) in one data folder.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
+from importlib import resources
+from pathlib import Path, PurePosixPath
 
 import filelock
 import psutil
@@ -30,7 +33,9 @@ from llm_feedback.artifacts import atomic_path
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.secrets import register_secret
 
-PACKAGE_DIR = Path(__file__).resolve().parents[3] / "annotation_server"
+# The server's own project (pyproject.toml, lock, code), package data in a wheel as in a checkout; read through
+# importlib.resources only, so it is found wherever and however llm_feedback is installed.
+PROJECT = resources.files("llm_feedback") / "_annotation_server"
 OWNER = "owner"
 READY_PATH = "/api/v1/version"
 START_TIMEOUT_S = 180.0
@@ -185,13 +190,17 @@ def prepare_data_dir(server: EmbeddedServer) -> None:
 # the server's own virtualenv
 
 
+def project_files() -> list[str]:
+    """The files the server venv is built from, by their path in the project: the lock, pyproject.toml, the code."""
+    code = sorted(file.name for file in (PROJECT / "annotation_server").iterdir() if file.name.endswith(".py"))
+    return ["requirements.lock", "pyproject.toml", *(f"annotation_server/{name}" for name in code)]
+
+
 def package_fingerprint() -> str:
     """What the server venv is built from: reinstall when the lock or our package's code changes."""
     digest = hashlib.sha256()
-    files = [PACKAGE_DIR / "requirements.lock", PACKAGE_DIR / "pyproject.toml"]
-    files += sorted((PACKAGE_DIR / "annotation_server").glob("*.py"))
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for name in project_files():
+        digest.update(PurePosixPath(name).name.encode() + b"\0" + (PROJECT / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -206,11 +215,17 @@ def ensure_venv(server: EmbeddedServer) -> Path:
         _run([sys.executable, "-m", "venv", str(server.venv)], "create the server's virtualenv")
     for old in server.venv.glob(".installed-*"):
         old.unlink()
-    _run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--constraint", str(PACKAGE_DIR / "requirements.lock"), str(PACKAGE_DIR)],
-        "install the annotation server",
-    )
+    # pip builds a project where it lies: from a copy, the installed package (maybe read-only, maybe a zip) stays as is.
+    with tempfile.TemporaryDirectory(prefix="annotation-server-") as copy:
+        for name in project_files():
+            target = Path(copy, name)
+            target.parent.mkdir(exist_ok=True)
+            target.write_bytes((PROJECT / name).read_bytes())
+        _run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--constraint", str(Path(copy, "requirements.lock")), copy],
+            "install the annotation server",
+        )
     stamp.touch()
     return python
 
