@@ -75,6 +75,10 @@ def messages(instruction: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": instruction}]
 
 
+def request(instruction: str) -> Request:
+    return Request(model=MODEL, messages=messages(instruction), prompt=None, generation=GENERATION)
+
+
 def concurrency_of(variant: str) -> int:
     return 1 if variant == "sequential" else int(variant.rpartition("-")[2])
 
@@ -146,14 +150,14 @@ async def run_runner(url: str, count: int, concurrency: int) -> dict[str, Any]:
         backoff_initial_s=0.1, backoff_max_s=1.0,
     )
     todo = instructions(count)
-    requests = [Request(messages(instruction), None, GENERATION) for instruction in todo]
+    requests = [request(instruction) for instruction in todo]
     outcomes: dict[int, Outcome] = {}
 
     def on_done(index: int, outcome: Outcome) -> None:
         outcomes[index] = outcome
 
     try:
-        await backend.complete(Request(messages("warm-up"), None, GENERATION))
+        await backend.complete(request("warm-up"))
         cpu_before, start = cpu_seconds(), time.perf_counter()
         await run_requests(backend, requests, limits, on_done)
         seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_before
@@ -222,7 +226,7 @@ def spawn(variant: str, url: str, count: int) -> dict[str, Any]:
     ]
     # huggingface_hub refuses every URL, even loopback, when offline.
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant} run failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -286,8 +290,10 @@ def report(results: dict[str, dict[str, Any]], repeat: int) -> bool:
             of_ideal >= TARGET_OF_IDEAL,
         ),
         (
-            f"runner-{TARGET_CONCURRENCY} over the sequential loop: {vs_sequential:.1f}x"
-            f" (target >= {TARGET_VS_SEQUENTIAL:.0f}x)",
+            (
+                f"runner-{TARGET_CONCURRENCY} over the sequential loop: {vs_sequential:.1f}x"
+                f" (target >= {TARGET_VS_SEQUENTIAL:.0f}x)"
+            ),
             vs_sequential >= TARGET_VS_SEQUENTIAL,
         ),
     ]

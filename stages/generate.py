@@ -11,17 +11,17 @@ from llm_feedback.stage import run_stage
 
 def main() -> str:
     params = load_params()
-    prompts = read_table(params.paths.prompts, PROMPTS)
-    previous = read_previous(params.paths.generations, GENERATIONS)
-    table, summaries = generate(
-        prompts, params, params.paths.generation_cache, previous, partial(backend_for, run=params.generate)
+    result = generate(
+        prompts=read_table(params.paths.prompts, PROMPTS), params=params,
+        previous=read_previous(params.paths.generations, GENERATIONS),
+        make_backend=partial(backend_for, run=params.generate),
     )
-    write_table(table, params.paths.generations, GENERATIONS)
-    for summary in summaries:
+    write_table(result.table, params.paths.generations, GENERATIONS)
+    for summary in result.summaries:
         print(f"generate: {summary.line()}", flush=True)
-    for summary in summaries:
+    for summary in result.summaries:
         summary.check_error_budget(params.generate.max_error_rate)
-    return f"{table.num_rows} generations -> {params.paths.generations}"
+    return result.line(output=params.paths.generations)
 
 
 if __name__ == "__main__":

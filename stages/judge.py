@@ -22,20 +22,17 @@ def main() -> str:
         rubric = settings.rubric.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise InputError(f"{settings.rubric}: not found (judge.rubric)") from None
-    previous = read_previous(paths.judgments, JUDGMENTS)
-    result = run_judge(read_table(paths.tasks, TASKS), read_table(paths.generations, GENERATIONS), params, rubric,
-                       partial(backend_for, run=params.generate), previous)
+    result = run_judge(
+        tasks=read_table(paths.tasks, TASKS), generations=read_table(paths.generations, GENERATIONS), params=params,
+        rubric=rubric, make_backend=partial(backend_for, run=params.generate),
+        previous=read_previous(paths.judgments, JUDGMENTS),
+    )
     write_table(result.judgments, paths.judgments, JUDGMENTS)
     write_table(result.pairwise, paths.judge_pairwise, JUDGE_PAIRWISE)
-    scored = result.judgments.filter(result.judgments.column("score").is_valid())
-    unusable = result.judgments.num_rows - scored.num_rows
     for summary in result.summaries:
         print(f"judge: requests: {summary.line()}", flush=True)
         summary.check_error_budget(params.generate.max_error_rate)
-    line = f"{settings.model} scored {scored.num_rows} of {result.judgments.num_rows} answers ({unusable} unusable verdicts"
-    if result.pairwise.num_rows:
-        line += f"; {result.pairwise.num_rows} pairs compared in both orders"
-    return line + f") -> {paths.judgments}"
+    return result.line(output=paths.judgments)
 
 
 if __name__ == "__main__":

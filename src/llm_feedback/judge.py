@@ -1,7 +1,9 @@
 """judge: an LLM scores every answer with the annotators' own rubric, criterion by criterion, then the total.
 
-Requests go through the generate stage's machinery (concurrency, retries, request cache, resume), asking for JSON
-where the backend has a JSON or grammar mode. An answer that is not a usable verdict (no JSON, a missing or
+The judge builds its own requests (its prompt as the judge model takes it, greedy at judge.max_new_tokens whatever
+that model's own `generation:` says, and the JSON shape of the answer it wants, a verdict or a preference, where the
+backend has a JSON or grammar mode); `llm.batch` sends them with the same cache, concurrency, retries and resume as
+generate, and the judge reads the replies. An answer that is not a usable verdict (no JSON, a missing or
 out-of-range criterion, a total that does not add up, a refusal) is recorded as an error, never guessed. The optional
 pairwise mode asks which of two answers is better in both orders; a verdict counts only when both orders agree, so
 a judge's preference for the first (or second) position cancels out.
@@ -12,15 +14,18 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
-from llm_feedback.artifacts import GENERATIONS, JUDGE_PAIRWISE, JUDGMENTS, TASKS
-from llm_feedback.generation import BackendFactory, ModelSummary, generate
-from llm_feedback.params import FormatParams, GenerationParams, Params
-from llm_feedback.prompts import build_prompts
+from llm_feedback.artifacts import JUDGE_PAIRWISE, JUDGMENTS
+from llm_feedback.llm.base import Request
+from llm_feedback.llm.batch import Answer, BackendFactory, ModelSummary, ask
+from llm_feedback.llm.cache import CachedGeneration
+from llm_feedback.params import GenerationParams, JudgeParams, ModelSpec, Params
+from llm_feedback.prompts import conversation, load_tokenizer, render_prompts
 
 CRITERIA = {"comments_and_docstrings": (0, 1, 2), "test_example": (0, 1, 2), "runs_correctly": (0, 3)}
 VERDICT_SCHEMA = {
@@ -37,7 +42,9 @@ PAIRWISE_SCHEMA = {
     "properties": {"better": {"type": "string", "enum": ["A", "B", "tie"]}, "rationale": {"type": "string"}},
     "required": ["better", "rationale"],
 }
-SEPARATOR = "\x1f"  # joins (task, model...) into one request key; never in a task id or model name
+# What each kind of request asks for: ("score", task, model) a verdict, ("pair", task, first, second) a preference.
+SCHEMAS = {"score": VERDICT_SCHEMA, "pair": PAIRWISE_SCHEMA}
+Key = tuple[str, ...]
 
 
 def score_prompt(rubric: str, instruction: str, answer: str) -> str:
@@ -135,21 +142,39 @@ def _json_object(text: str | None) -> tuple[dict | None, str | None]:
     return None, f"no JSON object in the judge's answer: {snippet!r}" if snippet else "an empty answer"
 
 
+def judge_sampling(settings: JudgeParams) -> GenerationParams:
+    """Greedy, at the judge's own length: a model's own `generation:` settings are for its answers, not its verdicts
+    (a stop sequence meant for code could cut a verdict short)."""
+    return GenerationParams(max_new_tokens=settings.max_new_tokens, temperature=0.0, top_p=1.0, seed=0, stop=[])
+
+
 @dataclass(frozen=True)
-class JudgeRun:
+class Judged:
+    judge: str
     judgments: pa.Table
     pairwise: pa.Table
-    summaries: list[ModelSummary]
+    summaries: list[ModelSummary]  # the judge's requests
+
+    def line(self, *, output: Path) -> str:
+        scored = self.judgments.filter(self.judgments.column("score").is_valid()).num_rows
+        total = self.judgments.num_rows
+        line = f"{self.judge} scored {scored} of {total} answers ({total - scored} unusable verdicts"
+        if self.pairwise.num_rows:
+            line += f"; {self.pairwise.num_rows} pairs compared in both orders"
+        return f"{line}) -> {output}"
 
 
 def run_judge(
+    *,
     tasks: pa.Table,
     generations: pa.Table,
     params: Params,
     rubric: str,
     make_backend: BackendFactory,
-    previous: pa.Table | None = None,
-) -> JudgeRun:
+    previous: pa.Table | None,
+) -> Judged:
+    """Score every compared model's answer (and, in pairwise mode, compare each pair in both orders); `previous` is
+    the stage's earlier judgments artifact, whose raw answers count as cached."""
     settings = params.judge
     judge = settings.model
     assert judge is not None  # checked when params load
@@ -157,70 +182,73 @@ def run_judge(
     answers = {(t, m): r for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))
                if r is not None and m in params.compare and t in instructions}
 
-    requests: dict[str, str] = {}
+    prompts: dict[Key, str] = {}
     for (task_id, model), answer in answers.items():
-        requests[SEPARATOR.join(("score", task_id, model))] = score_prompt(rubric, instructions[task_id], answer)
+        prompts[("score", task_id, model)] = score_prompt(rubric, instructions[task_id], answer)
     if settings.pairwise:
         for task_id, instruction in instructions.items():
             present = [m for m in params.compare if (task_id, m) in answers]
             for a, b in itertools.combinations(present, 2):
                 for first, second in ((a, b), (b, a)):
-                    requests[SEPARATOR.join(("pair", task_id, first, second))] = pairwise_prompt(
+                    prompts[("pair", task_id, first, second)] = pairwise_prompt(
                         rubric, instruction, answers[(task_id, first)], answers[(task_id, second)])
-    texts, summaries = _ask(requests, params, make_backend, previous)
-
-    rows = []
-    for (task_id, model) in answers:
-        key = SEPARATOR.join(("score", task_id, model))
-        text, error, request_hash = texts[key]
-        verdict = parse_verdict(text) if error is None else Verdict(None, None, error)
-        rows.append({"task_id": task_id, "model": model, "judge": judge, "score": verdict.score,
-                     "rationale": verdict.rationale, "error": verdict.error, "answer": text,
-                     "request_hash": request_hash})
-    return JudgeRun(pa.Table.from_pylist(rows, schema=JUDGMENTS.schema), _pairwise(texts, answers, params.compare, judge),
-                    summaries)
+    batch = ask(
+        judge_requests(prompts, judge=judge, spec=params.models[judge], settings=settings), models=params.models,
+        settings=params.generate, cache_path=params.paths.judge_cache, make_backend=make_backend, label="judge",
+        earlier=_earlier(previous),
+    )
+    return Judged(judge, _judgments(batch.answers, answers, judge), _pairwise(batch.answers, answers, params.compare, judge),
+                  batch.summaries)
 
 
-def _ask(requests: dict[str, str], params: Params, make_backend: BackendFactory, previous: pa.Table | None):
-    """Send the judge prompts through generate(): key -> (text, transport error, request hash)."""
-    settings = params.judge
-    judge = settings.model
-    keys = list(requests)
-    prompt_tasks = TASKS.validate(pa.table({
-        "task_id": keys, "instruction": [requests[k] for k in keys],
-        "source": ["judge"] * len(keys), "source_row": list(range(len(keys))),
-    }), "judge prompts")
-    prompts, _ = build_prompts(prompt_tasks, params.models, [judge], FormatParams())
-    defaults = GenerationParams(max_new_tokens=settings.max_new_tokens, temperature=0.0, top_p=1.0, seed=0, stop=[])
-    judge_params = params.model_copy(update={"compare": [judge], "generation": defaults})
-    table, summaries = generate(prompts, judge_params, params.paths.judge_cache, _as_generations(previous),
-                                make_backend, json_schema=VERDICT_SCHEMA if settings.json_mode else None)
-    return {k: (r, e, h) for k, r, e, h in zip(*(table.column(c).to_pylist() for c in
-                                                  ("task_id", "response", "error", "request_hash")))}, summaries
+def judge_requests(prompts: Mapping[Key, str], *, judge: str, spec: ModelSpec, settings: JudgeParams) -> dict[Key, Request]:
+    """Each prompt as the judge model takes it (chat messages, or its chat template rendered for a raw-text backend),
+    at the judge's sampling, asking for the JSON shape of its kind of answer."""
+    keys = list(prompts)
+    system = spec.system_prompt
+    if spec.needs_prompt:
+        texts = pa.array([prompts[k] for k in keys], pa.string())
+        rendered = render_prompts(load_tokenizer(judge, spec), system, texts).prompts.to_pylist()
+    else:
+        rendered = [None] * len(keys)
+    sampling = judge_sampling(settings)
+    return {
+        key: Request(model=judge, messages=conversation(system, prompts[key]), prompt=prompt, generation=sampling,
+                     json_schema=SCHEMAS[key[0]] if settings.json_mode else None)
+        for key, prompt in zip(keys, rendered)
+    }
 
 
-def _as_generations(previous: pa.Table | None) -> pa.Table | None:
-    """An earlier judgments artifact as generate's cache seed: its raw answers by request hash."""
+def _earlier(previous: pa.Table | None) -> list[tuple[str, CachedGeneration]]:
+    """An earlier judgments artifact's raw answers, by request hash."""
     if previous is None:
-        return None
-    rows = [{"task_id": r["task_id"], "model": r["judge"], "response": r["answer"], "finish_reason": None,
-             "prompt_tokens": None, "completion_tokens": None, "latency_s": None, "attempts": 1,
-             "error": None if r["answer"] is not None else r["error"], "request_hash": r["request_hash"]}
-            for r in previous.to_pylist()]
-    return pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
+        return []
+    return [(r["request_hash"], CachedGeneration(r["answer"], None, None, None, 0.0, 1))
+            for r in previous.select(["request_hash", "answer"]).to_pylist() if r["answer"] is not None]
 
 
-def _pairwise(texts: dict, answers: dict, compare: Sequence[str], judge: str) -> pa.Table:
+def _judgments(replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], str], judge: str) -> pa.Table:
+    rows = []
+    for task_id, model in answers:
+        reply = replies[("score", task_id, model)]
+        verdict = parse_verdict(reply.text) if reply.error is None else Verdict(None, None, reply.error)
+        rows.append({"task_id": task_id, "model": model, "judge": judge, "score": verdict.score,
+                     "rationale": verdict.rationale, "error": verdict.error, "answer": reply.text,
+                     "request_hash": reply.request_hash})
+    return pa.Table.from_pylist(rows, schema=JUDGMENTS.schema)
+
+
+def _pairwise(replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], str], compare: Sequence[str],
+              judge: str) -> pa.Table:
     rows = []
     tasks = sorted({t for t, _ in answers})
     for task_id in tasks:
         present = [m for m in compare if (task_id, m) in answers]
         for a, b in itertools.combinations(present, 2):
-            ab, ba = (SEPARATOR.join(("pair", task_id, x, y)) for x, y in ((a, b), (b, a)))
-            if ab not in texts:
+            if ("pair", task_id, a, b) not in replies:
                 continue
-            first, error_ab = _preference(texts[ab], a, b)
-            second, error_ba = _preference(texts[ba], b, a)
+            first, error_ab = _preference(replies[("pair", task_id, a, b)], a, b)
+            second, error_ba = _preference(replies[("pair", task_id, b, a)], b, a)
             error = error_ab or error_ba
             verdict = None if error else (first if first == second else "tie")
             rows.append({"task_id": task_id, "model_a": a, "model_b": b, "judge": judge, "a_first": first,
@@ -228,12 +256,11 @@ def _pairwise(texts: dict, answers: dict, compare: Sequence[str], judge: str) ->
     return pa.Table.from_pylist(rows, schema=JUDGE_PAIRWISE.schema)
 
 
-def _preference(entry: tuple, first: str, second: str) -> tuple[str | None, str | None]:
+def _preference(reply: Answer, first: str, second: str) -> tuple[str | None, str | None]:
     """The preferred model's name (or "tie") from one order's answer."""
-    text, error, _ = entry
-    if error is not None:
-        return None, error
-    better, problem = parse_preference(text)
+    if reply.error is not None:
+        return None, reply.error
+    better, problem = parse_preference(reply.text)
     if better is None:
         return None, problem
     return {"A": first, "B": second, "tie": "tie"}[better], None

@@ -112,7 +112,7 @@ def load_tokenizer(name: str, spec: ModelSpec) -> Any:
     source = spec.tokenizer or spec.model
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, token=os.environ.get("HF_TOKEN") or None)
-    except Exception as e:  # transformers raises OSError, ValueError, HTTP and JSON errors alike
+    except Exception as e:  # noqa: BLE001 (transformers raises OSError, ValueError, HTTP and JSON errors alike)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if constants.HF_HUB_OFFLINE:
             reason = "HF_HUB_OFFLINE is set and it is not in the local cache"
@@ -146,11 +146,12 @@ def render_prompts(tokenizer: Any, system: str | None, instructions: pa.Array) -
     texts: list[str] = []
     for start in range(0, len(instructions), RENDER_BATCH):
         chunk = instructions.slice(start, RENDER_BATCH).to_pylist()
-        texts.extend(_render(tokenizer, [_conversation(system, text) for text in chunk]))
+        texts.extend(_render(tokenizer, [conversation(system, text) for text in chunk]))
     return Rendered(pa.array(texts, pa.string()), fast_path=False)
 
 
-def _conversation(system: str | None, instruction: str) -> list[dict[str, str]]:
+def conversation(system: str | None, instruction: str) -> list[dict[str, str]]:
+    """One instruction as chat messages, as every chat API and chat template takes them."""
     user = {"role": "user", "content": instruction}
     return [{"role": "system", "content": system}, user] if system is not None else [user]
 
@@ -161,7 +162,7 @@ def _render(tokenizer: Any, conversations: list[list[dict[str, str]]]) -> list[s
 
 def _template_frame(tokenizer: Any, system: str | None) -> tuple[str, str] | None:
     frames = set()
-    for probe, text in zip(PROBES, _render(tokenizer, [_conversation(system, p) for p in PROBES])):
+    for probe, text in zip(PROBES, _render(tokenizer, [conversation(system, p) for p in PROBES])):
         if text.count(probe) != 1:
             return None
         prefix, suffix = text.split(probe)
@@ -177,5 +178,5 @@ def _agrees_with_template(tokenizer: Any, system: str | None, instructions: pa.A
     rows = set(np.random.default_rng(0).choice(n, size=min(n, VERIFY_ROWS), replace=False).tolist())
     rows.add(int(pc.index(pc.utf8_length(instructions), pc.max(pc.utf8_length(instructions))).as_py()))
     picked = sorted(rows)
-    expected = _render(tokenizer, [_conversation(system, instructions[i].as_py()) for i in picked])
+    expected = _render(tokenizer, [conversation(system, instructions[i].as_py()) for i in picked])
     return all(fast[i].as_py() == text for i, text in zip(picked, expected))

@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub import AsyncInferenceClient
 
 from llm_feedback.errors import ConfigError
-from llm_feedback.generation import generate
+from llm_feedback.generation import Generations, generate
 from llm_feedback.llm.factory import backend_for
 from llm_feedback.llm.hf_backend import HFBackend
 from llm_feedback.params import FetchParams, Params
@@ -57,26 +57,26 @@ def openai_model(server: FakeLLMServer, **extra: object) -> dict:
 
 
 def prompts_for(params: Params, limit: int = 6, marker: dict[int, str] | None = None) -> pa.Table:
-    tasks, _ = fetch_tasks(FetchParams(path=PROJECT_ROOT / "data/sample/tasks.yaml", limit=limit))
+    tasks = fetch_tasks(FetchParams(path=PROJECT_ROOT / "data/sample/tasks.yaml", limit=limit)).table
     if marker:
         texts = tasks.column("instruction").to_pylist()
         for row, text in marker.items():
             texts[row] = f"{texts[row]} {text}"
         tasks = tasks.set_column(1, "instruction", pa.array(texts, pa.string()))
-    prompts, _ = build_prompts(tasks, params.models, params.compare, params.format)
+    prompts = build_prompts(tasks, models=params.models, compare=params.compare, params=params.format).prompts
     return prompts
 
 
-def run(params: Params, prompts: pa.Table, previous: pa.Table | None = None, factory=None):
+def run(params: Params, prompts: pa.Table, previous: pa.Table | None = None, factory=None) -> Generations:
     factory = factory or partial(backend_for, run=params.generate)
-    return generate(prompts, params, params.paths.generation_cache, previous, factory)
+    return generate(prompts=prompts, params=params, previous=previous, make_backend=factory)
 
 
 def test_openai_backend_answers_every_row_and_records_usage(tmp_path: Path, server: FakeLLMServer) -> None:
     params = make_params(tmp_path, {"a": openai_model(server), "b": openai_model(server, model="other")})
     prompts = prompts_for(params)
-    table, summaries = run(params, prompts)
-    rows = table.to_pylist()
+    result = run(params, prompts)
+    rows = result.table.to_pylist()
     assert [r["model"] for r in rows] == ["a"] * 6 + ["b"] * 6
     instruction = prompts.column("messages")[0].as_py()[-1]["content"]
     assert rows[0]["response"] == canned_answer("served-model", instruction)
@@ -86,19 +86,19 @@ def test_openai_backend_answers_every_row_and_records_usage(tmp_path: Path, serv
     assert server.count(CHAT_PATH) == 12
     body = server.requests[0]["body"]
     assert (body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (64, 0.0, 1.0, 0)
-    assert [s.ok for s in summaries] == [6, 6]
+    assert [s.ok for s in result.summaries] == [6, 6]
 
 
 def test_transient_faults_are_retried_and_counted(tmp_path: Path, server: FakeLLMServer) -> None:
     server.script = ["429", "500", "drop", "slow"]
     params = make_params(tmp_path, {"a": openai_model(server)}, generate={"concurrency": 1, "timeout_s": 0.5})
-    table, summaries = run(params, prompts_for(params, limit=3))
-    rows = table.to_pylist()
+    result = run(params, prompts_for(params, limit=3))
+    rows = result.table.to_pylist()
     assert all(r["response"] for r in rows)
     assert sum(r["attempts"] for r in rows) == 7  # each fault cost one extra attempt, whichever request met it
     assert server.count(CHAT_PATH) == 3
     assert server.count(CHAT_PATH, fault=None) == 7
-    assert summaries[0].failed == 0
+    assert result.summaries[0].failed == 0
 
 
 def test_retry_after_is_honoured_up_to_backoff_max_s(tmp_path: Path, server: FakeLLMServer) -> None:
@@ -106,7 +106,7 @@ def test_retry_after_is_honoured_up_to_backoff_max_s(tmp_path: Path, server: Fak
     server.script = ["429"]
     params = make_params(tmp_path, {"a": openai_model(server)}, generate={"backoff_max_s": 1.0})
     started = time.monotonic()
-    table, _ = run(params, prompts_for(params, limit=1))
+    table = run(params, prompts_for(params, limit=1)).table
     assert time.monotonic() - started >= 0.6
     assert table.column("attempts").to_pylist() == [2]
 
@@ -114,19 +114,19 @@ def test_retry_after_is_honoured_up_to_backoff_max_s(tmp_path: Path, server: Fak
 def test_client_errors_are_not_retried_and_the_run_goes_on(tmp_path: Path, server: FakeLLMServer) -> None:
     server.fail_marker = {"BAD400": "400"}
     params = make_params(tmp_path, {"a": openai_model(server)})
-    table, summaries = run(params, prompts_for(params, limit=4, marker={1: "BAD400"}))
-    rows = table.to_pylist()
+    result = run(params, prompts_for(params, limit=4, marker={1: "BAD400"}))
+    rows = result.table.to_pylist()
     assert rows[1]["response"] is None and rows[1]["attempts"] == 1
     assert rows[1]["error"].startswith("HTTP 400: ")
     assert [r["response"] is not None for r in rows] == [True, False, True, True]
-    assert (summaries[0].failed, summaries[0].error_rate) == (1, 0.25)
+    assert (result.summaries[0].failed, result.summaries[0].error_rate) == (1, 0.25)
     assert server.count(CHAT_PATH, fault="400") == 1
 
 
 def test_retries_give_up_after_max_attempts(tmp_path: Path, server: FakeLLMServer) -> None:
     server.fail_marker = {"ALWAYS500": "500"}
     params = make_params(tmp_path, {"a": openai_model(server)}, generate={"max_attempts": 3})
-    table, _ = run(params, prompts_for(params, limit=2, marker={0: "ALWAYS500"}))
+    table = run(params, prompts_for(params, limit=2, marker={0: "ALWAYS500"})).table
     row = table.to_pylist()[0]
     assert row["attempts"] == 3 and row["error"].endswith("(after 3 attempts)")
     assert server.count(CHAT_PATH, fault="500") == 3
@@ -154,11 +154,11 @@ def test_requests_per_minute_paces_requests(tmp_path: Path, server: FakeLLMServe
 def test_rerun_sends_nothing_and_rebuilds_the_same_bytes(tmp_path: Path, server: FakeLLMServer) -> None:
     params = make_params(tmp_path, {"a": openai_model(server)})
     prompts = prompts_for(params)
-    first, _ = run(params, prompts)
-    second, summaries = run(params, prompts)
+    first = run(params, prompts).table
+    second = run(params, prompts)
     assert server.count(CHAT_PATH) == 6
-    assert second.equals(first)
-    assert summaries[0].cached == 6
+    assert second.table.equals(first)
+    assert second.summaries[0].cached == 6
     changed = make_params(tmp_path, {"a": openai_model(server)}, generation={"max_new_tokens": 32})
     run(changed, prompts)
     assert server.count(CHAT_PATH) == 12  # a generation param is part of the request's identity
@@ -167,9 +167,9 @@ def test_rerun_sends_nothing_and_rebuilds_the_same_bytes(tmp_path: Path, server:
 def test_previous_artifact_counts_as_a_cache(tmp_path: Path, server: FakeLLMServer) -> None:
     params = make_params(tmp_path, {"a": openai_model(server)})
     prompts = prompts_for(params)
-    first, _ = run(params, prompts)
+    first = run(params, prompts).table
     fresh = make_params(tmp_path / "elsewhere", {"a": openai_model(server)})
-    again, _ = run(fresh, prompts, previous=first)
+    again = run(fresh, prompts, previous=first).table
     assert server.count(CHAT_PATH) == 6
     assert again.equals(first)
 
@@ -181,7 +181,7 @@ def test_hf_text_generation_on_a_dedicated_endpoint(
     spec = {"backend": "hf", "endpoint_url": server.url, "tokenizer": str(tiny_tokenizer)}
     params = make_params(tmp_path, {"tgi": spec}, generate={"concurrency": 1}, generation={"stop": ["def "]})
     prompts = prompts_for(params, limit=2)
-    table, _ = run(params, prompts)
+    table = run(params, prompts).table
     rows = table.to_pylist()
     bodies = [r["body"] for r in server.requests]
     assert {b["inputs"] for b in bodies} == set(prompts.column("prompt").to_pylist())
@@ -202,7 +202,7 @@ def test_hf_chat_completion(tmp_path: Path, server: FakeLLMServer, hub_reachable
         return HFBackend(spec, params.generate.timeout_s, client=client)
 
     prompts = prompts_for(params, limit=2)
-    table, _ = run(params, prompts, factory=factory)
+    table = run(params, prompts, factory=factory).table
     rows = table.to_pylist()
     instruction = prompts.column("messages")[0].as_py()[-1]["content"]
     assert rows[0]["response"] == canned_answer("org/model", instruction)
@@ -218,16 +218,17 @@ def test_transformers_backend_generates_in_batches(tmp_path: Path, tiny_tokenize
         generation={"max_new_tokens": 8},
     )
     prompts = prompts_for(params, limit=6)
-    table, summaries = run(params, prompts)
-    rows = table.to_pylist()
+    result = run(params, prompts)
+    rows = result.table.to_pylist()
     assert all(r["error"] is None and isinstance(r["response"], str) for r in rows)
     assert all(r["completion_tokens"] <= 8 and r["prompt_tokens"] > 10 for r in rows)
     assert {r["finish_reason"] for r in rows} <= {"stop", "length"}
-    again, _ = run(make_params(tmp_path / "fresh", params.models and {"local": {"backend": "transformers", "model": str(model)}},
-                               generate={"batch_size": 1}, generation={"max_new_tokens": 8}), prompts)
+    alone = make_params(tmp_path / "fresh", {"local": {"backend": "transformers", "model": str(model)}},
+                        generate={"batch_size": 1}, generation={"max_new_tokens": 8})
+    again = run(alone, prompts).table
     # Greedy decoding gives the same text whether a prompt was batched with others (left-padded) or alone.
-    assert again.column("response").to_pylist() == table.column("response").to_pylist()
-    assert summaries[0].ok == 6
+    assert again.column("response").to_pylist() == result.table.column("response").to_pylist()
+    assert result.summaries[0].ok == 6
 
 
 def test_a_model_that_cannot_load_stops_the_run_with_one_line(tmp_path: Path, tiny_tokenizer: Path) -> None:
@@ -272,10 +273,10 @@ def test_malformed_replies_become_row_errors_and_a_rerun_asks_only_for_them(
 ) -> None:
     params = make_params(tmp_path, {"a": openai_model(server)})
     prompts = prompts_for(params, limit=7, marker=with_malformed_replies(server))
-    table, summaries = run(params, prompts)
-    assert_malformed_rows(table, MALFORMED_FIELDS["openai"])
-    assert summaries[0].failed == 5 and server.count(CHAT_PATH, fault=None) == 7
-    again, _ = run(params, prompts)  # the malformed ones are asked again (and are malformed again), nothing crashes
+    result = run(params, prompts)
+    assert_malformed_rows(result.table, MALFORMED_FIELDS["openai"])
+    assert result.summaries[0].failed == 5 and server.count(CHAT_PATH, fault=None) == 7
+    again = run(params, prompts).table  # the malformed ones are asked again (and are malformed again), nothing crashes
     assert_malformed_rows(again, MALFORMED_FIELDS["openai"])
     assert server.count(CHAT_PATH, fault=None) == 12
 
@@ -285,9 +286,9 @@ def test_malformed_tgi_replies_become_row_errors(
 ) -> None:
     spec = {"backend": "hf", "endpoint_url": server.url, "tokenizer": str(tiny_tokenizer)}
     params = make_params(tmp_path, {"tgi": spec})
-    table, summaries = run(params, prompts_for(params, limit=7, marker=with_malformed_replies(server)))
-    assert_malformed_rows(table, MALFORMED_FIELDS["tgi"])
-    assert summaries[0].failed == 5
+    result = run(params, prompts_for(params, limit=7, marker=with_malformed_replies(server)))
+    assert_malformed_rows(result.table, MALFORMED_FIELDS["tgi"])
+    assert result.summaries[0].failed == 5
 
 
 def test_malformed_hf_chat_replies_become_row_errors(
@@ -298,7 +299,7 @@ def test_malformed_hf_chat_replies_become_row_errors(
     def factory(name: str, spec) -> HFBackend:
         return HFBackend(spec, params.generate.timeout_s, client=AsyncInferenceClient(base_url=f"{server.url}/v1"))
 
-    table, _ = run(params, prompts_for(params, limit=7, marker=with_malformed_replies(server)), factory=factory)
+    table = run(params, prompts_for(params, limit=7, marker=with_malformed_replies(server)), factory=factory).table
     assert_malformed_rows(table, MALFORMED_FIELDS["openai"])
 
 
@@ -309,7 +310,7 @@ def test_a_huge_retry_after_waits_at_most_backoff_max_s_and_the_row_names_the_ca
     server.fail_marker = {"REFUSED": "429"}
     params = make_params(tmp_path, {"a": openai_model(server)}, generate={"max_attempts": 3, "backoff_max_s": 0.2})
     started = time.monotonic()
-    table, _ = run(params, prompts_for(params, limit=2, marker={0: "REFUSED"}))
+    table = run(params, prompts_for(params, limit=2, marker={0: "REFUSED"})).table
     assert time.monotonic() - started < 5
     refused, answered = table.to_pylist()
     assert refused["attempts"] == 3 and server.count(CHAT_PATH, fault="429") == 3
@@ -326,23 +327,23 @@ def test_a_token_a_tgi_server_echoes_is_recorded_scrubbed(
     server.script = ["401"]
     spec = {"backend": "hf", "endpoint_url": server.url, "tokenizer": str(tiny_tokenizer)}
     params = make_params(tmp_path, {"tgi": spec}, generate={"concurrency": 1})
-    table, summaries = run(params, prompts_for(params, limit=2))
+    result = run(params, prompts_for(params, limit=2))
     assert server.requests[0]["headers"]["authorization"] == f"Bearer {token}"
-    error = table.column("error")[0].as_py()
+    error = result.table.column("error")[0].as_py()
     assert error == "HTTP 401: Unauthorized: Bearer [redacted] (after 1 attempt)"
-    assert summaries[0].first_error == error
+    assert result.summaries[0].first_error == error
 
 
 def test_an_empty_answer_kept_by_an_earlier_version_is_asked_again(tmp_path: Path, server: FakeLLMServer) -> None:
     params = make_params(tmp_path, {"a": openai_model(server)})
     prompts = prompts_for(params, limit=3)
-    first, _ = run(params, prompts)
+    first = run(params, prompts).table
     with sqlite3.connect(params.paths.generation_cache) as db:  # in the cache
         db.execute("UPDATE generations SET response = ' \n' WHERE request_hash = ?", (first["request_hash"][0].as_py(),))
-    again, _ = run(params, prompts)
+    again = run(params, prompts).table
     responses = first.column("response").to_pylist()
     assert server.count(CHAT_PATH) == 4 and again.column("response").to_pylist() == responses
     earlier = first.set_column(first.schema.get_field_index("response"), "response", pa.array(["", *responses[1:]]))
     fresh = make_params(tmp_path / "elsewhere", {"a": openai_model(server)})
-    from_artifact, _ = run(fresh, prompts, previous=earlier)  # in the artifact
+    from_artifact = run(fresh, prompts, previous=earlier).table  # in the artifact
     assert server.count(CHAT_PATH) == 5 and from_artifact.column("response").to_pylist() == responses

@@ -45,9 +45,9 @@ def project(folder: Path, server: FakeLLMServer, limit: int, generate: dict | No
     }
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     loaded = load_params(folder / "params.yaml")
-    tasks, _ = fetch_tasks(loaded.fetch)
+    tasks = fetch_tasks(loaded.fetch).table
     write_table(tasks, folder / loaded.paths.tasks, TASKS)
-    prompts, _ = build_prompts(tasks, loaded.models, loaded.compare, loaded.format)
+    prompts = build_prompts(tasks, models=loaded.models, compare=loaded.compare, params=loaded.format).prompts
     write_table(prompts, folder / loaded.paths.prompts, PROMPTS)
     return folder
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from llm_feedback.artifacts import GENERATIONS, TASKS, write_table
+from llm_feedback.judge import PAIRWISE_SCHEMA, VERDICT_SCHEMA
 from tests.conftest import PROJECT_ROOT
 from tests.llm_server import CHAT_PATH, FakeLLMServer
 
@@ -50,10 +51,13 @@ def server() -> Iterator[FakeLLMServer]:
         yield running
 
 
-def project(folder: Path, server: FakeLLMServer, generate: dict | None = None, **judge) -> Path:
+def project(folder: Path, server: FakeLLMServer, generate: dict | None = None, judge_model: dict | None = None,
+            **judge) -> Path:
+    """A folder with tasks, two models' answers and params.yaml; `judge_model` replaces the judge's model entry."""
+    models = {name: {"backend": "openai", "model": name, "base_url": f"{server.url}/v1"}
+              for name in ("good", "bad", "judge-llm")}
     params = {
-        "models": {name: {"backend": "openai", "model": name, "base_url": f"{server.url}/v1"}
-                   for name in ("good", "bad", "judge-llm")},
+        "models": {**models, "judge-llm": judge_model or models["judge-llm"]},
         "compare": ["good", "bad"],
         "judge": {"enabled": True, "model": "judge-llm", "rubric": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
                   **judge},
@@ -73,8 +77,10 @@ def project(folder: Path, server: FakeLLMServer, generate: dict | None = None, *
 
 
 def run_judge(folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stages.judge"], cwd=folder, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=300, check=False)
+    # huggingface_hub refuses even loopback URLs when offline; the fake server is all these tests reach.
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "0"}
+    return subprocess.run([sys.executable, "-m", "stages.judge"], cwd=folder, capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
 
 
 def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(tmp_path: Path, server: FakeLLMServer) -> None:
@@ -83,6 +89,7 @@ def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(tmp_
     first = run_judge(folder)
     assert first.returncode == 0, first.stderr
     assert "judge: judge-llm scored 6 of 8 answers (2 unusable verdicts) -> data/judgments.parquet" in first.stdout
+    assert "judge: judge-llm: 8/8 (100%), 0 failed" in first.stderr and "generate" not in first.stderr  # progress
     assert server.count(CHAT_PATH) == 8
     bodies = [r["body"] for r in server.requests if r["path"] == CHAT_PATH]
     assert all(b["response_format"] == {"type": "json_object"} and b["temperature"] == 0 for b in bodies)
@@ -133,6 +140,36 @@ def test_pairwise_asks_both_orders_and_a_first_position_bias_cancels(tmp_path: P
     assert fair.returncode == 0, fair.stderr
     pairs = pq.read_table(tmp_path / "fair/data/judge_pairwise.parquet").to_pylist()
     assert [(p["a_first"], p["b_first"], p["verdict"]) for p in pairs] == [("good", "good", "good")] * 4
+
+
+def test_pairwise_requests_ask_for_the_pairwise_shape_and_score_requests_for_the_verdict(
+    tmp_path: Path, server: FakeLLMServer, tiny_tokenizer: Path
+) -> None:
+    """On a TGI endpoint the schema is a grammar the judge cannot leave: the wrong one forces the wrong JSON."""
+    tgi = {"backend": "hf", "endpoint_url": server.url, "tokenizer": str(tiny_tokenizer)}
+    result = run_judge(project(tmp_path, server, judge_model=tgi, pairwise=True))
+    assert result.returncode == 0, result.stderr
+    bodies = [r["body"] for r in server.requests if r["path"] == "/"]
+    pairwise = [b for b in bodies if "<answer_A>" in b["inputs"]]
+    scores = [b for b in bodies if "<answer_A>" not in b["inputs"]]
+    assert (len(pairwise), len(scores)) == (8, 8)
+    assert [b["parameters"]["grammar"] for b in pairwise] == [{"type": "json", "value": PAIRWISE_SCHEMA}] * 8
+    assert [b["parameters"]["grammar"] for b in scores] == [{"type": "json", "value": VERDICT_SCHEMA}] * 8
+
+
+def test_the_judge_samples_greedily_whatever_its_models_own_generation_settings(
+    tmp_path: Path, server: FakeLLMServer
+) -> None:
+    server.answer = judge_answer(prefer_first=False)
+    judge_model = {"backend": "openai", "model": "judge-llm", "base_url": f"{server.url}/v1",
+                   "generation": {"temperature": 0.7, "max_new_tokens": 64, "top_p": 0.9, "seed": 5, "stop": ["}"]}}
+    result = run_judge(project(tmp_path, server, judge_model=judge_model, pairwise=True, max_new_tokens=300))
+    assert result.returncode == 0, result.stderr
+    bodies = [r["body"] for r in server.requests if r["path"] == CHAT_PATH]
+    assert len(bodies) == 16
+    sampling = [(b["temperature"], b["max_tokens"], b["top_p"], b["seed"], b["stop"]) for b in bodies]
+    assert sampling == [(0, 300, 1.0, 0, None)] * 16  # judge.max_new_tokens, greedy, no stop sequence
+    assert "judge: judge-llm scored 6 of 8 answers" in result.stdout  # no stop sequence cut a verdict short
 
 
 def test_switched_off_it_writes_empty_artifacts(tmp_path: Path, server: FakeLLMServer) -> None:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
 from tenacity import RetryCallState
 
-from llm_feedback.generation import endpoint_identity, request_hash
 from llm_feedback.llm.base import Request, TransientError, cut_at_stop, parse_retry_after
+from llm_feedback.llm.batch import endpoint_identity, request_hash
 from llm_feedback.llm.runner import Limits, server_aware_wait
 from llm_feedback.params import GenerationOverrides, GenerationParams, ModelSpec
 
@@ -24,17 +25,27 @@ def test_overrides_take_only_what_the_model_sets() -> None:
     assert (merged.max_new_tokens, merged.temperature, merged.seed) == (512, 0.0, None)
 
 
+def request(messages: list[dict[str, str]] = MESSAGES, prompt: str | None = None, **generation) -> Request:
+    return Request(model="a", messages=messages, prompt=prompt, generation=GenerationParams(**generation))
+
+
 def test_request_hash_depends_on_what_determines_the_answer_only() -> None:
-    gen = GenerationParams()
-    base = request_hash(api(), Request(MESSAGES, None, gen))
-    assert base == request_hash(api(api_key_env="OTHER_KEY", concurrency=64), Request(MESSAGES, None, gen))
-    assert base == request_hash(api(base_url="http://127.0.0.1:8000/v1/?api-version=2"), Request(MESSAGES, None, gen))
-    assert base != request_hash(api(), Request(MESSAGES, None, gen.model_copy(update={"temperature": 0.7})))
-    assert base != request_hash(api(model="m2"), Request(MESSAGES, None, gen))
-    assert base != request_hash(api(base_url="http://127.0.0.1:8001/v1"), Request(MESSAGES, None, gen))
-    assert base != request_hash(api(), Request([{"role": "user", "content": "Write `g`."}], None, gen))
+    base = request_hash(api(), request())
+    assert base == request_hash(api(api_key_env="OTHER_KEY", concurrency=64), request())
+    assert base == request_hash(api(base_url="http://127.0.0.1:8000/v1/?api-version=2"), request())
+    assert base == request_hash(api(), dataclasses.replace(request(), model="another-name-for-the-same-model"))
+    assert base != request_hash(api(), request(temperature=0.7))
+    assert base != request_hash(api(model="m2"), request())
+    assert base != request_hash(api(base_url="http://127.0.0.1:8001/v1"), request())
+    assert base != request_hash(api(), request([{"role": "user", "content": "Write `g`."}]))
+    assert base != request_hash(api(), dataclasses.replace(request(), json_schema={"type": "object"}))
     local = ModelSpec(backend="transformers", model="m")
-    assert request_hash(local, Request(MESSAGES, "<s>a", gen)) != request_hash(local, Request(MESSAGES, "<s>b", gen))
+    assert request_hash(local, request(prompt="<s>a")) != request_hash(local, request(prompt="<s>b"))
+
+
+def test_request_hash_is_stable() -> None:
+    """Cached and shipped answers are found by these hashes: a change would pay for every request again."""
+    assert request_hash(api(), request()) == "8f700255b520d9458a066743f8db40e80a32dc2e9620d76d98ad3e74a2a37b35"
 
 
 def test_endpoint_identity_drops_the_query_string() -> None:
@@ -59,7 +70,8 @@ def test_retry_after_parsing() -> None:
 
 
 def test_wait_is_exponential_never_shorter_than_retry_after_and_never_longer_than_backoff_max_s() -> None:
-    wait = server_aware_wait(Limits(4, None, 1.0, 5, backoff_initial_s=0.1, backoff_max_s=10.0))
+    wait = server_aware_wait(Limits(concurrency=4, requests_per_minute=None, timeout_s=1.0, max_attempts=5,
+                                       backoff_initial_s=0.1, backoff_max_s=10.0))
 
     def state(attempt: int, error: Exception) -> RetryCallState:
         return SimpleNamespace(attempt_number=attempt, outcome=SimpleNamespace(exception=lambda: error))  # type: ignore[return-value]

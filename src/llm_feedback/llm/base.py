@@ -8,10 +8,12 @@ from typing import Protocol
 from llm_feedback.params import GenerationParams
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Request:
-    """What a backend needs: chat messages for chat APIs, the templated prompt for raw-text backends."""
+    """One request, complete: the model (a name under models:), chat messages for chat APIs, the templated prompt
+    for raw-text backends, its own sampling settings, and the JSON shape to ask for, if any."""
 
+    model: str
     messages: list[dict[str, str]]
     prompt: str | None
     generation: GenerationParams

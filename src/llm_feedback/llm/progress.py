@@ -1,4 +1,5 @@
-"""Progress for long generation runs: a tqdm bar per model on a terminal, plain periodic lines in logs and CI."""
+"""Progress for long runs of requests: a tqdm bar per model on a terminal, plain periodic lines in logs and CI, each
+labelled by the stage that runs them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from tqdm import tqdm
 
 
 class Progress:
-    def __init__(self, totals: dict[str, int], every_s: float, stream: TextIO | None = None) -> None:
+    def __init__(self, totals: dict[str, int], every_s: float, *, label: str, stream: TextIO | None = None) -> None:
         self._stream = stream or sys.stderr
+        self._label = label
         self._totals = totals
         self._done = dict.fromkeys(totals, 0)
         self._failed = dict.fromkeys(totals, 0)
@@ -22,7 +24,8 @@ class Progress:
         if self._stream.isatty():
             width = max(map(len, totals), default=0)
             self._bars = {
-                name: tqdm(total=total, desc=name.ljust(width), unit="req", position=i, file=self._stream, leave=True)
+                name: tqdm(total=total, desc=f"{label}: {name.ljust(width)}", unit="req", position=i, file=self._stream,
+                           leave=True)
                 for i, (name, total) in enumerate(totals.items())
             }
 
@@ -49,7 +52,7 @@ class Progress:
             done = self._done[model]
             percent = 100 * done / total if total else 100
             print(
-                f"generate: {model}: {done}/{total} ({percent:.0f}%), {self._failed[model]} failed, "
+                f"{self._label}: {model}: {done}/{total} ({percent:.0f}%), {self._failed[model]} failed, "
                 f"{done / elapsed:.1f} req/s",
                 file=self._stream,
                 flush=True,

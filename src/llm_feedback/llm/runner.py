@@ -18,7 +18,7 @@ from llm_feedback.llm.base import Backend, Completion, PermanentError, Request, 
 from llm_feedback.secrets import scrub
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Limits:
     concurrency: int
     requests_per_minute: float | None
