@@ -1,5 +1,5 @@
 """`llm.batch.ask`, the one request path of the generate and judge stages: requests keyed by id in, answers out, each
-request sent with its own sampling settings and JSON shape."""
+request sent with its own sampling settings and JSON shape, against the fake server and a tiny local model."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from llm_feedback.llm.batch import Batch, ask
 from llm_feedback.llm.factory import backend_for
 from llm_feedback.params import GenerateParams, GenerationParams, ModelSpec
 from tests.llm_server import CHAT_PATH, FakeLLMServer, canned_answer
+from tests.tiny import build_model
 
 SHAPE = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
 
@@ -75,3 +76,23 @@ def test_answers_are_cached_per_request_and_progress_is_labelled_by_the_stage(
     assert [again.answers[k].cached for k in requests] == [True, True, False]
     assert {k: a.text for k, a in again.answers.items()} == {k: a.text for k, a in first.answers.items()}
     assert again.summaries[0].cached == 2
+
+
+@pytest.mark.slow
+def test_a_local_batch_that_mixes_sampling_settings_gives_each_request_its_own(
+    tmp_path: Path, tiny_tokenizer: Path
+) -> None:
+    model = build_model(tmp_path / "model", tiny_tokenizer)
+    models = {"local": ModelSpec(backend="transformers", model=str(model))}
+
+    def request(prompt: str, tokens: int) -> Request:
+        return Request(model="local", messages=[], prompt=prompt, generation=GenerationParams(max_new_tokens=tokens))
+
+    prompts = ["<|im_start|>user\nWrite a function.<|im_end|>\n", "<|im_start|>user\ndef add(a, b):<|im_end|>\n"]
+    together = run({0: request(prompts[0], 12), 1: request(prompts[1], 3)}, models, tmp_path / "a.sqlite",
+                   batch_size=2)
+    alone = [run({0: request(p, n)}, models, tmp_path / f"alone-{n}.sqlite", batch_size=1).answers[0]
+             for p, n in zip(prompts, (12, 3))]
+    assert [together.answers[i].completion_tokens for i in (0, 1)] == [a.completion_tokens for a in alone]
+    assert [together.answers[i].text for i in (0, 1)] == [a.text for a in alone]
+    assert alone[0].completion_tokens > 3 and alone[1].completion_tokens <= 3

@@ -1,4 +1,5 @@
-"""A local model through `transformers`: requests that arrive together are generated as one left-padded batch."""
+"""A local model through `transformers`: requests that arrive together (and share their sampling settings) are
+generated as one left-padded batch."""
 
 from __future__ import annotations
 
@@ -46,19 +47,25 @@ class TransformersBackend:
                     batch.append(await asyncio.wait_for(self._queue.get(), FILL_WAIT_S))
                 except TimeoutError:
                     break
-            live = [(request, future) for request, future in batch if not future.cancelled()]
-            if not live:
-                continue
-            try:
-                completions = await asyncio.to_thread(self._generate, [request for request, _ in live])
-            except Exception as e:  # noqa: BLE001 (an out-of-memory or a bad input fails this batch, not the run)
-                for _, future in live:
-                    if not future.done():
-                        future.set_exception(PermanentError(scrub(f"{type(e).__name__}: {e}")[:300]))
-                continue
-            for (_, future), completion in zip(live, completions):
+            # One model.generate call takes one set of sampling settings: requests that differ go in turns.
+            groups: dict[str, list[tuple[Request, asyncio.Future[Completion]]]] = {}
+            for request, future in batch:
+                if not future.cancelled():
+                    groups.setdefault(request.generation.model_dump_json(), []).append((request, future))
+            for group in groups.values():
+                await self._run(group)
+
+    async def _run(self, group: list[tuple[Request, asyncio.Future[Completion]]]) -> None:
+        try:
+            completions = await asyncio.to_thread(self._generate, [request for request, _ in group])
+        except Exception as e:  # noqa: BLE001 (an out-of-memory or a bad input fails this batch, not the run)
+            for _, future in group:
                 if not future.done():
-                    future.set_result(completion)
+                    future.set_exception(PermanentError(scrub(f"{type(e).__name__}: {e}")[:300]))
+            return
+        for (_, future), completion in zip(group, completions):
+            if not future.done():
+                future.set_result(completion)
 
     def _load(self) -> None:
         import torch
@@ -80,6 +87,7 @@ class TransformersBackend:
             self._tokenizer.pad_token = self._tokenizer.eos_token
 
     def _generate(self, requests: list[Request]) -> list[Completion]:
+        """One batch of requests that share their sampling settings."""
         import torch
 
         gen = requests[0].generation
