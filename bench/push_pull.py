@@ -111,20 +111,22 @@ def main() -> None:
         os.environ["ARGILLA_API_KEY"] = credentials.api_key
         try:
             warm_tasks, warm_generations = inputs(10)
-            push(params(server.url, "warm-up"), warm_tasks, warm_generations)  # imports and first connections, untimed
+            # imports and first connections, untimed
+            push(params(server.url, "warm-up"), tasks=warm_tasks, generations=warm_generations)
             push_new, push_rerun, baseline_push = [], [], []
             receipt = None
             for i in range(args.repeat):
                 p = params(server.url, f"ours-{i}")
-                seconds, result = timed(lambda: push(p, tasks, generations))
+                seconds, result = timed(lambda: push(p, tasks=tasks, generations=generations))
                 assert result.created == n
                 push_new.append(seconds)
-                seconds, again = timed(lambda: push(p, tasks, generations, result.receipt))
+                seconds, again = timed(lambda: push(p, tasks=tasks, generations=generations, previous=result.receipt))
                 assert again.unchanged == n and again.created == again.updated == 0
                 push_rerun.append(seconds)
                 receipt = result.receipt
-                spec = DatasetSpec.from_params(p.annotation, len(MODELS), with_executions=False)
-                built = build_records(tasks, generations, MODELS, spec, p.annotation.seed).records
+                spec = DatasetSpec.from_params(p.annotation, responses=len(MODELS), with_executions=False)
+                built = build_records(tasks, generations=generations, models=MODELS, spec=spec,
+                                      seed=p.annotation.seed).records
                 dicts = [{"id": r.record_id, **r.fields, **r.metadata} for r in built]
                 seconds, _ = timed(lambda: sdk_log(server.url, credentials.api_key, f"sdk-{i}", dicts, spec.build()))
                 baseline_push.append(seconds)
@@ -133,7 +135,7 @@ def main() -> None:
             last = params(server.url, f"ours-{args.repeat - 1}")
             pull_ours, pull_sdk = [], []
             for _ in range(args.repeat):
-                seconds, pulled = timed(lambda: pull(last, receipt))
+                seconds, pulled = timed(lambda: pull(last, receipt=receipt))
                 assert pulled.table.num_rows == 2 * n
                 pull_ours.append(seconds)
 

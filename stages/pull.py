@@ -9,9 +9,9 @@ from llm_feedback.stage import run_stage
 
 def main() -> str:
     params = load_params()
-    result = pull(params, read_receipt(params.paths.push_receipt))
-    write_table(result.table, params.paths.annotations, ANNOTATIONS)
-    return f"{result.line()} -> {params.paths.annotations} ({result.table.num_rows} rows)"
+    pulled = pull(params, receipt=read_receipt(params.paths.push_receipt))
+    write_table(pulled.table, params.paths.annotations, ANNOTATIONS)
+    return pulled.line(output=params.paths.annotations)
 
 
 if __name__ == "__main__":

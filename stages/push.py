@@ -13,10 +13,12 @@ def main() -> str:
     paths = params.paths
     tasks = read_table(paths.tasks, TASKS)
     generations = read_table(paths.generations, GENERATIONS)
-    result = push(params, tasks, generations, _previous(paths.push_receipt), read_optional(paths.judgments, JUDGMENTS),
-                  read_optional(paths.executions, EXECUTIONS))
-    result.receipt.write(paths.push_receipt)
-    return f"{result.line()} -> {paths.push_receipt}"
+    pushed = push(
+        params, tasks=tasks, generations=generations, previous=_previous(paths.push_receipt),
+        judgments=read_optional(paths.judgments, JUDGMENTS), executions=read_optional(paths.executions, EXECUTIONS),
+    )
+    pushed.receipt.write(paths.push_receipt)
+    return pushed.line(output=paths.push_receipt)
 
 
 def _previous(path) -> Receipt | None:

@@ -92,7 +92,7 @@ def _add_annotators(args: argparse.Namespace) -> int:
     store = annotators_file(params.argilla.data_dir)
     target = resolve(params.argilla)
     workspace = params.annotation.workspace
-    for added in add_annotators(target, workspace, args.names, store):
+    for added in add_annotators(target, workspace=workspace, usernames=args.names, store=store):
         if added.password is None:
             note = "added to the workspace" if added.joined_workspace else "already in the workspace"
             print(f"{added.username}: exists, password unchanged ({note})")

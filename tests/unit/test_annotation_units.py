@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from llm_feedback.annotation.connection import Target, _sends_hf_token, resolve
 from llm_feedback.annotation.dataset_settings import DatasetSpec, describe_structure_change
-from llm_feedback.annotation.pull import _unblind
+from llm_feedback.annotation.pull import Pulled, _unblind
+from llm_feedback.annotation.push import Pushed
 from llm_feedback.annotation.receipt import Receipt, read_receipt
 from llm_feedback.annotation.records import annotator_group, blind_order, build_records
+from llm_feedback.artifacts import ANNOTATIONS
 from llm_feedback.errors import ConfigError, InputError
 from llm_feedback.params import AnnotationParams, ArgillaParams, Params
 from tests.conftest import PROJECT_ROOT
@@ -22,24 +27,24 @@ from tests.integration.annotation.annotating import make_generations, make_tasks
 def spec(responses: int = 2, **params) -> DatasetSpec:
     annotation = AnnotationParams(guidelines=PROJECT_ROOT / "annotation/guidelines.md",
                                   rating_tooltip=PROJECT_ROOT / "annotation/rating_tooltip.md", **params)
-    return DatasetSpec.from_params(annotation, responses, with_executions=False)
+    return DatasetSpec.from_params(annotation, responses=responses, with_executions=False)
 
 
 def test_display_order_is_seeded_per_task_and_balanced() -> None:
     models = ["a", "b"]
-    orders = [blind_order(42, f"task-{i}", models) for i in range(2000)]
-    assert orders == [blind_order(42, f"task-{i}", models) for i in range(2000)], "stable across calls"
+    orders = [blind_order(f"task-{i}", models=models, seed=42) for i in range(2000)]
+    assert orders == [blind_order(f"task-{i}", models=models, seed=42) for i in range(2000)], "stable across calls"
     first = Counter(order[0] for order in orders)
     assert 900 < first["a"] < 1100, f"each model is Response 1 about half the time: {first}"
-    assert [blind_order(7, f"task-{i}", models) for i in range(50)] != orders[:50], "the seed matters"
-    assert sorted(blind_order(1, "t", ["x", "y", "z"])) == ["x", "y", "z"]
+    assert [blind_order(f"task-{i}", models=models, seed=7) for i in range(50)] != orders[:50], "the seed matters"
+    assert sorted(blind_order("t", models=["x", "y", "z"], seed=1)) == ["x", "y", "z"]
 
 
 def test_annotator_groups_are_seeded_and_spread() -> None:
     groups = ["group-1", "group-2", "group-3"]
-    counts = Counter(annotator_group(42, f"task-{i}", groups) for i in range(3000))
+    counts = Counter(annotator_group(f"task-{i}", groups=groups, seed=42) for i in range(3000))
     assert set(counts) == set(groups) and min(counts.values()) > 900
-    assert annotator_group(42, "t", groups) == annotator_group(42, "t", groups)
+    assert annotator_group("t", groups=groups, seed=42) == annotator_group("t", groups=groups, seed=42)
 
 
 def test_records_keep_known_orders_and_leave_out_unanswered_tasks() -> None:
@@ -50,19 +55,19 @@ def test_records_keep_known_orders_and_leave_out_unanswered_tasks() -> None:
     response[0] = None  # task 0, model a failed
     generations = generations.set_column(2, "response", [response])
     known = {ids[1]: ["b", "a"], ids[2]: ["a", "b"]}
-    built = build_records(tasks, generations, ["a", "b"], spec(), seed=3, known_orders=known)
+    built = build_records(tasks, generations=generations, models=["a", "b"], spec=spec(), seed=3, known_orders=known)
     assert built.missing_answers == 1 and [r.record_id for r in built.records] == ids[1:]
     by_id = {r.record_id: r for r in built.records}
     assert by_id[ids[1]].models == ("b", "a") and "written by b" in by_id[ids[1]].fields["response_1"]
     assert by_id[ids[2]].models == ("a", "b")
     assert all(r.metadata["annotator_group"] in ("group-1", "group-2") for r in built.records)
-    overlap = build_records(tasks, generations, ["a", "b"], spec(assignment="overlap"), seed=3)
+    overlap = build_records(tasks, generations=generations, models=["a", "b"], spec=spec(assignment="overlap"), seed=3)
     assert all("annotator_group" not in r.metadata for r in overlap.records)
 
 
 def test_structure_changes_are_named() -> None:
     two, three = spec(2).structure(), spec(3).structure()
-    assert describe_structure_change(two, three) == (
+    assert describe_structure_change(current=two, wanted=three) == (
         "new field response_3, new question score_response_3, question to_correct changed")
     assert spec(2).settings_hash() != spec(2, min_submitted=2).settings_hash()
     assert spec(2).structure() == spec(2, min_submitted=3).structure(), "min_submitted can change in place"
@@ -204,3 +209,34 @@ def test_pull_reads_a_valid_response_as_it_is() -> None:
     assert (answer.status, answer.scores, answer.to_correct, answer.problem) == ("submitted", [0, 7], "combination", None)
     assert (answer.corrected_response, answer.comments) == ("fixed", None)
     assert _Answer.read({"user_id": "u", "status": "discarded", "updated_at": "x", "values": None}, 2).problem is None
+
+
+def test_push_and_pull_lines_are_the_stages_summaries() -> None:
+    receipt = Receipt.model_validate({**RECEIPT, "url": "http://127.0.0.1:6900", "workspace": "llm-feedback",
+                                      "dataset": "code-answers", "records": 44})
+    pushed = Pushed(receipt=receipt, created=44, updated=0, unchanged=0, skipped=0, copies=0, missing_answers=0,
+                    settings_changes=())
+    assert pushed.line(output=Path("data/push.json")) == (
+        "44 records in llm-feedback/code-answers at http://127.0.0.1:6900 (44 new; 0 updated; 0 unchanged) -> data/push.json")
+    everything = replace(pushed, created=1, updated=2, unchanged=3, skipped=4, copies=5, missing_answers=6,
+                         settings_changes=("guidelines", "min_submitted"))
+    assert everything.line(output=Path("p.json")) == (
+        "44 records in llm-feedback/code-answers at http://127.0.0.1:6900 (1 new; 2 updated; 3 unchanged; "
+        "4 answered and changed, skipped; 5 answered and changed, added as new records; "
+        "6 tasks left out: a model has no answer yet (rerun generate); updated guidelines, min_submitted) -> p.json")
+
+    empty = ANNOTATIONS.schema.empty_table()
+    pulled = Pulled(table=empty, records=44, annotated=0, statuses={}, annotators=0, not_in_receipt=0)
+    assert pulled.line(output=Path("data/annotations.parquet")) == (
+        "0 of 44 records annotated; responses: none yet; 0 annotators -> data/annotations.parquet (0 rows)")
+    rows = pa.Table.from_pylist([{"record_id": "r1", "task_id": "t1", "annotator": "a", "model": "m", "position": 1,
+                                  "response_sha": "s", "status": "draft", "updated_at": datetime(2026, 1, 1, tzinfo=UTC)}],
+                                schema=ANNOTATIONS.schema)
+    mixed = Pulled(table=rows, records=3, annotated=2, statuses={"submitted": 2, "draft": 1}, annotators=2,
+                   not_in_receipt=1, problems=("record r1 by a: status 'x' is not one of submitted, draft, discarded",
+                                               "record r2 by b: comments is list, not text"))
+    assert mixed.line(output=Path("a.parquet")) == (
+        "2 of 3 records annotated; responses: 1 draft, 2 submitted; 2 annotators; 1 records left out: the receipt does "
+        "not know their models (run push); 2 responses will not count, they hold a value outside the dataset's "
+        "settings (column problem; first: record r1 by a: status 'x' is not one of submitted, draft, discarded) "
+        "-> a.parquet (1 rows)")

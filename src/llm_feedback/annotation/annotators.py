@@ -29,7 +29,8 @@ def annotators_file(data_dir: Path) -> Path:
     return Path(data_dir) / "annotators.json"
 
 
-def add_annotators(target: Target, workspace_name: str, usernames: list[str], store: Path) -> list[Added]:
+def add_annotators(target: Target, *, workspace: str, usernames: list[str], store: Path) -> list[Added]:
+    """Accounts that exist keep their password (it is not ours to reset); new passwords are kept in `store`."""
     for name in usernames:
         if not re.match(USERNAME_PATTERN, name):
             raise ConfigError(f"annotator name {name!r}: use lower-case letters, digits, '-' and '_' (Argilla's rule)")
@@ -39,8 +40,8 @@ def add_annotators(target: Target, workspace_name: str, usernames: list[str], st
     with reporting_errors(target), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         client = target.client()
-        workspace = client.workspaces(workspace_name) or rg.Workspace(name=workspace_name, client=client).create()
-        members = {user.username for user in workspace.users}
+        space = client.workspaces(workspace) or rg.Workspace(name=workspace, client=client).create()
+        members = {user.username for user in space.users}
         for name in dict.fromkeys(usernames):
             user = client.users(username=name)
             password = None
@@ -51,7 +52,7 @@ def add_annotators(target: Target, workspace_name: str, usernames: list[str], st
                 raise PipelineError(f"user {name!r} exists with role {user.role}; pick another name for an annotator")
             joined = name not in members
             if joined:
-                user.add_to_workspace(workspace)
+                user.add_to_workspace(space)
             added.append(Added(name, password, joined))
     _remember(store, target.url, added)
     return added

@@ -49,7 +49,7 @@ class DatasetSpec:
     with_executions: bool
 
     @classmethod
-    def from_params(cls, params: AnnotationParams, responses: int, with_executions: bool) -> DatasetSpec:
+    def from_params(cls, params: AnnotationParams, *, responses: int, with_executions: bool) -> DatasetSpec:
         return cls(
             responses=responses,
             guidelines=_read_markdown(params.guidelines, "annotation.guidelines"),
@@ -133,7 +133,7 @@ def structure_of(settings) -> dict:
     return {"fields": [f.name for f in settings.fields], "questions": questions}
 
 
-def describe_structure_change(current: dict, wanted: dict) -> str:
+def describe_structure_change(*, current: dict, wanted: dict) -> str:
     """One readable phrase for what differs (e.g. a third model adds field response_3)."""
     changes = []
     for kind in ("fields", "questions"):

@@ -9,6 +9,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -25,7 +26,9 @@ from llm_feedback.params import Params
 
 
 @dataclass(frozen=True)
-class PullResult:
+class Pulled:
+    """The pull stage's result: the annotations table and what the server held."""
+
     table: pa.Table
     records: int
     annotated: int
@@ -34,7 +37,8 @@ class PullResult:
     not_in_receipt: int  # records on the server the receipt has no blinding entry for
     problems: tuple[str, ...] = ()  # responses holding a value outside the dataset's settings: "record R by A: why"
 
-    def line(self) -> str:
+    def line(self, *, output: Path) -> str:
+        """The stage's summary; `output` is where the table is written."""
         statuses = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none yet"
         line = (f"{self.annotated} of {self.records} records annotated; responses: {statuses}; "
                 f"{self.annotators} annotators")
@@ -43,10 +47,11 @@ class PullResult:
         if self.problems:
             line += (f"; {len(self.problems)} responses will not count, they hold a value outside the dataset's settings "
                      f"(column problem; first: {self.problems[0]})")
-        return line
+        return f"{line} -> {output} ({self.table.num_rows} rows)"
 
 
-def pull(params: Params, receipt: Receipt) -> PullResult:
+def pull(params: Params, *, receipt: Receipt) -> Pulled:
+    """`receipt` (written by push) says which dataset to read and which model wrote each blinded response."""
     target = resolve(params.argilla)
     settings = params.annotation
     if not receipt.same_dataset(target.url, settings.workspace, settings.dataset):
@@ -103,7 +108,10 @@ def pull(params: Params, receipt: Receipt) -> PullResult:
                 })
     rows.sort(key=lambda r: (r["task_id"], r["record_id"], r["annotator"], r["position"]))
     table = pa.Table.from_pylist(rows, schema=ANNOTATIONS.schema)
-    return PullResult(table, len(records), annotated, dict(statuses), len(annotators), missing, tuple(problems))
+    return Pulled(
+        table=table, records=len(records), annotated=annotated, statuses=dict(statuses), annotators=len(annotators),
+        not_in_receipt=missing, problems=tuple(problems),
+    )
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,7 @@ class _Answer:
         raw = {name: (values.get(name) or {}).get("value")
                for name in [*questions, CORRECT_QUESTION, CORRECTED_RESPONSE, COMMENTS]}
         checks = {name: score_problem(name, raw[name]) for name in questions}
-        checks[CORRECT_QUESTION] = label_problem(CORRECT_QUESTION, raw[CORRECT_QUESTION], responses)
+        checks[CORRECT_QUESTION] = label_problem(CORRECT_QUESTION, raw[CORRECT_QUESTION], responses=responses)
         checks |= {name: text_problem(name, raw[name]) for name in (CORRECTED_RESPONSE, COMMENTS)}
         found = [status_problem(response["status"])] + list(checks.values())
         kept = {name: None if checks[name] else raw[name] for name in checks}

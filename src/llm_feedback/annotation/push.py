@@ -7,6 +7,7 @@ import hashlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -22,7 +23,9 @@ SHOWN_IDS = 5
 
 
 @dataclass(frozen=True)
-class PushResult:
+class Pushed:
+    """The push stage's result: the receipt to keep and what changed on the server."""
+
     receipt: Receipt
     created: int
     updated: int
@@ -32,7 +35,8 @@ class PushResult:
     missing_answers: int
     settings_changes: tuple[str, ...]
 
-    def line(self) -> str:
+    def line(self, *, output: Path) -> str:
+        """The stage's summary; `output` is where the receipt is written."""
         parts = [f"{self.created} new", f"{self.updated} updated", f"{self.unchanged} unchanged"]
         if self.skipped:
             parts.append(f"{self.skipped} answered and changed, skipped")
@@ -43,20 +47,23 @@ class PushResult:
         if self.settings_changes:
             parts.append("updated " + ", ".join(self.settings_changes))
         r = self.receipt
-        return f"{r.records} records in {r.workspace}/{r.dataset} at {r.url} ({'; '.join(parts)})"
+        return f"{r.records} records in {r.workspace}/{r.dataset} at {r.url} ({'; '.join(parts)}) -> {output}"
 
 
 def push(
     params: Params,
+    *,
     tasks: pa.Table,
     generations: pa.Table,
     previous: Receipt | None = None,
     judgments: pa.Table | None = None,
     executions: pa.Table | None = None,
-) -> PushResult:
+) -> Pushed:
+    """`previous` (the last receipt) keeps the display order of records already on the server; `judgments` become
+    suggestions and `executions` metadata."""
     target = resolve(params.argilla)
     settings = params.annotation
-    spec = DatasetSpec.from_params(settings, len(params.compare), with_executions=executions is not None)
+    spec = DatasetSpec.from_params(settings, responses=len(params.compare), with_executions=executions is not None)
     with reporting_errors(target), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SDK warns where a lookup finds nothing; we report that ourselves
         client = target.client()
@@ -75,7 +82,10 @@ def push(
             dataset = rg.Dataset(name=settings.dataset, workspace=workspace, settings=spec.build(), client=client).create()
 
         known = previous.orders() if previous is not None and previous.dataset_id == str(dataset.id) else {}
-        built = build_records(tasks, generations, params.compare, spec, settings.seed, known, judgments, executions)
+        built = build_records(
+            tasks, generations=generations, models=params.compare, spec=spec, seed=settings.seed, known_orders=known,
+            judgments=judgments, executions=executions,
+        )
         plan = _plan(built.records, {r.record_id: r for r in existing}, settings.on_annotated_change)
         if plan.to_log:
             batch_size = min(settings.batch_size, len(plan.to_log))
@@ -91,8 +101,10 @@ def push(
             models=list(params.compare), records=len(on_server), settings_hash=spec.settings_hash(),
             content_hash=content, blinding=blinding,
         )
-    return PushResult(receipt, plan.created, plan.updated, plan.unchanged, plan.skipped, plan.copied,
-                      built.missing_answers, changes)
+    return Pushed(
+        receipt=receipt, created=plan.created, updated=plan.updated, unchanged=plan.unchanged, skipped=plan.skipped,
+        copies=plan.copied, missing_answers=built.missing_answers, settings_changes=changes,
+    )
 
 
 def _workspace(client, name: str):
@@ -113,7 +125,7 @@ def _reconcile_settings(target: Target, dataset, spec: DatasetSpec, params: Para
     current, wanted = structure_of(dataset.settings), spec.structure()
     if current == wanted:
         return dataset, _update_presentation(dataset, spec)
-    what = describe_structure_change(current, wanted)
+    what = describe_structure_change(current=current, wanted=wanted)
     name = f"{settings.workspace}/{settings.dataset}"
     if not settings.recreate:
         raise ConfigError(

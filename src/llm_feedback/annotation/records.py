@@ -49,14 +49,14 @@ def canonical_content(fields: Mapping, metadata: Mapping, suggestions: set[tuple
     return json.dumps({"fields": fields, "metadata": metadata, "suggestions": sorted(suggestions)}, sort_keys=True)
 
 
-def blind_order(seed: int, task_id: str, models: Sequence[str]) -> tuple[str, ...]:
+def blind_order(task_id: str, *, models: Sequence[str], seed: int) -> tuple[str, ...]:
     """The display order of one task's answers: seeded per task, so it is stable across runs and machines."""
     order = list(models)
     random.Random(f"{seed}:order:{task_id}").shuffle(order)
     return tuple(order)
 
 
-def annotator_group(seed: int, task_id: str, groups: Sequence[str]) -> str:
+def annotator_group(task_id: str, *, groups: Sequence[str], seed: int) -> str:
     return groups[random.Random(f"{seed}:group:{task_id}").randrange(len(groups))]
 
 
@@ -68,6 +68,7 @@ class BuiltRecords:
 
 def build_records(
     tasks: pa.Table,
+    *,
     generations: pa.Table,
     models: Sequence[str],
     spec: DatasetSpec,
@@ -92,12 +93,14 @@ def build_records(
             missing += 1
             continue
         known = known_orders.get(task_id)
-        order = tuple(known) if known is not None and sorted(known) == sorted(models) else blind_order(seed, task_id, models)
+        if known is None or sorted(known) != sorted(models):
+            known = blind_order(task_id, models=models, seed=seed)
+        order = tuple(known)
         fields = {INSTRUCTION: instruction}
         fields.update({response_field(i): answers[(task_id, model)] for i, model in enumerate(order, 1)})
         metadata = {SOURCE_METADATA: source}
         if spec.groups:
-            metadata[GROUP_METADATA] = annotator_group(seed, task_id, spec.groups)
+            metadata[GROUP_METADATA] = annotator_group(task_id, groups=spec.groups, seed=seed)
         suggestions = []
         for i, model in enumerate(order, 1):
             if (task_id, model) in judged:

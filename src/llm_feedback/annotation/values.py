@@ -24,7 +24,7 @@ def status_problem(status: object) -> str | None:
     return f"status {status!r:.40} is not one of {', '.join(STATUSES)}"
 
 
-def label_problem(question: str, label: object, responses: int) -> str | None:
+def label_problem(question: str, label: object, *, responses: int) -> str | None:
     """`label` as the server holds it: response_1 ... response_N (blinded), combination or neither."""
     options = [response_field(p) for p in range(1, responses + 1)] + list(OTHER_OPTIONS)
     if label is None or label in options:

@@ -36,8 +36,9 @@ def pushed(argilla_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         [{"task_id": t, "model": m, "judge": "judge-llm", "score": SUGGESTED[m], "rationale": None, "error": None,
           "answer": None, "request_hash": "h"} for t in tasks.column("task_id").to_pylist() for m in MODELS],
         schema=JUDGMENTS.schema)
-    result = push(params, tasks, make_generations(tasks, MODELS), judgments=judgments)
-    added = add_annotators(resolve(params.argilla), params.annotation.workspace, [f"ann-{suffix}"], tmp_path / "a.json")
+    result = push(params, tasks=tasks, generations=make_generations(tasks, MODELS), judgments=judgments)
+    added = add_annotators(resolve(params.argilla), workspace=params.annotation.workspace, usernames=[f"ann-{suffix}"],
+                           store=tmp_path / "a.json")
     return params, result.receipt, added[0]
 
 
@@ -70,7 +71,7 @@ def test_annotator_rates_and_submits_in_the_web_ui(argilla_server, pushed, tmp_p
         finally:
             browser.close()
 
-    rows = pull(params, receipt).table.to_pylist()
+    rows = pull(params, receipt=receipt).table.to_pylist()
     first, second = order
     assert [(r["task_id"], r["annotator"], r["model"], r["position"], r["score"], r["status"]) for r in rows] == [
         (task, annotator.username, first, 1, 5, "submitted"),

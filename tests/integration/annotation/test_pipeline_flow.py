@@ -54,7 +54,8 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
         shown = owner_records(argilla_server.url, argilla_server.api_key, receipt.dataset_id)
         assert all(r["metadata"]["execution_response_1"] == "fail" for r in shown), "annotators see the execution"
         params = load_params(repo / "params.yaml")
-        added = add_annotators(resolve(params.argilla), params.annotation.workspace, ["flow-rater"], tmp_path / "a.json")
+        added = add_annotators(resolve(params.argilla), workspace=params.annotation.workspace, usernames=["flow-rater"],
+                               store=tmp_path / "a.json")
         rater = Annotator(argilla_server.url, "flow-rater", added[0].password or "")
         for record in owner_records(argilla_server.url, argilla_server.api_key, receipt.dataset_id)[:2]:
             rater.respond(record["id"], "submitted", {"score_response_1": 6, "score_response_2": 1})

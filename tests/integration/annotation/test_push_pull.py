@@ -45,7 +45,8 @@ def new_dataset() -> str:
 
 def annotators(server: RunningServer, tmp_path: Path, names: list[str]) -> dict[str, Annotator]:
     params = params_for(server.url, "unused", MODELS)
-    added = add_annotators(resolve(params.argilla), params.annotation.workspace, names, tmp_path / "annotators.json")
+    added = add_annotators(resolve(params.argilla), workspace=params.annotation.workspace, usernames=names,
+                           store=tmp_path / "annotators.json")
     stored = json.loads((tmp_path / "annotators.json").read_text())[server.url]
     return {a.username: Annotator(server.url, a.username, stored[a.username]) for a in added}
 
@@ -53,7 +54,7 @@ def annotators(server: RunningServer, tmp_path: Path, names: list[str]) -> dict[
 def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_path: Path) -> None:
     params = params_for(hosted.url, new_dataset(), MODELS, assignment="overlap", min_submitted=2)
     tasks = make_tasks(12)
-    pushed = push(params, tasks, make_generations(tasks, MODELS))
+    pushed = push(params, tasks=tasks, generations=make_generations(tasks, MODELS))
     assert (pushed.created, pushed.receipt.records) == (12, 12)
     orders = {tuple(entry["models"]) for entry in pushed.receipt.blinding.values()}
     assert len(orders) > 1, "the display order is shuffled per record"
@@ -89,7 +90,7 @@ def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_pat
     answer("ann-b", records[8], "draft", {"score_response_1": 3})
     answer("ann-b", records[9], "discarded", None)
 
-    pulled = pull(params, pushed.receipt)
+    pulled = pull(params, receipt=pushed.receipt)
     table = ANNOTATIONS.validate(pulled.table, "pulled")
     rows = table.to_pylist()
     assert all(row.pop("updated_at").utcoffset() == timedelta(0) for row in rows)
@@ -100,22 +101,22 @@ def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_pat
     assert all(r["score"] == SCORES[r["annotator"]][r["model"]] for r in submitted)
     assert pulled.statuses == {"submitted": 24, "draft": 1, "discarded": 1}
     assert (pulled.records, pulled.annotated, pulled.annotators) == (12, 12, 3)
-    assert pull(params, pushed.receipt).table.equals(pulled.table), "pulling again gives the same table"
+    assert pull(params, receipt=pushed.receipt).table.equals(pulled.table), "pulling again gives the same table"
 
 
 def test_a_second_push_changes_nothing_and_new_tasks_are_added_alone(hosted: RunningServer) -> None:
     params = params_for(hosted.url, new_dataset(), MODELS[:2])
     tasks = make_tasks(10)
-    first = push(params, tasks, make_generations(tasks, MODELS[:2]))
+    first = push(params, tasks=tasks, generations=make_generations(tasks, MODELS[:2]))
     before = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)
 
-    again = push(params, tasks, make_generations(tasks, MODELS[:2]), first.receipt)
+    again = push(params, tasks=tasks, generations=make_generations(tasks, MODELS[:2]), previous=first.receipt)
     assert (again.created, again.updated, again.unchanged) == (0, 0, 10)
     assert again.receipt == first.receipt
     assert owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id) == before, "not one record was touched"
 
     more = make_tasks(13)
-    grown = push(params, more, make_generations(more, MODELS[:2]), again.receipt)
+    grown = push(params, tasks=more, generations=make_generations(more, MODELS[:2]), previous=again.receipt)
     assert (grown.created, grown.updated, grown.unchanged, grown.receipt.records) == (3, 0, 10, 13)
     after = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
     assert all(after[r["external_id"]]["updated_at"] == r["updated_at"] for r in before)
@@ -125,7 +126,7 @@ def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer,
     dataset = new_dataset()
     params = params_for(hosted.url, dataset, MODELS[:2])
     tasks = make_tasks(4)
-    first = push(params, tasks, make_generations(tasks, MODELS[:2]))
+    first = push(params, tasks=tasks, generations=make_generations(tasks, MODELS[:2]))
     records = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)
     answered = records[0]
     person = annotators(hosted, tmp_path, ["ann-edit"])["ann-edit"]
@@ -133,15 +134,17 @@ def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer,
 
     changed = make_generations(tasks, MODELS[:2], version=" v2")
     with pytest.raises(PipelineError, match=rf"1 records already answered would change \({answered['external_id']}\).*on_annotated_change"):
-        push(params, tasks, changed, first.receipt)
+        push(params, tasks=tasks, generations=changed, previous=first.receipt)
 
-    skipped = push(params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="skip"), tasks, changed, first.receipt)
+    skipped = push(params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="skip"), tasks=tasks,
+                   generations=changed, previous=first.receipt)
     assert (skipped.skipped, skipped.updated) == (1, 3), "the unanswered records take the new text"
     now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
     assert now[answered["external_id"]]["fields"] == answered["fields"]
     assert all(" v2" in now[r["external_id"]]["fields"]["response_1"] for r in records[1:])
 
-    copied = push(params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record"), tasks, changed, skipped.receipt)
+    copied = push(params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record"), tasks=tasks,
+                  generations=changed, previous=skipped.receipt)
     assert (copied.copies, copied.receipt.records) == (1, 5)
     now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
     copy_id = next(rid for rid in now if rid.startswith(answered["external_id"] + "."))
@@ -152,12 +155,13 @@ def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer,
 def test_published_settings_change_in_place_or_stop_with_the_options(hosted: RunningServer, tmp_path: Path) -> None:
     dataset = new_dataset()
     tasks = make_tasks(3)
-    first = push(params_for(hosted.url, dataset, MODELS[:2]), tasks, make_generations(tasks, MODELS[:2]))
+    first = push(params_for(hosted.url, dataset, MODELS[:2]), tasks=tasks,
+                 generations=make_generations(tasks, MODELS[:2]))
 
     guidelines = tmp_path / "guidelines.md"
     guidelines.write_text("# New guidelines\n\nRate carefully.")
-    edited = push(params_for(hosted.url, dataset, MODELS[:2], guidelines=str(guidelines), min_submitted=2), tasks,
-                  make_generations(tasks, MODELS[:2]), first.receipt)
+    edited = push(params_for(hosted.url, dataset, MODELS[:2], guidelines=str(guidelines), min_submitted=2), tasks=tasks,
+                  generations=make_generations(tasks, MODELS[:2]), previous=first.receipt)
     assert set(edited.settings_changes) == {"guidelines", "min_submitted"}
     settings = httpx.get(f"{hosted.url}/api/v1/datasets/{first.receipt.dataset_id}",
                          headers={"X-Argilla-Api-Key": hosted.api_key}).json()
@@ -165,16 +169,18 @@ def test_published_settings_change_in_place_or_stop_with_the_options(hosted: Run
 
     three = make_generations(tasks, MODELS)
     with pytest.raises(ConfigError, match=r"new field response_3.*annotation\.dataset.*annotation\.recreate"):
-        push(params_for(hosted.url, dataset, MODELS), tasks, three, edited.receipt)
+        push(params_for(hosted.url, dataset, MODELS), tasks=tasks, generations=three, previous=edited.receipt)
 
     record = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)[0]
     annotators(hosted, tmp_path, ["ann-recreate"])["ann-recreate"].respond(
         record["id"], "submitted", {"score_response_1": 2, "score_response_2": 2})
     with pytest.raises(PipelineError, match="submitted responses on 1 records.*annotation.force"):
-        push(params_for(hosted.url, dataset, MODELS, recreate=True), tasks, three, edited.receipt)
+        push(params_for(hosted.url, dataset, MODELS, recreate=True), tasks=tasks, generations=three,
+             previous=edited.receipt)
     assert len(owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)) == 3, "refused: nothing deleted"
 
-    recreated = push(params_for(hosted.url, dataset, MODELS, recreate=True, force=True), tasks, three, edited.receipt)
+    recreated = push(params_for(hosted.url, dataset, MODELS, recreate=True, force=True), tasks=tasks, generations=three,
+                     previous=edited.receipt)
     assert recreated.receipt.dataset_id != first.receipt.dataset_id and recreated.created == 3
     assert all(len(entry["models"]) == 3 for entry in recreated.receipt.blinding.values())
 
@@ -189,8 +195,10 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
     executions = pa.Table.from_pylist(
         [{"task_id": t, "model": m, "status": "pass" if m == "alpha" else "fail", "tests_passed": 1, "tests_total": 1,
           "duration_s": 0.1, "stderr_tail": None, "run_hash": "h"} for t in ids for m in MODELS[:2]], schema=EXECUTIONS.schema)
-    plain = push(params, tasks, make_generations(tasks, MODELS[:2]))
-    pushed = push(params, tasks, make_generations(tasks, MODELS[:2]), plain.receipt, judgments, executions)
+    generations = make_generations(tasks, MODELS[:2])
+    plain = push(params, tasks=tasks, generations=generations)
+    pushed = push(params, tasks=tasks, generations=generations, previous=plain.receipt, judgments=judgments,
+                  executions=executions)
     assert pushed.settings_changes == ("metadata execution_response_1", "metadata execution_response_2")
     assert pushed.updated == 3, "unanswered records take the new suggestions and metadata"
 
@@ -206,14 +214,16 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
         assert got == want, "a judge answer without a score is not suggested"
         assert {record["metadata"][f"execution_response_{p}"] for p in (1, 2)} == {"pass", "fail"}
         assert record["metadata"][f"execution_response_{order.index('alpha') + 1}"] == "pass"
-    again = push(params, tasks, make_generations(tasks, MODELS[:2]), pushed.receipt, judgments, executions)
+    again = push(params, tasks=tasks, generations=generations, previous=pushed.receipt, judgments=judgments,
+                 executions=executions)
     assert again.unchanged == 3
 
     record = owner_records(hosted.url, hosted.api_key, pushed.receipt.dataset_id)[0]
     person = annotators(hosted, tmp_path, ["ann-judged"])["ann-judged"]
     person.respond(record["id"], "submitted", {"score_response_1": 4, "score_response_2": 4})
     rescored = judgments.set_column(3, "score", [[7] * judgments.num_rows])
-    updated = push(params, tasks, make_generations(tasks, MODELS[:2]), again.receipt, rescored, executions)
+    updated = push(params, tasks=tasks, generations=generations, previous=again.receipt, judgments=rescored,
+                   executions=executions)
     assert updated.updated == 3, "new suggestions reach answered records too: they change nothing annotators rated"
     after = {r["id"]: r for r in owner_records(hosted.url, hosted.api_key, pushed.receipt.dataset_id)}
     assert after[record["id"]]["responses"][0]["values"]["score_response_1"]["value"] == 4, "the response is kept"
@@ -222,24 +232,25 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
 def test_pull_before_anyone_annotated_gives_an_empty_valid_artifact(hosted: RunningServer) -> None:
     params = params_for(hosted.url, new_dataset(), MODELS[:2])
     tasks = make_tasks(5)
-    pushed = push(params, tasks, make_generations(tasks, MODELS[:2]))
-    pulled = pull(params, pushed.receipt)
+    pushed = push(params, tasks=tasks, generations=make_generations(tasks, MODELS[:2]))
+    pulled = pull(params, receipt=pushed.receipt)
     assert pulled.table.num_rows == 0 and pulled.table.schema.equals(ANNOTATIONS.schema)
-    assert "0 of 5 records annotated; responses: none yet" in pulled.line()
+    assert pulled.line(output=Path("data/annotations.parquet")) == (
+        "0 of 5 records annotated; responses: none yet; 0 annotators -> data/annotations.parquet (0 rows)")
 
 
 def test_pull_names_a_receipt_from_elsewhere_or_a_deleted_dataset(hosted: RunningServer) -> None:
     dataset = new_dataset()
     params = params_for(hosted.url, dataset, MODELS[:2])
     tasks = make_tasks(2)
-    pushed = push(params, tasks, make_generations(tasks, MODELS[:2]))
+    pushed = push(params, tasks=tasks, generations=make_generations(tasks, MODELS[:2]))
     with pytest.raises(PipelineError, match=rf"written for llm-feedback/{dataset} at {hosted.url}, but params point at "
                                             rf"llm-feedback/other at {hosted.url}; run push first"):
-        pull(params_for(hosted.url, "other", MODELS[:2]), pushed.receipt)
+        pull(params_for(hosted.url, "other", MODELS[:2]), receipt=pushed.receipt)
     httpx.delete(f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}",
                  headers={"X-Argilla-Api-Key": hosted.api_key}).raise_for_status()
     with pytest.raises(PipelineError, match=rf"llm-feedback/{dataset} \(id .*\) is not on {hosted.url} any more"):
-        pull(params, pushed.receipt)
+        pull(params, receipt=pushed.receipt)
 
 
 def test_a_dead_server_or_a_wrong_key_is_one_clear_line_at_once(hosted: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,12 +262,14 @@ def test_a_dead_server_or_a_wrong_key_is_one_clear_line_at_once(hosted: RunningS
     dead = params_for(f"http://127.0.0.1:{free_port()}", new_dataset(), MODELS[:2])
     began = time.monotonic()
     with pytest.raises(PipelineError, match=r"^cannot reach Argilla at http://127\.0\.0\.1:\d+: connection refused"):
-        push(dead, tasks, make_generations(tasks, MODELS[:2]))
+        push(dead, tasks=tasks, generations=make_generations(tasks, MODELS[:2]))
     assert time.monotonic() - began < 5, "no long silent retries"
 
     monkeypatch.setenv("ARGILLA_API_KEY", "not-the-key")
     with pytest.raises(PipelineError, match=r"rejected the API key \(ARGILLA_API_KEY\)$"):
-        push(params_for(hosted.url, new_dataset(), MODELS[:2]), tasks, make_generations(tasks, MODELS[:2]))
+        push(params_for(hosted.url, new_dataset(), MODELS[:2]), tasks=tasks,
+             generations=make_generations(tasks, MODELS[:2]))
     monkeypatch.delenv("ARGILLA_API_KEY")
     with pytest.raises(ConfigError, match="export ARGILLA_API_KEY"):
-        push(params_for(hosted.url, new_dataset(), MODELS[:2]), tasks, make_generations(tasks, MODELS[:2]))
+        push(params_for(hosted.url, new_dataset(), MODELS[:2]), tasks=tasks,
+             generations=make_generations(tasks, MODELS[:2]))

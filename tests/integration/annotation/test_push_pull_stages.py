@@ -193,13 +193,14 @@ def test_a_private_space_gets_the_hf_token_as_bearer(argilla_server: RunningServ
     tasks = make_tasks(3)
     params = params_for(private_space, "space-dataset", MODELS)
     with pytest.raises(PipelineError, match=r"^http://127.0.0.1:\d+ answers, but not as Argilla.*needs HF_TOKEN$"):
-        push(params, tasks, make_generations(tasks, MODELS))  # auto: a loopback host is not a Space, no token sent
+        # auto: a loopback host is not a Space, no token sent
+        push(params, tasks=tasks, generations=make_generations(tasks, MODELS))
     assert set(_BearerProxy.seen_tokens) == {""}
 
     params = params.model_copy(update={"argilla": params.argilla.model_copy(update={"send_hf_token": "always"})})
-    pushed = push(params, tasks, make_generations(tasks, MODELS))
+    pushed = push(params, tasks=tasks, generations=make_generations(tasks, MODELS))
     assert pushed.created == 3
-    assert pull(params, pushed.receipt).records == 3
+    assert pull(params, receipt=pushed.receipt).records == 3
     assert FAKE_HF_TOKEN not in json.dumps(pushed.receipt.__dict__)
 
 
@@ -222,7 +223,8 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     dataset_id = json.loads((folder / "data/push.json").read_text())["dataset_id"]
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
     params = params_for(argilla_server.url, "unused", MODELS)
-    add_annotators(resolve(params.argilla), params.annotation.workspace, ["rater-values"], tmp_path / "a.json")
+    add_annotators(resolve(params.argilla), workspace=params.annotation.workspace, usernames=["rater-values"],
+                   store=tmp_path / "a.json")
     password = json.loads((tmp_path / "a.json").read_text())[argilla_server.url]["rater-values"]
     rater = Annotator(argilla_server.url, "rater-values", password)
     records = owner_records(argilla_server.url, argilla_server.api_key, dataset_id)
