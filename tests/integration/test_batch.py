@@ -3,11 +3,9 @@ request sent with its own sampling settings and JSON shape, against the fake ser
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 
 from llm_feedback.llm.base import Request
@@ -18,18 +16,6 @@ from tests.llm_server import CHAT_PATH, FakeLLMServer, canned_answer
 from tests.tiny import build_model
 
 SHAPE = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as running:
-        yield running
-
-
-@pytest.fixture
-def hub_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """huggingface_hub refuses even loopback URLs when offline; the fake server is all these tests reach."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
 
 def run(requests: dict, models: dict[str, ModelSpec], cache: Path, label: str = "test", **settings) -> Batch:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
-import huggingface_hub
 import pyarrow as pa
 import pytest
 from huggingface_hub import AsyncInferenceClient
@@ -26,18 +24,6 @@ from tests.llm_server import CHAT_PATH, FakeLLMServer, canned_answer
 from tests.tiny import build_model
 
 FAST_RETRIES = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as running:
-        yield running
-
-
-@pytest.fixture
-def hub_reachable(monkeypatch: pytest.MonkeyPatch) -> None:
-    """huggingface_hub refuses even loopback URLs when offline; the fake server is all these tests reach."""
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
 
 def make_params(tmp_path: Path, models: dict, generate: dict | None = None, generation: dict | None = None) -> Params:

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -25,12 +24,6 @@ from tests.llm_server import CHAT_PATH, FakeLLMServer
 
 FAKE_OPENAI_KEY = "sk-test-FAKE-0123456789abcdefghij"
 FAKE_HF_TOKEN = "hf_FAKEtoken0123456789abcdefghij"
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as running:
-        yield running
 
 
 def project(folder: Path, server: FakeLLMServer, limit: int, generate: dict | None = None) -> Path:

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,12 +42,6 @@ def judge_answer(prefer_first: bool):
         return f"```json\n{json.dumps(ZERO)}\n```"
 
     return answer
-
-
-@pytest.fixture
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as running:
-        yield running
 
 
 def project(folder: Path, server: FakeLLMServer, generate: dict | None = None, judge_model: dict | None = None,
