@@ -6,14 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
 from llm_feedback.annotation import server as embedded
 from llm_feedback.annotation.annotators import add_annotators, annotators_file
 from llm_feedback.annotation.connection import resolve
 from llm_feedback.errors import ConfigError, PipelineError
-from llm_feedback.params import DEFAULT_PARAMS_FILE, ArgillaParams, load_params
+from llm_feedback.params import DEFAULT_PARAMS_FILE, ArgillaParams, load_argilla_params, load_params
 from llm_feedback.secrets import scrub
 
 
@@ -44,14 +41,13 @@ def _argilla_settings(*, can_do_without: bool) -> ArgillaParams:
     except ConfigError as error:
         problem = error
     try:
-        raw = yaml.safe_load(DEFAULT_PARAMS_FILE.read_text(encoding="utf-8"))
-        section = ArgillaParams.model_validate(raw.get("argilla") or {})
-    except (yaml.YAMLError, UnicodeDecodeError, AttributeError, ValidationError):
+        section = load_argilla_params()
+    except ConfigError:
         if not can_do_without:
             raise problem from None
-        print(f"warning: {problem}; using the default argilla settings", file=sys.stderr)
+        print(f"warning: {scrub(str(problem))}; using the default argilla settings", file=sys.stderr)
         return ArgillaParams()
-    print(f"warning: {problem}; the server commands use only its argilla: section", file=sys.stderr)
+    print(f"warning: {scrub(str(problem))}; the server commands use only its argilla: section", file=sys.stderr)
     return section
 
 

@@ -378,6 +378,32 @@ class Params(Strict):
 
 def load_params(path: Path = DEFAULT_PARAMS_FILE) -> Params:
     """Load and validate params.yaml; any problem becomes one ConfigError line naming the key."""
+    raw = _read_sections(path)
+    token_at = _find_token(raw)
+    if token_at is not None:
+        raise ConfigError(
+            f"{path}: {token_at}: holds what looks like an access token; tokens and keys come from the environment "
+            "(HF_TOKEN, OPENAI_API_KEY, the variable a model's api_key_env names), never from params.yaml"
+        )
+    try:
+        return Params.model_validate(raw, context={"root": Path(path).parent})
+    except ValidationError as e:
+        raise ConfigError(f"{path}: {describe_validation_error(e)}") from None
+
+
+def load_argilla_params(path: Path = DEFAULT_PARAMS_FILE) -> ArgillaParams:
+    """Only the argilla: section, validated: the server commands need nothing else, so a mistake elsewhere in the
+    file never keeps anyone from starting or stopping the annotation server."""
+    section = _read_sections(path).get("argilla") or {}
+    if _find_token(section) is not None:
+        raise ConfigError(f"{path}: argilla: holds what looks like an access token; keys come from the environment")
+    try:
+        return ArgillaParams.model_validate(section)
+    except ValidationError as e:
+        raise ConfigError(f"{path}: argilla: {describe_validation_error(e)}") from None
+
+
+def _read_sections(path: Path) -> dict:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -394,16 +420,7 @@ def load_params(path: Path = DEFAULT_PARAMS_FILE) -> Params:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
-    token_at = _find_token(raw)
-    if token_at is not None:
-        raise ConfigError(
-            f"{path}: {token_at}: holds what looks like an access token; tokens and keys come from the environment "
-            "(HF_TOKEN, OPENAI_API_KEY, the variable a model's api_key_env names), never from params.yaml"
-        )
-    try:
-        return Params.model_validate(raw, context={"root": Path(path).parent})
-    except ValidationError as e:
-        raise ConfigError(f"{path}: {describe_validation_error(e)}") from None
+    return raw
 
 
 # ---------------------------------------------------------------------------------------------------------------------
