@@ -108,23 +108,43 @@ def main() -> None:
 
     results = {}
     for variant in ("analyze", "bootstrap-vectorised", "bootstrap-loop"):
-        output = subprocess.run([sys.executable, __file__, "--variant", variant, "--tasks", str(args.tasks),
-                                 "--resamples", str(args.resamples)], capture_output=True, text=True, check=True)
+        output = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--tasks",
+                str(args.tasks),
+                "--resamples",
+                str(args.resamples),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[variant] = json.loads(output.stdout.strip().splitlines()[-1])
     fast, slow = results["bootstrap-vectorised"], results["bootstrap-loop"]
     for m in MODELS:
-        assert max(abs(x - y) for x, y in zip(fast["means"][m], slow["means"][m])) < 0.01, (fast["means"], slow["means"])
+        assert max(abs(x - y) for x, y in zip(fast["means"][m], slow["means"][m])) < 0.01, (
+            fast["means"],
+            slow["means"],
+        )
     assert max(abs(x - y) for x, y in zip(fast["win"], slow["win"])) < 0.01, (fast["win"], slow["win"])
 
     rows = len(MODELS) * len(ANNOTATORS) * args.tasks
-    print(f"{args.tasks} tasks x {len(MODELS)} models x {len(ANNOTATORS)} annotators ({rows} rows), "
-          f"{args.resamples} resamples")
+    print(
+        f"{args.tasks} tasks x {len(MODELS)} models x {len(ANNOTATORS)} annotators ({rows} rows), "
+        f"{args.resamples} resamples"
+    )
     for name, result in results.items():
         print(f"  {name:22s} {result['seconds']:7.2f} s   peak +{result['peak_mb']:6.0f} MB")
     ratio = slow["seconds"] / fast["seconds"]
     print(f"  bootstrap: vectorised is {ratio:.1f}x faster than the loop; intervals agree within 0.01")
-    checks = [("bootstrap >= 20x faster than the per-resample loop", ratio >= 20),
-              ("whole analyze under 1 GB above its inputs", results["analyze"]["peak_mb"] < 1024)]
+    checks = [
+        ("bootstrap >= 20x faster than the per-resample loop", ratio >= 20),
+        ("whole analyze under 1 GB above its inputs", results["analyze"]["peak_mb"] < 1024),
+    ]
     for label, ok in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {label}")
     sys.exit(0 if all(ok for _, ok in checks) else 1)

@@ -96,20 +96,28 @@ def main() -> None:
     pooled, speedup = turns["pool"] * len(rounds) / len(jobs), turns["one"] / turns["pool"]
 
     n, cores = len(jobs), os.cpu_count()
-    print(f"{n} programs (sample solutions with their tests), {sandbox.workers} workers, interpreter {sandbox.python}, "
-          f"load average {os.getloadavg()[0]:.1f} on {cores} cores")
+    print(
+        f"{n} programs (sample solutions with their tests), {sandbox.workers} workers, interpreter {sandbox.python}, "
+        f"load average {os.getloadavg()[0]:.1f} on {cores} cores"
+    )
     print(f"  setting up the sandbox (bubblewrap's probe run included): {probe_ms:.0f} ms, once per stage")
     line("bwrap, one at a time", single)
     line("no bwrap, one at a time", unwrapped, "  (baseline: the old path)")
     line("bare python -c", floor, "  (baseline: no sandbox)")
     line("bwrap, pool", pooled)
     added, total = 1000 * (single - unwrapped), 1000 * (single - floor)
-    print(f"  bubblewrap's cost per run: {added:+.1f} ms over the old path (target <= 25 ms: "
-          f"{'met' if added <= 25 else 'MISSED'})")
-    print(f"  sandbox overhead per run: {total:+.1f} ms over a bare run, {single / floor:.2f}x "
-          f"(target <= 60 ms: {'met' if total <= 60 else 'MISSED'})")
-    print(f"  pool vs one at a time: {speedup:.2f}x on {cores} cores (target >= 1.5x: "
-          f"{'met' if speedup >= 1.5 else 'MISSED'})")
+    print(
+        f"  bubblewrap's cost per run: {added:+.1f} ms over the old path (target <= 25 ms: "
+        f"{'met' if added <= 25 else 'MISSED'})"
+    )
+    print(
+        f"  sandbox overhead per run: {total:+.1f} ms over a bare run, {single / floor:.2f}x "
+        f"(target <= 60 ms: {'met' if total <= 60 else 'MISSED'})"
+    )
+    print(
+        f"  pool vs one at a time: {speedup:.2f}x on {cores} cores (target >= 1.5x: "
+        f"{'met' if speedup >= 1.5 else 'MISSED'})"
+    )
 
 
 if __name__ == "__main__":

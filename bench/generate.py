@@ -117,8 +117,12 @@ def run_sequential(url: str, count: int) -> dict[str, Any]:
 
     def ask(instruction: str) -> str:
         response = client.chat_completion(
-            messages(instruction), model=MODEL, max_tokens=gen.max_new_tokens, temperature=gen.temperature,
-            top_p=gen.top_p, seed=gen.seed,
+            messages(instruction),
+            model=MODEL,
+            max_tokens=gen.max_new_tokens,
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            seed=gen.seed,
         )
         return response.choices[0].message.content or ""
 
@@ -146,8 +150,12 @@ async def run_runner(url: str, count: int, concurrency: int) -> dict[str, Any]:
     spec = ModelSpec(backend="openai", model=MODEL, base_url=url + "/v1")
     backend = OpenAIBackend(spec, timeout_s=TIMEOUT_S)
     limits = Limits(
-        concurrency=concurrency, requests_per_minute=None, timeout_s=TIMEOUT_S, max_attempts=3,
-        backoff_initial_s=0.1, backoff_max_s=1.0,
+        concurrency=concurrency,
+        requests_per_minute=None,
+        timeout_s=TIMEOUT_S,
+        max_attempts=3,
+        backoff_initial_s=0.1,
+        backoff_max_s=1.0,
     )
     todo = instructions(count)
     requests = [request(instruction) for instruction in todo]
@@ -188,8 +196,12 @@ async def run_ceiling(url: str, count: int, concurrency: int) -> dict[str, Any]:
 
         async def ask(instruction: str) -> str:
             body = {
-                "model": MODEL, "messages": messages(instruction), "max_tokens": gen.max_new_tokens,
-                "temperature": gen.temperature, "top_p": gen.top_p, "seed": gen.seed,
+                "model": MODEL,
+                "messages": messages(instruction),
+                "max_tokens": gen.max_new_tokens,
+                "temperature": gen.temperature,
+                "top_p": gen.top_p,
+                "seed": gen.seed,
             }
             async with session.post(url + CHAT_PATH, json=body) as response:
                 response.raise_for_status()
@@ -222,7 +234,14 @@ def run_variant(variant: str, url: str, count: int) -> dict[str, Any]:
 
 def spawn(variant: str, url: str, count: int) -> dict[str, Any]:
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--variant", variant, "--url", url, "--count", str(count),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--variant",
+        variant,
+        "--url",
+        url,
+        "--count",
+        str(count),
     ]
     # huggingface_hub refuses every URL, even loopback, when offline.
     env = {**os.environ, "HF_HUB_OFFLINE": "0", "PYTHONDONTWRITEBYTECODE": "1"}

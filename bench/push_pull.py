@@ -46,27 +46,58 @@ from tests.integration.annotation.annotating import owner_records  # noqa: E402
 from tests.integration.annotation.conftest import free_port  # noqa: E402
 
 MODELS = ["model-a", "model-b"]
-ANSWER = "```python\ndef solve(items):\n    \"\"\"Return the items sorted.\"\"\"\n    return sorted(items)\n\nassert solve([2, 1]) == [1, 2]\n```\n" * 2
+ANSWER = (
+    '```python\ndef solve(items):\n    """Return the items sorted."""\n    return sorted(items)\n\nassert solve([2, 1]) == [1, 2]\n```\n'
+    * 2
+)
 
 
 def inputs(n: int) -> tuple[pa.Table, pa.Table]:
     ids = [f"{i:016x}" for i in range(n)]
-    tasks = TASKS.validate(pa.table({"task_id": ids, "instruction": [f"Task {i}: sort a list of numbers." for i in range(n)],
-                                     "source": ["bench"] * n, "source_row": list(range(n))}), "tasks")
-    rows = [{"task_id": t, "model": m, "response": f"# {m} {t}\n{ANSWER}", "finish_reason": "stop", "prompt_tokens": 1,
-             "completion_tokens": 1, "latency_s": 0.1, "attempts": 1, "error": None, "request_hash": t + m}
-            for t in ids for m in MODELS]
+    tasks = TASKS.validate(
+        pa.table(
+            {
+                "task_id": ids,
+                "instruction": [f"Task {i}: sort a list of numbers." for i in range(n)],
+                "source": ["bench"] * n,
+                "source_row": list(range(n)),
+            }
+        ),
+        "tasks",
+    )
+    rows = [
+        {
+            "task_id": t,
+            "model": m,
+            "response": f"# {m} {t}\n{ANSWER}",
+            "finish_reason": "stop",
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "latency_s": 0.1,
+            "attempts": 1,
+            "error": None,
+            "request_hash": t + m,
+        }
+        for t in ids
+        for m in MODELS
+    ]
     return tasks, pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
 
 
 def params(url: str, dataset: str) -> Params:
-    return Params.model_validate({
-        "argilla": {"url": url}, "annotation": {"dataset": dataset, "assignment": "overlap",
-                                                 "guidelines": str(ROOT / "annotation/guidelines.md"),
-                                                 "rating_tooltip": str(ROOT / "annotation/rating_tooltip.md")},
-        "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
-        "compare": MODELS,
-    })
+    return Params.model_validate(
+        {
+            "argilla": {"url": url},
+            "annotation": {
+                "dataset": dataset,
+                "assignment": "overlap",
+                "guidelines": str(ROOT / "annotation/guidelines.md"),
+                "rating_tooltip": str(ROOT / "annotation/rating_tooltip.md"),
+            },
+            "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
+            "compare": MODELS,
+        }
+    )
 
 
 def timed(function):
@@ -88,10 +119,17 @@ def annotate_all(url: str, api_key: str, dataset_id: str) -> None:
     headers = {"X-Argilla-Api-Key": api_key}
     ids = [record["id"] for record in owner_records(url, api_key, dataset_id)]
     for first in range(0, len(ids), 100):
-        items = [{"record_id": rid, "status": "submitted",
-                  "values": {"score_response_1": {"value": 5}, "score_response_2": {"value": 3}}}
-                 for rid in ids[first : first + 100]]
-        httpx.post(f"{url}/api/v1/me/responses/bulk", headers=headers, json={"items": items}, timeout=120).raise_for_status()
+        items = [
+            {
+                "record_id": rid,
+                "status": "submitted",
+                "values": {"score_response_1": {"value": 5}, "score_response_2": {"value": 3}},
+            }
+            for rid in ids[first : first + 100]
+        ]
+        httpx.post(
+            f"{url}/api/v1/me/responses/bulk", headers=headers, json={"items": items}, timeout=120
+        ).raise_for_status()
 
 
 def main() -> None:
@@ -125,8 +163,9 @@ def main() -> None:
                 push_rerun.append(seconds)
                 receipt = result.receipt
                 spec = DatasetSpec.from_params(p.annotation, responses=len(MODELS), with_executions=False)
-                built = build_records(tasks, generations=generations, models=MODELS, spec=spec,
-                                      seed=p.annotation.seed).records
+                built = build_records(
+                    tasks, generations=generations, models=MODELS, spec=spec, seed=p.annotation.seed
+                ).records
                 dicts = [{"id": r.record_id, **r.fields, **r.metadata} for r in built]
                 seconds, _ = timed(lambda: sdk_log(server.url, credentials.api_key, f"sdk-{i}", dicts, spec.build()))
                 baseline_push.append(seconds)
@@ -156,11 +195,15 @@ def main() -> None:
         return n / statistics.median(times)
 
     print(f"{n} records x {len(MODELS)} models, median of {args.repeat} runs (records/s; ratio to the SDK baseline)")
-    print(f"  push (new dataset): {rate(push_new):8.0f}  baseline SDK log: {rate(baseline_push):8.0f}  "
-          f"ratio {rate(push_new) / rate(baseline_push):.2f}x")
+    print(
+        f"  push (new dataset): {rate(push_new):8.0f}  baseline SDK log: {rate(baseline_push):8.0f}  "
+        f"ratio {rate(push_new) / rate(baseline_push):.2f}x"
+    )
     print(f"  push (rerun, nothing changed): {rate(push_rerun):8.0f}  ({statistics.median(push_rerun):.1f} s)")
-    print(f"  pull: {rate(pull_ours):8.0f}  baseline SDK iterator: {rate(pull_sdk):8.0f}  "
-          f"ratio {rate(pull_ours) / rate(pull_sdk):.2f}x")
+    print(
+        f"  pull: {rate(pull_ours):8.0f}  baseline SDK iterator: {rate(pull_sdk):8.0f}  "
+        f"ratio {rate(pull_ours) / rate(pull_sdk):.2f}x"
+    )
 
 
 if __name__ == "__main__":

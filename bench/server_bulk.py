@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.server_common import pipeline_like_records, pipeline_like_settings, running_server  # noqa: E402
+from bench.server_common import pipeline_like_records, pipeline_like_settings, running_server
 
 
 def log_records(server, records: int, batch_size: int) -> tuple[float, float, list[tuple]]:

@@ -13,11 +13,7 @@ from pathlib import Path
 from llm_feedback.annotation.server import EmbeddedServer, start, stop
 from tests.integration.annotation.conftest import free_port
 
-WORDS = (
-    "the model returns a function that sorts the list in place and handles empty input correctly while the other "
-    "response explains recursion with an example about trees graphs strings numbers parsing errors tests python "
-    "markdown code review performance memory loop index value key dictionary class method argument result"
-).split()
+WORDS = ["the", "model", "returns", "a", "function", "that", "sorts", "the", "list", "in", "place", "and", "handles", "empty", "input", "correctly", "while", "the", "other", "response", "explains", "recursion", "with", "an", "example", "about", "trees", "graphs", "strings", "numbers", "parsing", "errors", "tests", "python", "markdown", "code", "review", "performance", "memory", "loop", "index", "value", "key", "dictionary", "class", "method", "argument", "result"]
 
 
 @dataclasses.dataclass
@@ -30,8 +26,9 @@ class Server:
 @contextlib.contextmanager
 def running_server(python: str, data_dir: Path, extra: tuple[str, ...] = ()) -> Iterator[Server]:
     """The embedded server on a throwaway folder, started as the pipeline starts it, with extra launcher options."""
-    server = EmbeddedServer(data_dir=data_dir, port=free_port(), venv_dir=Path(python).absolute().parents[1],
-                            launcher_args=extra)
+    server = EmbeddedServer(
+        data_dir=data_dir, port=free_port(), venv_dir=Path(python).absolute().parents[1], launcher_args=extra
+    )
     credentials, _ = start(server)
     assert credentials is not None, "a throwaway folder gets new credentials"
     try:

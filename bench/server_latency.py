@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.server_common import pipeline_like_records, pipeline_like_settings, running_server  # noqa: E402
+from bench.server_common import pipeline_like_records, pipeline_like_settings, running_server
 
 UI_PARAMS = [("include", "responses"), ("include", "suggestions"), ("offset", "0"), ("limit", "10")]
 

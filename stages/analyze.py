@@ -4,7 +4,15 @@
 from llm_feedback.analysis import analyze
 from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.artifacts import (
-    ANNOTATIONS, EXECUTIONS, GENERATIONS, JUDGE_PAIRWISE, JUDGMENTS, SCORES, TASKS, read_optional, read_table,
+    ANNOTATIONS,
+    EXECUTIONS,
+    GENERATIONS,
+    JUDGE_PAIRWISE,
+    JUDGMENTS,
+    SCORES,
+    TASKS,
+    read_optional,
+    read_table,
     write_table,
 )
 from llm_feedback.params import load_params
@@ -18,8 +26,12 @@ def main() -> str:
     receipt = read_receipt(paths.push_receipt)
     generations = read_table(paths.generations, GENERATIONS)
     result = analyze(
-        annotations=read_table(paths.annotations, ANNOTATIONS), generations=generations, compare=params.compare,
-        params=params.analyze, records=receipt.records, judgments=read_optional(paths.judgments, JUDGMENTS),
+        annotations=read_table(paths.annotations, ANNOTATIONS),
+        generations=generations,
+        compare=params.compare,
+        params=params.analyze,
+        records=receipt.records,
+        judgments=read_optional(paths.judgments, JUDGMENTS),
         executions=read_optional(paths.executions, EXECUTIONS),
         judge_pairwise=read_optional(paths.judge_pairwise, JUDGE_PAIRWISE),
     )
@@ -28,8 +40,14 @@ def main() -> str:
         f"(dataset {receipt.workspace}/{receipt.dataset}), then run `dvc repro` to bring their work back."
     )
     write_table(result.scores_table(), paths.scores, SCORES)
-    write_reports(result, paths.reports, tasks=read_table(paths.tasks, TASKS), generations=generations,
-                  lowest=params.analyze.lowest, how_to_annotate=how_to_annotate)
+    write_reports(
+        result,
+        paths.reports,
+        tasks=read_table(paths.tasks, TASKS),
+        generations=generations,
+        lowest=params.analyze.lowest,
+        how_to_annotate=how_to_annotate,
+    )
     write_plot_data(result, paths.plots)
     write_metrics(result.metrics, paths.metrics)
     return f"{result.line()} -> {paths.scores}, {paths.metrics}, {paths.reports}/report.md"

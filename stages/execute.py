@@ -17,10 +17,17 @@ def main() -> str:
         return f"disabled (execute.enabled: false) -> {paths.executions} (0 rows)"
     tasks = read_table(paths.tasks, TASKS)
     previous = read_previous(paths.executions, EXECUTIONS)
-    tests = task_tests(tasks, tests_column=settings.tests_column, reference_column=settings.reference_column,
-                       where=str(paths.tasks))
-    result = execute(tasks=tasks, generations=read_table(paths.generations, GENERATIONS), compare=params.compare,
-                     tests=tests, sandbox=Sandbox(settings), previous=previous)
+    tests = task_tests(
+        tasks, tests_column=settings.tests_column, reference_column=settings.reference_column, where=str(paths.tasks)
+    )
+    result = execute(
+        tasks=tasks,
+        generations=read_table(paths.generations, GENERATIONS),
+        compare=params.compare,
+        tests=tests,
+        sandbox=Sandbox(settings),
+        previous=previous,
+    )
     write_table(result.table, paths.executions, EXECUTIONS)
     for summary in result.summaries:
         print(f"execute: {summary.line()}", flush=True)

@@ -11,9 +11,12 @@ def main() -> str:
     params = load_params()
     paths = params.paths
     exported = build_exports(
-        scores=read_table(paths.scores, SCORES), annotations=read_table(paths.annotations, ANNOTATIONS),
-        generations=read_table(paths.generations, GENERATIONS), tasks=read_table(paths.tasks, TASKS),
-        compare=params.compare, params=params.export,
+        scores=read_table(paths.scores, SCORES),
+        annotations=read_table(paths.annotations, ANNOTATIONS),
+        generations=read_table(paths.generations, GENERATIONS),
+        tasks=read_table(paths.tasks, TASKS),
+        compare=params.compare,
+        params=params.export,
     )
     write_exports(exported, paths.export)
     line = f"{exported.line()} -> {paths.export}"

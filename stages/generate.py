@@ -12,7 +12,8 @@ from llm_feedback.stage import run_stage
 def main() -> str:
     params = load_params()
     result = generate(
-        prompts=read_table(params.paths.prompts, PROMPTS), params=params,
+        prompts=read_table(params.paths.prompts, PROMPTS),
+        params=params,
         previous=read_previous(params.paths.generations, GENERATIONS),
         make_backend=partial(backend_for, run=params.generate),
     )

@@ -23,8 +23,11 @@ def main() -> str:
     except FileNotFoundError:
         raise InputError(f"{settings.rubric}: not found (judge.rubric)") from None
     result = run_judge(
-        tasks=read_table(paths.tasks, TASKS), generations=read_table(paths.generations, GENERATIONS), params=params,
-        rubric=rubric, make_backend=partial(backend_for, run=params.generate),
+        tasks=read_table(paths.tasks, TASKS),
+        generations=read_table(paths.generations, GENERATIONS),
+        params=params,
+        rubric=rubric,
+        make_backend=partial(backend_for, run=params.generate),
         previous=read_previous(paths.judgments, JUDGMENTS),
     )
     write_table(result.judgments, paths.judgments, JUDGMENTS)

@@ -14,8 +14,12 @@ def main() -> str:
     tasks = read_table(paths.tasks, TASKS)
     generations = read_table(paths.generations, GENERATIONS)
     pushed = push(
-        params, tasks=tasks, generations=generations, previous=_previous(paths.push_receipt),
-        judgments=read_optional(paths.judgments, JUDGMENTS), executions=read_optional(paths.executions, EXECUTIONS),
+        params,
+        tasks=tasks,
+        generations=generations,
+        previous=_previous(paths.push_receipt),
+        judgments=read_optional(paths.judgments, JUDGMENTS),
+        executions=read_optional(paths.executions, EXECUTIONS),
     )
     pushed.receipt.write(paths.push_receipt)
     return pushed.line(output=paths.push_receipt)

@@ -46,8 +46,18 @@ from typing import Any, Literal, Self, get_args
 from aiohttp import web
 
 Fault = Literal[
-    "ok", "429", "500", "drop", "400", "401", "slow",
-    "list_content", "object_content", "null_content", "empty_content", "text_usage",
+    "ok",
+    "429",
+    "500",
+    "drop",
+    "400",
+    "401",
+    "slow",
+    "list_content",
+    "object_content",
+    "null_content",
+    "empty_content",
+    "text_usage",
 ]
 FAULTS: frozenset[str] = frozenset(get_args(Fault))
 MALFORMED = frozenset({"list_content", "object_content", "null_content", "empty_content", "text_usage"})
@@ -105,7 +115,11 @@ def count_tokens(text: str) -> int:
 
 
 def generate(
-    model: str, instruction: str, stop: list[str], max_tokens: int | None, keep_stop: bool,
+    model: str,
+    instruction: str,
+    stop: list[str],
+    max_tokens: int | None,
+    keep_stop: bool,
     answer: Callable[[str, str], str] = canned_answer,
 ) -> tuple[str, Literal["eos", "stop", "length"]]:
     """Apply stop sequences, then the token limit, to the canned answer.
@@ -371,8 +385,9 @@ class FakeLLMServer:
             raise ValueError("stream is not supported by FakeLLMServer")
         limit = body.get("max_completion_tokens")
         limit = _optional_int(limit if limit is not None else body.get("max_tokens"), "max_tokens")
-        text, reason = generate(model, _last_user_text(body), _stop_list(body.get("stop")), limit, keep_stop=False,
-                                answer=self.answer)
+        text, reason = generate(
+            model, _last_user_text(body), _stop_list(body.get("stop")), limit, keep_stop=False, answer=self.answer
+        )
         prompt_tokens = sum(count_tokens(_content_text(m.get("content"))) for m in messages)
         completion_tokens = count_tokens(text)
         return {

@@ -23,7 +23,11 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def copy_project(target: Path) -> Path:
     """The project's own files (tracked or not ignored), as a fresh git repository."""
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     for name in listed:
         if (PROJECT_ROOT / name).is_file():

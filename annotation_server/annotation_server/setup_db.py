@@ -19,7 +19,6 @@ from argilla_server.models import User
 from annotation_server import indexes
 from annotation_server.credentials import Credentials
 
-
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -47,7 +46,9 @@ def _check_is_sqlite(database_file: Path) -> None:
     except FileNotFoundError:
         return
     if header and header != SQLITE_HEADER:
-        raise SetupError(f"{database_file} is not an SQLite database: restore it from a backup, or move it away to start empty")
+        raise SetupError(
+            f"{database_file} is not an SQLite database: restore it from a backup, or move it away to start empty"
+        )
 
 
 async def ensure_owner(credentials: Credentials) -> str:

@@ -18,7 +18,12 @@ from llm_feedback.annotation.values import OTHER_OPTIONS, SCALE, STATUSES
 from llm_feedback.artifacts import SCORES, text_sha
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import (
-    Interval, bootstrap_sums, bradley_terry_intervals, ordinal_alpha, pair_outcomes, ratio_intervals,
+    Interval,
+    bootstrap_sums,
+    bradley_terry_intervals,
+    ordinal_alpha,
+    pair_outcomes,
+    ratio_intervals,
 )
 
 
@@ -43,8 +48,10 @@ class Analysis:
         counts = self.metrics["counts"]
         ranking = ", ".join(f"{m} {v['mean']:.2f}" for m, v in self.ranking())
         left_out = self.left_out.line()
-        return (f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; mean score: {ranking or 'none yet'}"
-                f"{'; ' + left_out if left_out else ''}")
+        return (
+            f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; mean score: {ranking or 'none yet'}"
+            f"{'; ' + left_out if left_out else ''}"
+        )
 
 
 def aggregate_scores(rows: pd.DataFrame, how: str) -> pd.DataFrame:
@@ -110,9 +117,13 @@ class LeftOut:
     def line(self) -> str | None:
         parts = []
         if self.invalid:
-            parts.append(f"{self.invalid} responses left out for a value outside the dataset's settings (first: {self.first})")
+            parts.append(
+                f"{self.invalid} responses left out for a value outside the dataset's settings (first: {self.first})"
+            )
         if self.duplicates:
-            parts.append(f"{self.duplicates} repeated responses of an annotator on a record left out (the latest counts)")
+            parts.append(
+                f"{self.duplicates} repeated responses of an annotator on a record left out (the latest counts)"
+            )
         return "; ".join(parts) or None
 
 
@@ -170,11 +181,13 @@ def current_scores(rows: pd.DataFrame, generations: pa.Table) -> tuple[pd.DataFr
 def _current_shas(generations: pa.Table) -> pd.DataFrame:
     """task_id, model, current_sha: the fingerprint of each answer generate holds now."""
     answered = generations.filter(generations.column("response").is_valid())
-    return pd.DataFrame({
-        "task_id": answered.column("task_id").to_numpy(zero_copy_only=False),
-        "model": answered.column("model").to_numpy(zero_copy_only=False),
-        "current_sha": [text_sha(r) for r in answered.column("response").to_pylist()],
-    })
+    return pd.DataFrame(
+        {
+            "task_id": answered.column("task_id").to_numpy(zero_copy_only=False),
+            "model": answered.column("model").to_numpy(zero_copy_only=False),
+            "current_sha": [text_sha(r) for r in answered.column("response").to_pylist()],
+        }
+    )
 
 
 def _score_matrix(scores: pd.DataFrame, models: list[str]) -> np.ndarray:
@@ -226,14 +239,17 @@ class _Bootstrap:
 
     def means(self) -> list[Interval]:
         m = self.models
-        return ratio_intervals(self.totals[:m], self.totals[m:2 * m], self.samples[:, :m], self.samples[:, m:2 * m],
-                               self.confidence)
+        return ratio_intervals(
+            self.totals[:m], self.totals[m : 2 * m], self.samples[:, :m], self.samples[:, m : 2 * m], self.confidence
+        )
 
     def pair_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """(pairs, 3) and (resamples, pairs, 3) counts of win, tie and loss."""
         p = len(self.pairs)
-        return (self.totals[2 * self.models:].reshape(p, 3),
-                self.samples[:, 2 * self.models:].reshape(self.samples.shape[0], p, 3))
+        return (
+            self.totals[2 * self.models :].reshape(p, 3),
+            self.samples[:, 2 * self.models :].reshape(self.samples.shape[0], p, 3),
+        )
 
 
 def _model_means(sums: _Bootstrap, submitted: pd.DataFrame, models: list[str]) -> dict:
@@ -241,8 +257,13 @@ def _model_means(sums: _Bootstrap, submitted: pd.DataFrame, models: list[str]) -
     result = {}
     for k, (model, interval) in enumerate(zip(models, sums.means())):
         mean = _interval(interval)
-        result[model] = {"mean": mean["value"], "ci_low": mean["ci_low"], "ci_high": mean["ci_high"],
-                         "tasks": int(sums.totals[sums.models + k]), "scores": int(n_scores.get(model, 0))}
+        result[model] = {
+            "mean": mean["value"],
+            "ci_low": mean["ci_low"],
+            "ci_high": mean["ci_high"],
+            "tasks": int(sums.totals[sums.models + k]),
+            "scores": int(n_scores.get(model, 0)),
+        }
     return result
 
 
@@ -250,9 +271,13 @@ def _pairwise(sums: _Bootstrap, models: list[str]) -> dict:
     totals, samples = sums.pair_counts()
     valid, sample_valid = totals.sum(axis=1, keepdims=True), samples.sum(axis=2, keepdims=True)
     width = len(sums.pairs) * 3
-    intervals = ratio_intervals(totals.reshape(width), np.repeat(valid, 3, axis=1).reshape(width),
-                                samples.reshape(len(samples), width),
-                                np.repeat(sample_valid, 3, axis=2).reshape(len(samples), width), sums.confidence)
+    intervals = ratio_intervals(
+        totals.reshape(width),
+        np.repeat(valid, 3, axis=1).reshape(width),
+        samples.reshape(len(samples), width),
+        np.repeat(sample_valid, 3, axis=2).reshape(len(samples), width),
+        sums.confidence,
+    )
     result = {}
     for k, (i, j) in enumerate(sums.pairs):
         entry: dict = {"tasks": int(valid[k, 0])}
@@ -308,13 +333,18 @@ def _alpha(rows: pd.DataFrame, unit: list[str]) -> dict:
 def _annotators(submitted: pd.DataFrame) -> dict:
     result = {}
     for annotator, rows in submitted.groupby("annotator", sort=True):
-        result[str(annotator)] = {"records": int(rows["record_id"].nunique()), "mean_score": round(float(rows["score"].mean()), 4)}
+        result[str(annotator)] = {
+            "records": int(rows["record_id"].nunique()),
+            "mean_score": round(float(rows["score"].mean()), 4),
+        }
     return result
 
 
 def _positions(submitted: pd.DataFrame) -> dict:
-    return {str(int(position)): {"mean_score": round(float(rows["score"].mean()), 4), "scores": int(len(rows))}
-            for position, rows in submitted.groupby("position", sort=True)}
+    return {
+        str(int(position)): {"mean_score": round(float(rows["score"].mean()), 4), "scores": len(rows)}
+        for position, rows in submitted.groupby("position", sort=True)
+    }
 
 
 def _judge(judgments: pa.Table, scores: pd.DataFrame, models: list[str], pairwise: pa.Table | None) -> dict:
@@ -325,13 +355,18 @@ def _judge(judgments: pa.Table, scores: pd.DataFrame, models: list[str], pairwis
     judged = judgments.to_pandas()
     judged = judged[judged["score"].notna()]
     both = judged.merge(scores, on=["task_id", "model"], suffixes=("_judge", "_human"))
-    result: dict = {"pairs": int(len(both)), "spearman": None, "kappa_quadratic": None,
-                    "models": {m: {"mean": _mean(judged.loc[judged["model"] == m, "score"])} for m in models}}
+    result: dict = {
+        "pairs": len(both),
+        "spearman": None,
+        "kappa_quadratic": None,
+        "models": {m: {"mean": _mean(judged.loc[judged["model"] == m, "score"])} for m in models},
+    }
     if len(both) >= 2 and both["score_judge"].nunique() > 1 and both["score_human"].nunique() > 1:
         result["spearman"] = float(spearmanr(both["score_judge"], both["score_human"]).statistic)
         human = np.floor(both["score_human"].to_numpy() + 0.5).astype(int)
-        result["kappa_quadratic"] = float(cohen_kappa_score(both["score_judge"].astype(int), human, weights="quadratic",
-                                                            labels=list(SCALE)))
+        result["kappa_quadratic"] = float(
+            cohen_kappa_score(both["score_judge"].astype(int), human, weights="quadratic", labels=list(SCALE))
+        )
     if pairwise is not None:
         result["pairwise"] = _judge_pairwise(pairwise.to_pandas())
     return result
@@ -361,10 +396,14 @@ def _execution(executions: pa.Table, scores: pd.DataFrame, models: list[str]) ->
 
     runs = executions.to_pandas()
     runs["passed"] = runs["status"] == "pass"
-    result: dict = {"models": {m: {"pass_rate": _mean(runs.loc[runs["model"] == m, "passed"]),
-                                   "runs": int((runs["model"] == m).sum())} for m in models}}
+    result: dict = {
+        "models": {
+            m: {"pass_rate": _mean(runs.loc[runs["model"] == m, "passed"]), "runs": int((runs["model"] == m).sum())}
+            for m in models
+        }
+    }
     both = runs.merge(scores, on=["task_id", "model"])
-    result["pairs"] = int(len(both))
+    result["pairs"] = len(both)
     result["correlation_with_human"] = None
     if len(both) >= 2 and both["passed"].nunique() > 1 and both["score"].nunique() > 1:
         result["correlation_with_human"] = float(pointbiserialr(both["passed"], both["score"]).statistic)

@@ -79,7 +79,9 @@ def _status(args: argparse.Namespace) -> int:
     if not state.running:
         print(f"annotation server not running ({state.url})")
         return 3
-    print(f"annotation server running at {state.url}: pid {state.pid}, argilla {state.version}, {state.datasets} datasets")
+    print(
+        f"annotation server running at {state.url}: pid {state.pid}, argilla {state.version}, {state.datasets} datasets"
+    )
     return 0
 
 
@@ -94,7 +96,9 @@ def _add_annotators(args: argparse.Namespace) -> int:
             print(f"{added.username}: exists, password unchanged ({note})")
         else:
             print(f"{added.username}: password {added.password}")
-    print(f"annotators of workspace {workspace} at {target.url}; new passwords are shown once and kept in {store} (mode 0600)")
+    print(
+        f"annotators of workspace {workspace} at {target.url}; new passwords are shown once and kept in {store} (mode 0600)"
+    )
     return 0
 
 

@@ -64,8 +64,9 @@ def reference_asserts(reference: str) -> tuple[str, ...]:
     return tuple(_segment(code, node) for node in tree.body if isinstance(node, ast.Assert))
 
 
-def task_tests(tasks: pa.Table, *, tests_column: str | None, reference_column: str | None,
-               where: str) -> dict[str, tuple[str, ...]]:
+def task_tests(
+    tasks: pa.Table, *, tests_column: str | None, reference_column: str | None, where: str
+) -> dict[str, tuple[str, ...]]:
     """Each task's tests by id, from `tests_column` when the table has it, else from `reference_column`'s asserts;
     `where` names the table in errors."""
     ids = tasks.column("task_id").to_pylist()
@@ -76,13 +77,16 @@ def task_tests(tasks: pa.Table, *, tests_column: str | None, reference_column: s
                 try:
                     found[task_id] = split_statements(source)
                 except SyntaxError as e:
-                    raise InputError(f"{where}: row {row} (task {task_id}): column '{tests_column}' is not valid Python "
-                                     f"(line {e.lineno}: {e.msg})") from None
+                    raise InputError(
+                        f"{where}: row {row} (task {task_id}): column '{tests_column}' is not valid Python "
+                        f"(line {e.lineno}: {e.msg})"
+                    ) from None
         return found
     if reference_column:
         if reference_column not in tasks.column_names:
-            raise InputError(f"{where}: no column '{reference_column}' (execute.reference_column; keep it with "
-                             "fetch.keep_columns)")
+            raise InputError(
+                f"{where}: no column '{reference_column}' (execute.reference_column; keep it with fetch.keep_columns)"
+            )
         return {t: reference_asserts(r) for t, r in zip(ids, tasks.column(reference_column).to_pylist()) if r}
     return {}
 
@@ -115,8 +119,10 @@ class Executed:
 
     def line(self, *, output: Path) -> str:
         where = "in bubblewrap" if self.contained else "without bubblewrap"
-        return (f"{self.table.num_rows} runs on {self.workers} workers {where}, {NETWORK[self.network_isolated]} "
-                f"-> {output}")
+        return (
+            f"{self.table.num_rows} runs on {self.workers} workers {where}, {NETWORK[self.network_isolated]} "
+            f"-> {output}"
+        )
 
 
 def run_hash(code: str, tests: Sequence[str], limits: Limits) -> str:
@@ -144,7 +150,9 @@ def execute(
             continue
         code = extract_code(response)
         if code is None:
-            rows[(task_id, model)] = _row(task_id, model, "no_code", None, None, 0.0, None, run_hash("", (), sandbox.limits))
+            rows[(task_id, model)] = _row(
+                task_id, model, "no_code", None, None, 0.0, None, run_hash("", (), sandbox.limits)
+            )
             continue
         checks = tests.get(task_id, ())
         key = run_hash(code, checks, sandbox.limits)
@@ -164,18 +172,43 @@ def execute(
 
     ordered = [rows[k] for k in sorted(rows, key=lambda k: (compare.index(k[1]), k[0]))]
     table = pa.Table.from_pylist(ordered, schema=EXECUTIONS.schema)
-    summaries = [ExecutionSummary(m, dict(Counter(r["status"] for r in ordered if r["model"] == m)), reused[m])
-                 for m in compare]
+    summaries = [
+        ExecutionSummary(m, dict(Counter(r["status"] for r in ordered if r["model"] == m)), reused[m]) for m in compare
+    ]
     ran = isolated - {None}
     return Executed(table, summaries, all(ran) if ran else None, sandbox.contained, sandbox.workers)
 
 
 def _from_result(task_id: str, model: str, result: Result, key: str) -> dict:
-    return _row(task_id, model, result.status, result.tests_passed, result.tests_total, round(result.duration_s, 3),
-                result.stderr_tail, key)
+    return _row(
+        task_id,
+        model,
+        result.status,
+        result.tests_passed,
+        result.tests_total,
+        round(result.duration_s, 3),
+        result.stderr_tail,
+        key,
+    )
 
 
-def _row(task_id: str, model: str, status: str, passed: int | None, total: int | None, duration: float,
-         stderr: str | None, key: str) -> dict:
-    return {"task_id": task_id, "model": model, "status": status, "tests_passed": passed, "tests_total": total,
-            "duration_s": duration, "stderr_tail": stderr, "run_hash": key}
+def _row(
+    task_id: str,
+    model: str,
+    status: str,
+    passed: int | None,
+    total: int | None,
+    duration: float,
+    stderr: str | None,
+    key: str,
+) -> dict:
+    return {
+        "task_id": task_id,
+        "model": model,
+        "status": status,
+        "tests_passed": passed,
+        "tests_total": total,
+        "duration_s": duration,
+        "stderr_tail": stderr,
+        "run_hash": key,
+    }

@@ -25,23 +25,27 @@ from llm_feedback.artifacts import MESSAGE, atomic_folder
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import ExportParams
 
-SFT_SCHEMA = pa.schema([
-    pa.field("messages", pa.list_(MESSAGE), nullable=False),
-    pa.field("task_id", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),  # correction | model
-    pa.field("model", pa.string()),  # null for a correction
-    pa.field("score", pa.float64()),
-])
-DPO_SCHEMA = pa.schema([
-    pa.field("prompt", pa.list_(MESSAGE), nullable=False),
-    pa.field("chosen", pa.list_(MESSAGE), nullable=False),
-    pa.field("rejected", pa.list_(MESSAGE), nullable=False),
-    pa.field("task_id", pa.string(), nullable=False),
-    pa.field("chosen_model", pa.string(), nullable=False),  # "correction" for an annotator's corrected response
-    pa.field("rejected_model", pa.string(), nullable=False),
-    pa.field("score_chosen", pa.float64()),
-    pa.field("score_rejected", pa.float64(), nullable=False),
-])
+SFT_SCHEMA = pa.schema(
+    [
+        pa.field("messages", pa.list_(MESSAGE), nullable=False),
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),  # correction | model
+        pa.field("model", pa.string()),  # null for a correction
+        pa.field("score", pa.float64()),
+    ]
+)
+DPO_SCHEMA = pa.schema(
+    [
+        pa.field("prompt", pa.list_(MESSAGE), nullable=False),
+        pa.field("chosen", pa.list_(MESSAGE), nullable=False),
+        pa.field("rejected", pa.list_(MESSAGE), nullable=False),
+        pa.field("task_id", pa.string(), nullable=False),
+        pa.field("chosen_model", pa.string(), nullable=False),  # "correction" for an annotator's corrected response
+        pa.field("rejected_model", pa.string(), nullable=False),
+        pa.field("score_chosen", pa.float64()),
+        pa.field("score_rejected", pa.float64(), nullable=False),
+    ]
+)
 CORRECTION = "correction"
 SPLITS = ("train", "test")
 
@@ -52,19 +56,31 @@ class Exported:
     dpo: dict[str, pa.Table]
 
     def line(self) -> str:
-        return (f"SFT {self.sft['train'].num_rows} train + {self.sft['test'].num_rows} test, "
-                f"DPO {self.dpo['train'].num_rows} train + {self.dpo['test'].num_rows} test")
+        return (
+            f"SFT {self.sft['train'].num_rows} train + {self.sft['test'].num_rows} test, "
+            f"DPO {self.dpo['train'].num_rows} train + {self.dpo['test'].num_rows} test"
+        )
 
 
-def build_exports(*, scores: pa.Table, annotations: pa.Table, generations: pa.Table, tasks: pa.Table,
-                  compare: list[str], params: ExportParams) -> Exported:
+def build_exports(
+    *,
+    scores: pa.Table,
+    annotations: pa.Table,
+    generations: pa.Table,
+    tasks: pa.Table,
+    compare: list[str],
+    params: ExportParams,
+) -> Exported:
     """`scores` are analyze's per-task scores (the scores artifact), so the training data follows the metrics; the
     corrections come from the annotations that count by analyze's rules."""
     rows, _ = usable_annotations(annotations.to_pandas())
     scores = scores.to_pandas()
     instructions = dict(zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist()))
-    answers = {(t, m): r for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))
-               if r is not None}
+    answers = {
+        (t, m): r
+        for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))
+        if r is not None
+    }
     corrections = _corrections(rows)
     rank = {m: k for k, m in enumerate(compare)}
 
@@ -77,23 +93,52 @@ def build_exports(*, scores: pa.Table, annotations: pa.Table, generations: pa.Ta
         scored = []
         if task_id in by_task:
             group = by_task[task_id]
-            scored = sorted(((float(s), m) for m, s in zip(group["model"], group["score"]) if (task_id, m) in answers),
-                            key=lambda sm: (-sm[0], rank.get(sm[1], len(rank)), sm[1]))
+            scored = sorted(
+                ((float(s), m) for m, s in zip(group["model"], group["score"]) if (task_id, m) in answers),
+                key=lambda sm: (-sm[0], rank.get(sm[1], len(rank)), sm[1]),
+            )
         if task_id in corrections:
-            sft.append({"messages": prompt + [_assistant(corrections[task_id])], "task_id": task_id,
-                        "source": CORRECTION, "model": None, "score": None})
+            sft.append(
+                {
+                    "messages": prompt + [_assistant(corrections[task_id])],
+                    "task_id": task_id,
+                    "source": CORRECTION,
+                    "model": None,
+                    "score": None,
+                }
+            )
             if scored:
                 worst_score, worst = scored[-1]
-                dpo.append(_pair(prompt, task_id, corrections[task_id], CORRECTION, None, answers[(task_id, worst)],
-                                 worst, worst_score))
+                dpo.append(
+                    _pair(
+                        prompt,
+                        task_id,
+                        corrections[task_id],
+                        CORRECTION,
+                        None,
+                        answers[(task_id, worst)],
+                        worst,
+                        worst_score,
+                    )
+                )
         elif scored and scored[0][0] >= params.sft_min_score:
             best_score, best = scored[0]
-            sft.append({"messages": prompt + [_assistant(answers[(task_id, best)])], "task_id": task_id,
-                        "source": "model", "model": best, "score": best_score})
+            sft.append(
+                {
+                    "messages": prompt + [_assistant(answers[(task_id, best)])],
+                    "task_id": task_id,
+                    "source": "model",
+                    "model": best,
+                    "score": best_score,
+                }
+            )
         for (high, better), (low, worse) in itertools.combinations(scored, 2):
             if high - low >= params.dpo_min_margin:
-                dpo.append(_pair(prompt, task_id, answers[(task_id, better)], better, high, answers[(task_id, worse)],
-                                 worse, low))
+                dpo.append(
+                    _pair(
+                        prompt, task_id, answers[(task_id, better)], better, high, answers[(task_id, worse)], worse, low
+                    )
+                )
     return Exported(_split(sft, SFT_SCHEMA, params), _split(dpo, DPO_SCHEMA, params))
 
 
@@ -101,11 +146,26 @@ def _assistant(text: str) -> dict:
     return {"role": "assistant", "content": text}
 
 
-def _pair(prompt: list[dict], task_id: str, chosen: str, chosen_model: str, chosen_score: float | None, rejected: str,
-          rejected_model: str, rejected_score: float) -> dict:
-    return {"prompt": prompt, "chosen": [_assistant(chosen)], "rejected": [_assistant(rejected)], "task_id": task_id,
-            "chosen_model": chosen_model, "rejected_model": rejected_model, "score_chosen": chosen_score,
-            "score_rejected": rejected_score}
+def _pair(
+    prompt: list[dict],
+    task_id: str,
+    chosen: str,
+    chosen_model: str,
+    chosen_score: float | None,
+    rejected: str,
+    rejected_model: str,
+    rejected_score: float,
+) -> dict:
+    return {
+        "prompt": prompt,
+        "chosen": [_assistant(chosen)],
+        "rejected": [_assistant(rejected)],
+        "task_id": task_id,
+        "chosen_model": chosen_model,
+        "rejected_model": rejected_model,
+        "score_chosen": chosen_score,
+        "score_rejected": rejected_score,
+    }
 
 
 def _corrections(rows: pd.DataFrame) -> dict[str, str]:
@@ -150,14 +210,18 @@ def write_exports(exported: Exported, folder: Path) -> None:
 def _card(exported: Exported) -> str:
     configs = []
     for kind, tables in (("sft", exported.sft), ("dpo", exported.dpo)):
-        files = "".join(f"  - split: {split}\n    path: {kind}/{split}.parquet\n" for split in SPLITS if tables[split].num_rows)
+        files = "".join(
+            f"  - split: {split}\n    path: {kind}/{split}.parquet\n" for split in SPLITS if tables[split].num_rows
+        )
         if files:
             configs.append(f"- config_name: {kind}\n  data_files:\n{files}")
     header = ("---\nconfigs:\n" + "".join(configs) + "---\n\n") if configs else ""
-    return (header + "# Training data from human annotations\n\n"
-            f"- `sft`: conversational (`messages`) rows: {exported.line()}.\n"
-            "- `dpo`: conversational preferences (`prompt`, `chosen`, `rejected`).\n\n"
-            "Load with `datasets.load_dataset(<repo>, \"sft\")` or `\"dpo\"`; both are in TRL's formats.\n")
+    return (
+        header + "# Training data from human annotations\n\n"
+        f"- `sft`: conversational (`messages`) rows: {exported.line()}.\n"
+        "- `dpo`: conversational preferences (`prompt`, `chosen`, `rejected`).\n\n"
+        'Load with `datasets.load_dataset(<repo>, "sft")` or `"dpo"`; both are in TRL\'s formats.\n'
+    )
 
 
 def push_to_hub(folder: Path, repo_id: str, *, private: bool) -> str:
@@ -171,8 +235,9 @@ def push_to_hub(folder: Path, repo_id: str, *, private: bool) -> str:
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset",
-                                   commit_message="Update SFT and DPO exports")
+        commit = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, repo_type="dataset", commit_message="Update SFT and DPO exports"
+        )
     except HfHubHTTPError as e:
         raise PipelineError(f"could not push to the Hub dataset {repo_id}: {str(e).splitlines()[0]}") from None
     return str(getattr(commit, "commit_url", f"https://huggingface.co/datasets/{repo_id}"))

@@ -44,16 +44,30 @@ def generate(
         for i, r in enumerate(rows)
     }
     batch = ask(
-        requests, models=params.models, settings=params.generate, cache_path=params.paths.generation_cache,
-        make_backend=make_backend, label="generate", earlier=_earlier(previous),
+        requests,
+        models=params.models,
+        settings=params.generate,
+        cache_path=params.paths.generation_cache,
+        make_backend=make_backend,
+        label="generate",
+        earlier=_earlier(previous),
     )
     records = []
     for i, row in enumerate(rows):
         a = batch.answers[i]
         records.append(
-            {"task_id": row["task_id"], "model": row["model"], "response": a.text, "finish_reason": a.finish_reason,
-             "prompt_tokens": a.prompt_tokens, "completion_tokens": a.completion_tokens, "latency_s": a.latency_s,
-             "attempts": a.attempts, "error": a.error, "request_hash": a.request_hash}
+            {
+                "task_id": row["task_id"],
+                "model": row["model"],
+                "response": a.text,
+                "finish_reason": a.finish_reason,
+                "prompt_tokens": a.prompt_tokens,
+                "completion_tokens": a.completion_tokens,
+                "latency_s": a.latency_s,
+                "attempts": a.attempts,
+                "error": a.error,
+                "request_hash": a.request_hash,
+            }
         )
     return Generations(pa.Table.from_pylist(records, schema=GENERATIONS.schema), batch.summaries)
 
@@ -65,8 +79,14 @@ def _earlier(previous: pa.Table | None) -> list[tuple[str, CachedGeneration]]:
     return [
         (
             r["request_hash"],
-            CachedGeneration(r["response"], r["finish_reason"], r["prompt_tokens"], r["completion_tokens"],
-                             r["latency_s"] or 0.0, r["attempts"]),
+            CachedGeneration(
+                r["response"],
+                r["finish_reason"],
+                r["prompt_tokens"],
+                r["completion_tokens"],
+                r["latency_s"] or 0.0,
+                r["attempts"],
+            ),
         )
         for r in previous.to_pylist()
         if r["error"] is None and r["response"] is not None

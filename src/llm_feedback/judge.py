@@ -116,7 +116,7 @@ def parse_verdict(text: str | None) -> Verdict:
 
 
 def parse_preference(text: str | None) -> tuple[str | None, str | None]:
-    """"A", "B" or "tie" from a pairwise answer, or (None, the reason)."""
+    """ "A", "B" or "tie" from a pairwise answer, or (None, the reason)."""
     data, problem = _json_object(text)
     if data is None:
         return None, problem
@@ -179,8 +179,11 @@ def run_judge(
     judge = settings.model
     assert judge is not None  # checked when params load
     instructions = dict(zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist()))
-    answers = {(t, m): r for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))
-               if r is not None and m in params.compare and t in instructions}
+    answers = {
+        (t, m): r
+        for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))
+        if r is not None and m in params.compare and t in instructions
+    }
 
     prompts: dict[Key, str] = {}
     for (task_id, model), answer in answers.items():
@@ -191,17 +194,28 @@ def run_judge(
             for a, b in itertools.combinations(present, 2):
                 for first, second in ((a, b), (b, a)):
                     prompts[("pair", task_id, first, second)] = pairwise_prompt(
-                        rubric, instruction, answers[(task_id, first)], answers[(task_id, second)])
+                        rubric, instruction, answers[(task_id, first)], answers[(task_id, second)]
+                    )
     batch = ask(
-        judge_requests(prompts, judge=judge, spec=params.models[judge], settings=settings), models=params.models,
-        settings=params.generate, cache_path=params.paths.judge_cache, make_backend=make_backend, label="judge",
+        judge_requests(prompts, judge=judge, spec=params.models[judge], settings=settings),
+        models=params.models,
+        settings=params.generate,
+        cache_path=params.paths.judge_cache,
+        make_backend=make_backend,
+        label="judge",
         earlier=_earlier(previous),
     )
-    return Judged(judge, _judgments(batch.answers, answers, judge), _pairwise(batch.answers, answers, params.compare, judge),
-                  batch.summaries)
+    return Judged(
+        judge,
+        _judgments(batch.answers, answers, judge),
+        _pairwise(batch.answers, answers, params.compare, judge),
+        batch.summaries,
+    )
 
 
-def judge_requests(prompts: Mapping[Key, str], *, judge: str, spec: ModelSpec, settings: JudgeParams) -> dict[Key, Request]:
+def judge_requests(
+    prompts: Mapping[Key, str], *, judge: str, spec: ModelSpec, settings: JudgeParams
+) -> dict[Key, Request]:
     """Each prompt as the judge model takes it (chat messages, or its chat template rendered for a raw-text backend),
     at the judge's sampling, asking for the JSON shape of its kind of answer."""
     keys = list(prompts)
@@ -213,8 +227,13 @@ def judge_requests(prompts: Mapping[Key, str], *, judge: str, spec: ModelSpec, s
         rendered = [None] * len(keys)
     sampling = judge_sampling(settings)
     return {
-        key: Request(model=judge, messages=conversation(system, prompts[key]), prompt=prompt, generation=sampling,
-                     json_schema=SCHEMAS[key[0]] if settings.json_mode else None)
+        key: Request(
+            model=judge,
+            messages=conversation(system, prompts[key]),
+            prompt=prompt,
+            generation=sampling,
+            json_schema=SCHEMAS[key[0]] if settings.json_mode else None,
+        )
         for key, prompt in zip(keys, rendered)
     }
 
@@ -223,8 +242,11 @@ def _earlier(previous: pa.Table | None) -> list[tuple[str, CachedGeneration]]:
     """An earlier judgments artifact's raw answers, by request hash."""
     if previous is None:
         return []
-    return [(r["request_hash"], CachedGeneration(r["answer"], None, None, None, 0.0, 1))
-            for r in previous.select(["request_hash", "answer"]).to_pylist() if r["answer"] is not None]
+    return [
+        (r["request_hash"], CachedGeneration(r["answer"], None, None, None, 0.0, 1))
+        for r in previous.select(["request_hash", "answer"]).to_pylist()
+        if r["answer"] is not None
+    ]
 
 
 def _judgments(replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], str], judge: str) -> pa.Table:
@@ -232,14 +254,24 @@ def _judgments(replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], 
     for task_id, model in answers:
         reply = replies[("score", task_id, model)]
         verdict = parse_verdict(reply.text) if reply.error is None else Verdict(None, None, reply.error)
-        rows.append({"task_id": task_id, "model": model, "judge": judge, "score": verdict.score,
-                     "rationale": verdict.rationale, "error": verdict.error, "answer": reply.text,
-                     "request_hash": reply.request_hash})
+        rows.append(
+            {
+                "task_id": task_id,
+                "model": model,
+                "judge": judge,
+                "score": verdict.score,
+                "rationale": verdict.rationale,
+                "error": verdict.error,
+                "answer": reply.text,
+                "request_hash": reply.request_hash,
+            }
+        )
     return pa.Table.from_pylist(rows, schema=JUDGMENTS.schema)
 
 
-def _pairwise(replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], str], compare: Sequence[str],
-              judge: str) -> pa.Table:
+def _pairwise(
+    replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], str], compare: Sequence[str], judge: str
+) -> pa.Table:
     rows = []
     tasks = sorted({t for t, _ in answers})
     for task_id in tasks:
@@ -251,8 +283,18 @@ def _pairwise(replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], s
             second, error_ba = _preference(replies[("pair", task_id, b, a)], b, a)
             error = error_ab or error_ba
             verdict = None if error else (first if first == second else "tie")
-            rows.append({"task_id": task_id, "model_a": a, "model_b": b, "judge": judge, "a_first": first,
-                         "b_first": second, "verdict": verdict, "error": error})
+            rows.append(
+                {
+                    "task_id": task_id,
+                    "model_a": a,
+                    "model_b": b,
+                    "judge": judge,
+                    "a_first": first,
+                    "b_first": second,
+                    "verdict": verdict,
+                    "error": error,
+                }
+            )
     return pa.Table.from_pylist(rows, schema=JUDGE_PAIRWISE.schema)
 
 

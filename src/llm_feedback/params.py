@@ -15,7 +15,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import (
-    BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, ValidationInfo, field_validator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -103,8 +111,10 @@ class Paths(Strict):
             mine = Path(os.path.abspath(getattr(self, key)))
             for other, place in seen.items():
                 if mine == place or mine.is_relative_to(place) or place.is_relative_to(mine):
-                    return (f"paths.{key}: {getattr(self, key)} overlaps paths.{other} ({getattr(self, other)}); "
-                            "give each its own place")
+                    return (
+                        f"paths.{key}: {getattr(self, key)} overlaps paths.{other} ({getattr(self, other)}); "
+                        "give each its own place"
+                    )
             seen[key] = mine
         return None
 
@@ -202,7 +212,9 @@ class ModelSpec(Strict):
         if self.backend == "openai" and not self.base_url:
             raise ValueError("backend 'openai' needs base_url (e.g. http://localhost:8000/v1)")
         if self.backend == "hf" and self.provider and self.endpoint_url:
-            raise ValueError("set either provider (Inference Providers) or endpoint_url (a dedicated endpoint), not both")
+            raise ValueError(
+                "set either provider (Inference Providers) or endpoint_url (a dedicated endpoint), not both"
+            )
         if self.backend != "hf" and (self.provider or self.endpoint_url):
             raise ValueError("provider and endpoint_url are for backend 'hf'")
         if self.backend != "openai" and self.base_url:
@@ -247,7 +259,9 @@ class ArgillaParams(Strict):
     @classmethod
     def _url(cls, url: str) -> str:
         if url != "local" and not re.match(r"^https?://[^/\s]+", url):
-            raise ValueError("must be 'local' (the embedded server) or an http(s) URL such as https://my-argilla.hf.space")
+            raise ValueError(
+                "must be 'local' (the embedded server) or an http(s) URL such as https://my-argilla.hf.space"
+            )
         refuse_credentials_in_url(url, "put the key in ARGILLA_API_KEY")
         return url.rstrip("/")
 
@@ -447,7 +461,9 @@ def load_yaml(text: str) -> Any:
 
 def _check_unique_keys(node: yaml.Node, where: tuple, done: set[int], inside: set[int]) -> None:
     if id(node) in inside:
-        raise SurprisingYAML(problem=f"{_dotted(where)} contains itself (through an alias)", problem_mark=node.start_mark)
+        raise SurprisingYAML(
+            problem=f"{_dotted(where)} contains itself (through an alias)", problem_mark=node.start_mark
+        )
     if id(node) in done:  # an alias to a node already checked
         return
     inside.add(id(node))
@@ -457,8 +473,10 @@ def _check_unique_keys(node: yaml.Node, where: tuple, done: set[int], inside: se
             if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
                 if (key.tag, key.value) in first:
                     line = first[key.tag, key.value]
-                    raise SurprisingYAML(problem=f"{_dotted((*where, key.value))} is given twice (first at line {line}); "
-                                         "keep one", problem_mark=key.start_mark)
+                    raise SurprisingYAML(
+                        problem=f"{_dotted((*where, key.value))} is given twice (first at line {line}); keep one",
+                        problem_mark=key.start_mark,
+                    )
                 first[key.tag, key.value] = key.start_mark.line + 1
             _check_unique_keys(value, (*where, key.value if isinstance(key, yaml.ScalarNode) else "?"), done, inside)
     elif isinstance(node, yaml.SequenceNode):
@@ -522,7 +540,11 @@ def describe_validation_error(error: ValidationError) -> str:
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (misspelt, or from a newer version?)"
-        elif item["type"] not in {"value_error", "missing"} and "input" in item and not _may_hold_secret(key, item["input"]):
+        elif (
+            item["type"] not in {"value_error", "missing"}
+            and "input" in item
+            and not _may_hold_secret(key, item["input"])
+        ):
             message = f"{message} (got {item['input']!r:.60})"
         parts.append(f"{key}: {message}" if key else message)
     return "; ".join(parts)

@@ -48,8 +48,9 @@ class Formatted:
             f"{name}: {'messages only' if r is None else 'template (fast path)' if r.fast_path else 'template'}"
             for name, r in self.rendering.items()
         )
-        return (f"{self.prompts.num_rows} prompts for {self.tasks} tasks x {len(self.rendering)} models -> {output} "
-                f"({how})")
+        return (
+            f"{self.prompts.num_rows} prompts for {self.tasks} tasks x {len(self.rendering)} models -> {output} ({how})"
+        )
 
 
 def build_prompts(

@@ -28,17 +28,27 @@ def write_plot_data(analysis: Analysis, folder: Path) -> None:
     metrics = analysis.metrics
     with atomic_folder(folder) as staging:
         (staging / "score_distribution").mkdir()
-        _csv(staging / "mean_scores.csv", ["model", "mean", "ci_low", "ci_high"],
-             [[m, v["mean"], v["ci_low"], v["ci_high"]] for m, v in metrics["models"].items()])
-        _csv(staging / "win_rates.csv", ["pair_outcome", "rate"],
-             [[f"{pair.replace('_vs_', ' vs ')}: {o}", v[o]] for pair, v in metrics["pairwise"].items()
-              for o in ("win", "tie", "loss")])
+        _csv(
+            staging / "mean_scores.csv",
+            ["model", "mean", "ci_low", "ci_high"],
+            [[m, v["mean"], v["ci_low"], v["ci_high"]] for m, v in metrics["models"].items()],
+        )
+        _csv(
+            staging / "win_rates.csv",
+            ["pair_outcome", "rate"],
+            [
+                [f"{pair.replace('_vs_', ' vs ')}: {o}", v[o]]
+                for pair, v in metrics["pairwise"].items()
+                for o in ("win", "tie", "loss")
+            ],
+        )
         for model, counts in _distribution(analysis).items():
             _csv(staging / "score_distribution" / f"{model}.csv", ["score", "count"], [[s, counts[s]] for s in SCALE])
 
 
-def write_reports(analysis: Analysis, folder: Path, *, tasks: pa.Table, generations: pa.Table, lowest: int,
-                  how_to_annotate: str) -> None:
+def write_reports(
+    analysis: Analysis, folder: Path, *, tasks: pa.Table, generations: pa.Table, lowest: int, how_to_annotate: str
+) -> None:
     """reports/report.md (+ PNG charts) and reports/lowest.md, replaced together."""
     with atomic_folder(folder) as staging:
         charts = _charts(analysis, staging) if analysis.metrics["counts"]["scored_tasks"] else []
@@ -68,56 +78,97 @@ def _report(analysis: Analysis, charts: list[str], how_to_annotate: str) -> str:
     counts = m["counts"]
     lines = ["# Which model answers better", ""]
     responses = counts["responses"]
-    lines += [f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; {counts['annotated_records']} of "
-              f"{counts['records']} records annotated; responses: {responses['submitted']} submitted, "
-              f"{responses['draft']} draft, {responses['discarded']} discarded"
-              + (f"; {counts['stale_scores']} scores of answers since regenerated left out" if counts["stale_scores"] else "")
-              + (f"; {counts['invalid_responses']} responses with values outside the dataset's settings left out"
-                 if counts["invalid_responses"] else "")
-              + (f"; {counts['duplicate_responses']} repeated responses of one annotator counted once"
-                 if counts["duplicate_responses"] else "")
-              + ".", ""]
+    lines += [
+        f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; {counts['annotated_records']} of "
+        f"{counts['records']} records annotated; responses: {responses['submitted']} submitted, "
+        f"{responses['draft']} draft, {responses['discarded']} discarded"
+        + (f"; {counts['stale_scores']} scores of answers since regenerated left out" if counts["stale_scores"] else "")
+        + (
+            f"; {counts['invalid_responses']} responses with values outside the dataset's settings left out"
+            if counts["invalid_responses"]
+            else ""
+        )
+        + (
+            f"; {counts['duplicate_responses']} repeated responses of one annotator counted once"
+            if counts["duplicate_responses"]
+            else ""
+        )
+        + ".",
+        "",
+    ]
     if not counts["scored_tasks"]:
         lines += ["**No submitted scores yet.** " + how_to_annotate, ""]
         return "\n".join(lines)
 
     ranked = analysis.ranking()
-    lines += ["## Mean score (0-7) with 95% bootstrap interval over tasks", "",
-              "| model | mean | interval | tasks | scores |", "|---|---|---|---|---|"]
-    lines += [f"| {name} | {_fmt(v['mean'])} | {_fmt(v['ci_low'])} to {_fmt(v['ci_high'])} | {v['tasks']} | {v['scores']} |"
-              for name, v in ranked]
+    lines += [
+        "## Mean score (0-7) with 95% bootstrap interval over tasks",
+        "",
+        "| model | mean | interval | tasks | scores |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {_fmt(v['mean'])} | {_fmt(v['ci_low'])} to {_fmt(v['ci_high'])} | {v['tasks']} | {v['scores']} |"
+        for name, v in ranked
+    ]
     lines += ["", *charts[:2], ""]
     if m["pairwise"]:
         lines += ["## Head to head", "", "| pair | win | tie | loss | tasks |", "|---|---|---|---|---|"]
         for pair, v in m["pairwise"].items():
-            cells = [f"{_pct(v[o])} ({_pct(v[f'{o}_ci_low'])} to {_pct(v[f'{o}_ci_high'])})" for o in ("win", "tie", "loss")]
+            cells = [
+                f"{_pct(v[o])} ({_pct(v[f'{o}_ci_low'])} to {_pct(v[f'{o}_ci_high'])})" for o in ("win", "tie", "loss")
+            ]
             lines.append(f"| {pair.replace('_vs_', ' vs ')} | {' | '.join(cells)} | {v['tasks']} |")
         lines += ["", *charts[2:3], ""]
     if m["bradley_terry"]:
-        lines += ["## Bradley-Terry ratings (Elo scale, ties count half)", "", "| model | rating | interval |", "|---|---|---|"]
-        lines += [f"| {name} | {_fmt(v['rating'], 0)} | {_fmt(v['ci_low'], 0)} to {_fmt(v['ci_high'], 0)} |"
-                  for name, v in sorted(m["bradley_terry"].items(), key=lambda kv: -(kv[1]["rating"] or -1e9))]
+        lines += [
+            "## Bradley-Terry ratings (Elo scale, ties count half)",
+            "",
+            "| model | rating | interval |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {_fmt(v['rating'], 0)} | {_fmt(v['ci_low'], 0)} to {_fmt(v['ci_high'], 0)} |"
+            for name, v in sorted(m["bradley_terry"].items(), key=lambda kv: -(kv[1]["rating"] or -1e9))
+        ]
         lines.append("")
-    lines += ["## Agreement between annotators (Krippendorff's alpha, ordinal)", "",
-              "| question | alpha | records rated by 2+ |", "|---|---|---|"]
+    lines += [
+        "## Agreement between annotators (Krippendorff's alpha, ordinal)",
+        "",
+        "| question | alpha | records rated by 2+ |",
+        "|---|---|---|",
+    ]
     lines += [f"| {q} | {_fmt(v['alpha'], 3)} | {v['records']} |" for q, v in m["agreement"].items()]
     lines += ["", "## Annotators", "", "| annotator | records | mean score given |", "|---|---|---|"]
     lines += [f"| {a} | {v['records']} | {_fmt(v['mean_score'])} |" for a, v in m["annotators"].items()]
     lines += ["", "## Position (does Response 1 get more?)", "", "| position | mean score | scores |", "|---|---|---|"]
     lines += [f"| {p} | {_fmt(v['mean_score'])} | {v['scores']} |" for p, v in m["position"].items()]
     corrections = m["corrections"]
-    lines += ["", "## Corrections", "", f"{corrections['corrected_responses']} corrected responses written. "
-              "Chosen for correction: " + ", ".join(f"{k} {v}" for k, v in corrections["to_correct"].items()) + "."]
+    lines += [
+        "",
+        "## Corrections",
+        "",
+        f"{corrections['corrected_responses']} corrected responses written. "
+        "Chosen for correction: " + ", ".join(f"{k} {v}" for k, v in corrections["to_correct"].items()) + ".",
+    ]
     if m["judge"]:
         j = m["judge"]
-        lines += ["", "## Judge vs humans", "", f"Spearman {_fmt(j['spearman'], 3)}, quadratic-weighted kappa "
-                  f"{_fmt(j['kappa_quadratic'], 3)} over {j['pairs']} answers scored by both."]
+        lines += [
+            "",
+            "## Judge vs humans",
+            "",
+            f"Spearman {_fmt(j['spearman'], 3)}, quadratic-weighted kappa "
+            f"{_fmt(j['kappa_quadratic'], 3)} over {j['pairs']} answers scored by both.",
+        ]
     if m["execution"]:
         e = m["execution"]
         lines += ["", "## Execution", "", "| model | pass rate | runs |", "|---|---|---|"]
         lines += [f"| {name} | {_pct(v['pass_rate'])} | {v['runs']} |" for name, v in e["models"].items()]
-        lines += ["", f"Correlation of passing with the human score: {_fmt(e['correlation_with_human'], 3)} "
-                  f"({e['pairs']} answers)."]
+        lines += [
+            "",
+            f"Correlation of passing with the human score: {_fmt(e['correlation_with_human'], 3)} "
+            f"({e['pairs']} answers).",
+        ]
     lines += ["", "The lowest-rated answers, with their instruction and comments: [lowest.md](lowest.md).", ""]
     return "\n".join(lines)
 
@@ -138,8 +189,10 @@ def _charts(analysis: Analysis, folder: Path) -> list[str]:
     names = [n for n in analysis.models if m["models"][n]["mean"] is not None]
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * len(names)))
     means = [m["models"][n]["mean"] for n in names]
-    errors = [[v - m["models"][n]["ci_low"] for n, v in zip(names, means)],
-              [m["models"][n]["ci_high"] - v for n, v in zip(names, means)]]
+    errors = [
+        [v - m["models"][n]["ci_low"] for n, v in zip(names, means)],
+        [m["models"][n]["ci_high"] - v for n, v in zip(names, means)],
+    ]
     ax.barh(names, means, xerr=errors, capsize=4, color="#4c72b0")
     ax.set_xlim(0, 7)
     ax.invert_yaxis()
@@ -188,14 +241,29 @@ def _lowest(analysis: Analysis, tasks: pa.Table, generations: pa.Table, limit: i
     if scores.empty or limit == 0:
         return "\n".join(lines + ["No submitted scores yet.", ""])
     instructions = dict(zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist()))
-    answers = {(t, m): r for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))}
-    comments = (analysis.submitted.dropna(subset=["comments"]).drop_duplicates(["record_id", "annotator"])
-                .groupby("task_id")["comments"].apply(list))
+    answers = {
+        (t, m): r for t, m, r in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response")))
+    }
+    comments = (
+        analysis.submitted.dropna(subset=["comments"])
+        .drop_duplicates(["record_id", "annotator"])
+        .groupby("task_id")["comments"]
+        .apply(list)
+    )
     worst = scores.sort_values(["score", "task_id", "model"]).head(limit)
     for rank, row in enumerate(worst.itertuples(), 1):
-        lines += [f"## {rank}. {row.model} on task {row.task_id}: {row.score:.2f} ({row.n} scores)", "",
-                  "**Instruction**", "", _quote(instructions.get(row.task_id, "(not in the tasks artifact)")), "",
-                  "**Answer**", "", _fenced(answers.get((row.task_id, row.model)) or ""), ""]
+        lines += [
+            f"## {rank}. {row.model} on task {row.task_id}: {row.score:.2f} ({row.n} scores)",
+            "",
+            "**Instruction**",
+            "",
+            _quote(instructions.get(row.task_id, "(not in the tasks artifact)")),
+            "",
+            "**Answer**",
+            "",
+            _fenced(answers.get((row.task_id, row.model)) or ""),
+            "",
+        ]
         notes = comments.get(row.task_id, []) if isinstance(comments, pd.Series) else []
         if notes:
             lines += ["**Comments**", "", *[f"- {note}" for note in notes], ""]
@@ -209,7 +277,9 @@ def _quote(text: str) -> str:
 def _fenced(text: str) -> str:
     """The answer verbatim (cut to RESPONSE_LINES lines) in a fence longer than any it contains."""
     lines = text.splitlines()
-    shown = "\n".join(lines[:RESPONSE_LINES]) + (f"\n... ({len(lines) - RESPONSE_LINES} more lines)" if len(lines) > RESPONSE_LINES else "")
+    shown = "\n".join(lines[:RESPONSE_LINES]) + (
+        f"\n... ({len(lines) - RESPONSE_LINES} more lines)" if len(lines) > RESPONSE_LINES else ""
+    )
     longest = max((len(run) for run in re.findall(r"`+", shown)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{shown}\n{fence}"

@@ -42,17 +42,32 @@ STDERR_TAIL_CHARS = 2000
 SWEEP_S = 10.0  # how long to keep killing a slot's leftover processes
 REPORT_FD = 3
 WORKDIR = "/sandbox"  # the run's working directory inside bubblewrap's mount namespace
-ENVIRONMENT = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-               "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-OPERATORS: dict[type, Callable[[object, object], bool]] = {
-    ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-    ast.GtE: operator.ge, ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b,
-    ast.Is: operator.is_, ast.IsNot: operator.is_not,
+ENVIRONMENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 }
-UNCONTAINED = ("generated code runs in a plain child process: it can read every file its uid can read (under root, "
-               "any world-readable file such as a 0644 database; otherwise all of yours), see other processes, and "
-               "reach Unix sockets on the filesystem; only its uid, network namespace, limits and audit hook stand in "
-               "its way (apt-get install bubblewrap to contain it)")
+OPERATORS: dict[type, Callable[[object, object], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}
+UNCONTAINED = (
+    "generated code runs in a plain child process: it can read every file its uid can read (under root, "
+    "any world-readable file such as a 0644 database; otherwise all of yours), see other processes, and "
+    "reach Unix sockets on the filesystem; only its uid, network namespace, limits and audit hook stand in "
+    "its way (apt-get install bubblewrap to contain it)"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,12 +159,17 @@ class Sandbox:
             cwd = WORKDIR if self.bwrap else str(_own_folder(folder / "run", uid))
             began = time.monotonic()
             with (folder / "report").open("w+b") as report, (folder / "stderr").open("w+b") as err:
-                payload = json.dumps({
-                    "code": job.code, "limits": asdict(self.limits), "guard": self.audit_guard,
-                    "tests": [{"expr": c.expr} if c.expr is not None else {"source": c.source} for c in checks],
-                    "report_fd": report.fileno(), "unshare_network": self.bwrap is None,
-                    "uid": None if self.bwrap else uid,
-                })
+                payload = json.dumps(
+                    {
+                        "code": job.code,
+                        "limits": asdict(self.limits),
+                        "guard": self.audit_guard,
+                        "tests": [{"expr": c.expr} if c.expr is not None else {"source": c.source} for c in checks],
+                        "report_fd": report.fileno(),
+                        "unshare_network": self.bwrap is None,
+                        "uid": None if self.bwrap else uid,
+                    }
+                )
                 process, init = self._start(report.fileno(), err, cwd, uid)
                 timed_out = False
                 try:
@@ -163,8 +183,9 @@ class Sandbox:
             returncode = process.returncode
             if self.bwrap and 128 < returncode < 128 + signal.NSIG:  # bwrap exits 128+N when its child dies of N
                 returncode = 128 - returncode
-            return _result(returncode, timed_out, records, stderr, job.code, checks, duration,
-                           True if self.bwrap else None)
+            return _result(
+                returncode, timed_out, records, stderr, job.code, checks, duration, True if self.bwrap else None
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -172,17 +193,30 @@ class Sandbox:
         """The run's process, and with bubblewrap a pidfd for the first process of its PID namespace."""
         if self.bwrap is None:
             process = subprocess.Popen(
-                self._command(self.harness), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, cwd=cwd,
-                env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd}, start_new_session=True, close_fds=True,
+                self._command(self.harness),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd=cwd,
+                env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd},
+                start_new_session=True,
+                close_fds=True,
                 pass_fds=(report,),
             )
             return process, None
         info, info_write = os.pipe()
         try:
             process = subprocess.Popen(
-                self._command(self.harness, info_fd=info_write), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                stderr=err, cwd="/", env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd}, start_new_session=True,
-                close_fds=True, pass_fds=(report, info_write), **_as_user(uid),
+                self._command(self.harness, info_fd=info_write),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                cwd="/",
+                env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd},
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(report, info_write),
+                **_as_user(uid),
             )
         except BaseException:
             os.close(info)
@@ -198,10 +232,36 @@ class Sandbox:
             return python
         size = str(2 * self.limits.file_mb * 2**20)
         return [
-            bwrap, *(["--info-fd", str(info_fd)] if info_fd is not None else []), "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
-            "--hostname", "sandbox", *_read_only_mounts(self.prefixes), "--dev", "/dev", "--proc", "/proc",
-            "--size", size, "--tmpfs", "/tmp", "--size", size, "--tmpfs", "/dev/shm",
-            "--size", size, "--tmpfs", WORKDIR, "--chdir", WORKDIR, "--", *python,
+            bwrap,
+            *(["--info-fd", str(info_fd)] if info_fd is not None else []),
+            "--unshare-all",
+            "--unshare-user",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--hostname",
+            "sandbox",
+            *_read_only_mounts(self.prefixes),
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--size",
+            size,
+            "--tmpfs",
+            "/tmp",
+            "--size",
+            size,
+            "--tmpfs",
+            "/dev/shm",
+            "--size",
+            size,
+            "--tmpfs",
+            WORKDIR,
+            "--chdir",
+            WORKDIR,
+            "--",
+            *python,
         ]
 
     def _usable_bwrap(self, name: str | None) -> str | None:
@@ -214,8 +274,16 @@ class Sandbox:
         found = os.path.abspath(found)
         uid = FIRST_UID if os.geteuid() == 0 else None
         try:
-            probe = subprocess.run(self._command("pass", found), check=False, capture_output=True, text=True,
-                                   timeout=30, cwd="/", env=ENVIRONMENT, **_as_user(uid))
+            probe = subprocess.run(
+                self._command("pass", found),
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                cwd="/",
+                env=ENVIRONMENT,
+                **_as_user(uid),
+            )
         except (OSError, subprocess.SubprocessError) as e:
             return _warn(f"execute: bubblewrap ({found}) cannot run ({e}): {UNCONTAINED}")
         if probe.returncode != 0:
@@ -252,8 +320,13 @@ def _prefixes(python: str) -> list[Path]:
         found = [sys.prefix, sys.base_prefix]
     else:
         try:
-            out = subprocess.run([python, "-I", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
-                                 capture_output=True, text=True, timeout=30, check=True).stdout
+            out = subprocess.run(
+                [python, "-I", "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return []
         found = out.split()
@@ -363,7 +436,9 @@ def _pids_of(uid: int) -> list[int]:
         except OSError:
             continue
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields.get("Uid", "-1 0").split()[0]) == uid and not fields.get("State", "").strip().startswith(("Z", "X")):
+        if int(fields.get("Uid", "-1 0").split()[0]) == uid and not fields.get("State", "").strip().startswith(
+            ("Z", "X")
+        ):
             pids.append(int(entry.name))
     return pids
 
@@ -420,8 +495,16 @@ def _records(text: str) -> dict | None:
     return found if found.get("done") and "code" in found else None
 
 
-def _result(returncode: int | None, timed_out: bool, records: dict | None, stderr: str, code: str,
-            checks: list[Check], duration: float, isolated: bool | None) -> Result:
+def _result(
+    returncode: int | None,
+    timed_out: bool,
+    records: dict | None,
+    stderr: str,
+    code: str,
+    checks: list[Check],
+    duration: float,
+    isolated: bool | None,
+) -> Result:
     tail = stderr[-STDERR_TAIL_CHARS:].strip() or None
     if timed_out or returncode in (-signal.SIGXCPU, -signal.SIGKILL):
         return Result("timeout", None, None, duration, tail, None)
@@ -429,8 +512,14 @@ def _result(returncode: int | None, timed_out: bool, records: dict | None, stder
         reason = f"the run ended without a result (exit code {returncode})"
         return Result("error", None, None, duration, _join(tail, reason), None)
     status, passed, total, error = _verdict(records, code, checks)
-    return Result(status, passed, total, duration, _join(tail, error),
-                  isolated if isolated is not None else records.get("network_isolated"))
+    return Result(
+        status,
+        passed,
+        total,
+        duration,
+        _join(tail, error),
+        isolated if isolated is not None else records.get("network_isolated"),
+    )
 
 
 def _verdict(records: dict, code: str, checks: list[Check]) -> tuple[str, int | None, int | None, str | None]:

@@ -23,15 +23,49 @@ import sys
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
 BLOCKED_EVENTS = {
-    "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo", "socket.gethostbyname",
-    "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "pty.spawn",
-    "os.kill", "os.killpg", "signal.pthread_kill", "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function",
-    "os.startfile", "webbrowser.open", "os.setuid", "os.setgid", "resource.setrlimit", "resource.prlimit",
+    "socket.connect",
+    "socket.bind",
+    "socket.sendto",
+    "socket.sendmsg",
+    "socket.getaddrinfo",
+    "socket.gethostbyname",
+    "subprocess.Popen",
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "os.forkpty",
+    "pty.spawn",
+    "os.kill",
+    "os.killpg",
+    "signal.pthread_kill",
+    "ctypes.dlopen",
+    "ctypes.dlsym",
+    "ctypes.call_function",
+    "os.startfile",
+    "webbrowser.open",
+    "os.setuid",
+    "os.setgid",
+    "resource.setrlimit",
+    "resource.prlimit",
 }
 PATH_EVENTS = {  # event -> positions of path arguments that must stay inside the working directory
-    "os.remove": (0,), "os.rename": (0, 1), "os.rmdir": (0,), "os.mkdir": (0,), "os.chmod": (0,), "os.chown": (0,),
-    "os.symlink": (0, 1), "os.link": (0, 1), "os.truncate": (0,), "os.chdir": (0,), "os.utime": (0,),
-    "shutil.rmtree": (0,), "shutil.move": (0, 1), "shutil.copyfile": (1,), "shutil.copytree": (1,),
+    "os.remove": (0,),
+    "os.rename": (0, 1),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.symlink": (0, 1),
+    "os.link": (0, 1),
+    "os.truncate": (0,),
+    "os.chdir": (0,),
+    "os.utime": (0,),
+    "shutil.rmtree": (0,),
+    "shutil.move": (0, 1),
+    "shutil.copyfile": (1,),
+    "shutil.copytree": (1,),
 }
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 PRIVATE_READS = ("/root", "/home", "/proc", "/run", "/var")
@@ -50,9 +84,13 @@ def isolate_network():
 
 
 def limit_resources(limits):
-    for name, value in (("RLIMIT_CPU", limits["cpu_s"]), ("RLIMIT_AS", limits["memory_mb"] * 2**20),
-                        ("RLIMIT_FSIZE", limits["file_mb"] * 2**20), ("RLIMIT_NPROC", limits["processes"]),
-                        ("RLIMIT_CORE", 0)):
+    for name, value in (
+        ("RLIMIT_CPU", limits["cpu_s"]),
+        ("RLIMIT_AS", limits["memory_mb"] * 2**20),
+        ("RLIMIT_FSIZE", limits["file_mb"] * 2**20),
+        ("RLIMIT_NPROC", limits["processes"]),
+        ("RLIMIT_CORE", 0),
+    ):
         resource.setrlimit(getattr(resource, name), (value, value))
 
 
@@ -126,7 +164,7 @@ def run(job, report):
     """The answer's code, then each test in the same namespace, each outcome reported as it happens."""
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
-        exec(compile(job["code"], "answer.py", "exec"), namespace)  # noqa: S102 - running it is the job
+        exec(compile(job["code"], "answer.py", "exec"), namespace)
     except BaseException as e:  # noqa: BLE001 - anything the answer raises is its result
         report({"code": described(e), "assertion": isinstance(e, AssertionError)})
         return
@@ -140,7 +178,7 @@ def run(job, report):
                     raise ValueError(f"a value of {len(value)} characters, too long to check")
                 report({"test": number, "value": value})
             else:
-                exec(compile(test["source"], name, "exec"), namespace)  # noqa: S102
+                exec(compile(test["source"], name, "exec"), namespace)
                 report({"test": number, "error": None})
         except BaseException as e:  # noqa: BLE001
             report({"test": number, "error": described(e)})

@@ -53,8 +53,10 @@ class Fetched:
         return self.table.num_rows
 
     def line(self, *, output: Path) -> str:
-        return (f"{self.tasks} tasks -> {output} ({self.rows_read} rows read from {self.source}; "
-                f"dropped {self.empty_dropped} empty and {self.duplicates_dropped} duplicate instructions)")
+        return (
+            f"{self.tasks} tasks -> {output} ({self.rows_read} rows read from {self.source}; "
+            f"dropped {self.empty_dropped} empty and {self.duplicates_dropped} duplicate instructions)"
+        )
 
 
 def fetch_tasks(params: FetchParams) -> Fetched:
@@ -139,11 +141,7 @@ def _hub_batches(params: FetchParams) -> Iterator[pa.RecordBatch]:
         ) from None
     if isinstance(dataset, datasets.DatasetDict):
         raise ConfigError(f"params.yaml: fetch.split: must name a split (one of {', '.join(dataset)})")
-    return (
-        batch
-        for table in dataset.with_format("arrow").iter(batch_size=BATCH_ROWS)
-        for batch in table.to_batches()
-    )
+    return (batch for table in dataset.with_format("arrow").iter(batch_size=BATCH_ROWS) for batch in table.to_batches())
 
 
 def _file_batches(path: Path, fmt: str, instruction_column: str) -> Iterator[pa.RecordBatch]:
@@ -256,7 +254,9 @@ def _check_columns(schema: pa.Schema, instruction_column: str, keep: list[str], 
     if not pa.types.is_string(schema.field(instruction_column).type) and not pa.types.is_large_string(
         schema.field(instruction_column).type
     ):
-        raise InputError(f"{where}: column '{instruction_column}' holds {schema.field(instruction_column).type}, not text")
+        raise InputError(
+            f"{where}: column '{instruction_column}' holds {schema.field(instruction_column).type}, not text"
+        )
     for name in keep:
         if name not in schema.names:
             raise InputError(f"{where}: no column '{name}' (listed in fetch.keep_columns; columns: {available})")

@@ -59,8 +59,13 @@ def bootstrap_sums(values: np.ndarray, resamples: int, seed: int) -> tuple[np.nd
     return values.sum(axis=0), np.vstack(samples)
 
 
-def ratio_intervals(numerators: np.ndarray, denominators: np.ndarray, sample_numerators: np.ndarray,
-                    sample_denominators: np.ndarray, confidence: float) -> list[Interval]:
+def ratio_intervals(
+    numerators: np.ndarray,
+    denominators: np.ndarray,
+    sample_numerators: np.ndarray,
+    sample_denominators: np.ndarray,
+    confidence: float,
+) -> list[Interval]:
     """Intervals for ratios of sums (e.g. mean score = score sum / scored tasks), by the percentile method."""
     estimates = _divide(numerators, denominators)
     return _intervals(estimates, _divide(sample_numerators, sample_denominators), confidence)
@@ -138,8 +143,13 @@ def win_matrix(pair_counts: np.ndarray, pairs: Sequence[tuple[int, int]], models
     return wins
 
 
-def bradley_terry_intervals(pair_counts: np.ndarray, sample_pair_counts: np.ndarray, pairs: Sequence[tuple[int, int]],
-                            models: int, confidence: float) -> list[Interval]:
+def bradley_terry_intervals(
+    pair_counts: np.ndarray,
+    sample_pair_counts: np.ndarray,
+    pairs: Sequence[tuple[int, int]],
+    models: int,
+    confidence: float,
+) -> list[Interval]:
     """Elo-scale ratings from (pairs, 3) outcome counts, with intervals from the same counts per resample."""
     if not pair_counts.any():
         return [Interval(None, None, None)] * models
@@ -158,5 +168,7 @@ def ordinal_alpha(ratings: np.ndarray, value_domain: Sequence[int]) -> float | N
     values = ratings[np.isfinite(ratings)]
     if np.unique(values).size < 2:
         return None
-    result = krippendorff.alpha(reliability_data=ratings, level_of_measurement="ordinal", value_domain=list(value_domain))
+    result = krippendorff.alpha(
+        reliability_data=ratings, level_of_measurement="ordinal", value_domain=list(value_domain)
+    )
     return float(result) if np.isfinite(result) else None

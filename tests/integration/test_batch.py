@@ -20,8 +20,14 @@ SHAPE = {"type": "object", "properties": {"x": {"type": "integer"}}, "required":
 
 def run(requests: dict, models: dict[str, ModelSpec], cache: Path, label: str = "test", **settings) -> Batch:
     run_settings = GenerateParams(backoff_initial_s=0.01, **settings)
-    return ask(requests, models=models, settings=run_settings, cache_path=cache, label=label,
-               make_backend=partial(backend_for, run=run_settings))
+    return ask(
+        requests,
+        models=models,
+        settings=run_settings,
+        cache_path=cache,
+        label=label,
+        make_backend=partial(backend_for, run=run_settings),
+    )
 
 
 def test_each_request_goes_out_with_its_own_sampling_and_schema(
@@ -29,10 +35,15 @@ def test_each_request_goes_out_with_its_own_sampling_and_schema(
 ) -> None:
     models = {"tgi": ModelSpec(backend="hf", endpoint_url=server.url, tokenizer=str(tiny_tokenizer))}
     requests = {
-        ("verdict", 1): Request(model="tgi", messages=[], prompt="first", json_schema=SHAPE,
-                                generation=GenerationParams(max_new_tokens=300)),
-        ("free", 2): Request(model="tgi", messages=[], prompt="second",
-                             generation=GenerationParams(max_new_tokens=3, temperature=0.5, seed=7)),
+        ("verdict", 1): Request(
+            model="tgi", messages=[], prompt="first", json_schema=SHAPE, generation=GenerationParams(max_new_tokens=300)
+        ),
+        ("free", 2): Request(
+            model="tgi",
+            messages=[],
+            prompt="second",
+            generation=GenerationParams(max_new_tokens=3, temperature=0.5, seed=7),
+        ),
     }
     batch = run(requests, models, tmp_path / "cache.sqlite")
     bodies = {r["body"]["inputs"]: r["body"]["parameters"] for r in server.requests}
@@ -50,8 +61,12 @@ def test_answers_are_cached_per_request_and_progress_is_labelled_by_the_stage(
 ) -> None:
     server.fail_marker = {"REFUSED": "400"}
     models = {"a": ModelSpec(backend="openai", model="served", base_url=f"{server.url}/v1")}
-    requests = {name: Request(model="a", messages=[{"role": "user", "content": name}], prompt=None,
-                              generation=GenerationParams()) for name in ("one", "two", "REFUSED")}
+    requests = {
+        name: Request(
+            model="a", messages=[{"role": "user", "content": name}], prompt=None, generation=GenerationParams()
+        )
+        for name in ("one", "two", "REFUSED")
+    }
     first = run(requests, models, tmp_path / "cache.sqlite", label="judge")
     assert "judge: a: 3/3 (100%), 1 failed" in capsys.readouterr().err
     assert first.answers["REFUSED"].text is None and first.answers["REFUSED"].error.startswith("HTTP 400: ")
@@ -75,10 +90,11 @@ def test_a_local_batch_that_mixes_sampling_settings_gives_each_request_its_own(
         return Request(model="local", messages=[], prompt=prompt, generation=GenerationParams(max_new_tokens=tokens))
 
     prompts = ["<|im_start|>user\nWrite a function.<|im_end|>\n", "<|im_start|>user\ndef add(a, b):<|im_end|>\n"]
-    together = run({0: request(prompts[0], 12), 1: request(prompts[1], 3)}, models, tmp_path / "a.sqlite",
-                   batch_size=2)
-    alone = [run({0: request(p, n)}, models, tmp_path / f"alone-{n}.sqlite", batch_size=1).answers[0]
-             for p, n in zip(prompts, (12, 3))]
+    together = run({0: request(prompts[0], 12), 1: request(prompts[1], 3)}, models, tmp_path / "a.sqlite", batch_size=2)
+    alone = [
+        run({0: request(p, n)}, models, tmp_path / f"alone-{n}.sqlite", batch_size=1).answers[0]
+        for p, n in zip(prompts, (12, 3))
+    ]
     assert [together.answers[i].completion_tokens for i in (0, 1)] == [a.completion_tokens for a in alone]
     assert [together.answers[i].text for i in (0, 1)] == [a.text for a in alone]
     assert alone[0].completion_tokens > 3 and alone[1].completion_tokens <= 3

@@ -13,7 +13,9 @@ from tests.project import copy_project, edit_params, run
 pytestmark = pytest.mark.slow
 
 
-def test_fetch_and_format_rerun_only_what_changed_and_share_through_the_default_remote(tmp_path: Path, tiny_tokenizer: Path) -> None:
+def test_fetch_and_format_rerun_only_what_changed_and_share_through_the_default_remote(
+    tmp_path: Path, tiny_tokenizer: Path
+) -> None:
     repo = copy_project(tmp_path / "project")
 
     def use_local_models(params: dict) -> None:
@@ -54,7 +56,9 @@ def test_fetch_and_format_rerun_only_what_changed_and_share_through_the_default_
         assert (clone / artifact).read_bytes() == (repo / artifact).read_bytes()
     assert "Data and pipelines are up to date" in run(["dvc", "repro", "format"], clone).stdout
 
-    experiment = run(["dvc", "exp", "run", "format", "-S", "fetch.limit=5", "-S", 'format.system_prompt="Answer in Python."'], clone)
+    experiment = run(
+        ["dvc", "exp", "run", "format", "-S", "fetch.limit=5", "-S", 'format.system_prompt="Answer in Python."'], clone
+    )
     assert "fetch: 5 tasks" in experiment.stdout
     assert pq.read_table(clone / "data/prompts.parquet").num_rows == 10
 
@@ -71,7 +75,8 @@ def test_a_team_pays_for_each_generation_once(tmp_path: Path) -> None:
             def edit(params: dict) -> None:
                 params["fetch"]["limit"] = 5
                 params["models"] = {
-                    name: {"backend": "openai", "model": name, "base_url": f"{server.url}/v1"} for name in ["a", "b", "c"]
+                    name: {"backend": "openai", "model": name, "base_url": f"{server.url}/v1"}
+                    for name in ["a", "b", "c"]
                 }
                 params["compare"] = names
 

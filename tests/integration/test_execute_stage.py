@@ -43,25 +43,49 @@ def project(folder: Path, enabled: bool) -> Path:
     loaded = load_params(folder / "params.yaml")
     tasks = fetch_tasks(loaded.fetch).table
     write_table(tasks, folder / loaded.paths.tasks, TASKS)
-    names = {t: next(n for n in re.findall(r"`(\w+)`", text) if n in SOLUTIONS)  # the task's function or class
-             for t, text in zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist())}
-    rows = [{"task_id": t, "model": m, "response": answers(name)[m], "finish_reason": "stop", "prompt_tokens": 1,
-             "completion_tokens": 1, "latency_s": 0.1, "attempts": 1, "error": None, "request_hash": t + m}
-            for t, name in names.items() for m in MODELS]
+    names = {
+        t: next(n for n in re.findall(r"`(\w+)`", text) if n in SOLUTIONS)  # the task's function or class
+        for t, text in zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist())
+    }
+    rows = [
+        {
+            "task_id": t,
+            "model": m,
+            "response": answers(name)[m],
+            "finish_reason": "stop",
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "latency_s": 0.1,
+            "attempts": 1,
+            "error": None,
+            "request_hash": t + m,
+        }
+        for t, name in names.items()
+        for m in MODELS
+    ]
     write_table(pa.Table.from_pylist(rows, schema=GENERATIONS.schema), folder / loaded.paths.generations, GENERATIONS)
     return folder
 
 
 def run_execute(folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stages.execute"], cwd=folder, capture_output=True, text=True,
-                          check=False, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.execute"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        timeout=600,
+    )
 
 
 def test_reference_solutions_pass_stubs_fail_and_a_rerun_reuses_every_run(tmp_path: Path) -> None:
     folder = project(tmp_path, enabled=True)
     first = run_execute(folder)
     assert first.returncode == 0, first.stderr
-    assert "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 0 reused" in first.stdout
+    assert (
+        "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 0 reused" in first.stdout
+    )
     assert "execute: chatty: 0 pass, 0 fail, 0 error, 0 timeout, 44 no_code" in first.stdout
     summary = r"^execute: 132 runs on \d+ workers in bubblewrap, own network namespace -> data/executions.parquet$"
     assert re.search(summary, first.stdout, re.MULTILINE), first.stdout
@@ -73,7 +97,9 @@ def test_reference_solutions_pass_stubs_fail_and_a_rerun_reuses_every_run(tmp_pa
     assert all(r["tests_passed"] == r["tests_total"] and r["tests_total"] >= 3 for r in reference)
 
     again = run_execute(folder)
-    assert "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 44 reused" in again.stdout
+    assert (
+        "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 44 reused" in again.stdout
+    )
     assert "nothing ran" in again.stdout
     assert pq.read_table(folder / "data/executions.parquet").to_pylist() == table
 

@@ -200,7 +200,9 @@ def test_hf_chat_completion(tmp_path: Path, server: FakeLLMServer, hub_reachable
 def test_transformers_backend_generates_in_batches(tmp_path: Path, tiny_tokenizer: Path) -> None:
     model = build_model(tmp_path / "model", tiny_tokenizer)
     params = make_params(
-        tmp_path, {"local": {"backend": "transformers", "model": str(model)}}, generate={"batch_size": 4},
+        tmp_path,
+        {"local": {"backend": "transformers", "model": str(model)}},
+        generate={"batch_size": 4},
         generation={"max_new_tokens": 8},
     )
     prompts = prompts_for(params, limit=6)
@@ -209,8 +211,12 @@ def test_transformers_backend_generates_in_batches(tmp_path: Path, tiny_tokenize
     assert all(r["error"] is None and isinstance(r["response"], str) for r in rows)
     assert all(r["completion_tokens"] <= 8 and r["prompt_tokens"] > 10 for r in rows)
     assert {r["finish_reason"] for r in rows} <= {"stop", "length"}
-    alone = make_params(tmp_path / "fresh", {"local": {"backend": "transformers", "model": str(model)}},
-                        generate={"batch_size": 1}, generation={"max_new_tokens": 8})
+    alone = make_params(
+        tmp_path / "fresh",
+        {"local": {"backend": "transformers", "model": str(model)}},
+        generate={"batch_size": 1},
+        generation={"max_new_tokens": 8},
+    )
     again = run(alone, prompts).table
     # Greedy decoding gives the same text whether a prompt was batched with others (left-padded) or alone.
     assert again.column("response").to_pylist() == result.table.column("response").to_pylist()
@@ -325,7 +331,9 @@ def test_an_empty_answer_kept_by_an_earlier_version_is_asked_again(tmp_path: Pat
     prompts = prompts_for(params, limit=3)
     first = run(params, prompts).table
     with sqlite3.connect(params.paths.generation_cache) as db:  # in the cache
-        db.execute("UPDATE generations SET response = ' \n' WHERE request_hash = ?", (first["request_hash"][0].as_py(),))
+        db.execute(
+            "UPDATE generations SET response = ' \n' WHERE request_hash = ?", (first["request_hash"][0].as_py(),)
+        )
     again = run(params, prompts).table
     responses = first.column("response").to_pylist()
     assert server.count(CHAT_PATH) == 4 and again.column("response").to_pylist() == responses

@@ -55,8 +55,13 @@ def stage_env(key: str | None = FAKE_OPENAI_KEY) -> dict[str, str]:
 
 def run_generate(folder: Path, key: str | None = FAKE_OPENAI_KEY) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stages.generate"], cwd=folder, env=stage_env(key), capture_output=True, text=True,
-        timeout=120, check=False,
+        [sys.executable, "-m", "stages.generate"],
+        cwd=folder,
+        env=stage_env(key),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -79,8 +84,11 @@ def test_killed_run_resumes_without_asking_twice(tmp_path: Path, server: FakeLLM
     server.latency_s = 0.2
     folder = project(tmp_path, server, limit=20, generate={"concurrency": 2})
     process = subprocess.Popen(
-        [sys.executable, "-m", "stages.generate"], cwd=folder, env=stage_env(),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "stages.generate"],
+        cwd=folder,
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
     while server.count(CHAT_PATH) < 8 and time.monotonic() < deadline:

@@ -44,27 +44,59 @@ def judge_answer(prefer_first: bool):
     return answer
 
 
-def project(folder: Path, server: FakeLLMServer, generate: dict | None = None, judge_model: dict | None = None,
-            **judge) -> Path:
+def project(
+    folder: Path, server: FakeLLMServer, generate: dict | None = None, judge_model: dict | None = None, **judge
+) -> Path:
     """A folder with tasks, two models' answers and params.yaml; `judge_model` replaces the judge's model entry."""
-    models = {name: {"backend": "openai", "model": name, "base_url": f"{server.url}/v1"}
-              for name in ("good", "bad", "judge-llm")}
+    models = {
+        name: {"backend": "openai", "model": name, "base_url": f"{server.url}/v1"}
+        for name in ("good", "bad", "judge-llm")
+    }
     params = {
         "models": {**models, "judge-llm": judge_model or models["judge-llm"]},
         "compare": ["good", "bad"],
-        "judge": {"enabled": True, "model": "judge-llm", "rubric": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
-                  **judge},
+        "judge": {
+            "enabled": True,
+            "model": "judge-llm",
+            "rubric": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
+            **judge,
+        },
         "generate": {"backoff_initial_s": 0.01, **(generate or {})},
     }
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     n = len(TASK_IDS)
-    write_table(TASKS.validate(pa.table({"task_id": TASK_IDS, "instruction": [f"Write f for {t}" for t in TASK_IDS],
-                                         "source": ["s"] * n, "source_row": list(range(n))}), "t"),
-                folder / "data/tasks.parquet", TASKS)
-    rows = [{"task_id": t, "model": m, "response": f"```python\n# {m.upper()}-{t}\ndef f():\n    return 1\n```",
-             "finish_reason": "stop", "prompt_tokens": 1, "completion_tokens": 1, "latency_s": 0.1, "attempts": 1,
-             "error": None, "request_hash": t + m} for t in TASK_IDS for m in ("good", "bad")]
+    write_table(
+        TASKS.validate(
+            pa.table(
+                {
+                    "task_id": TASK_IDS,
+                    "instruction": [f"Write f for {t}" for t in TASK_IDS],
+                    "source": ["s"] * n,
+                    "source_row": list(range(n)),
+                }
+            ),
+            "t",
+        ),
+        folder / "data/tasks.parquet",
+        TASKS,
+    )
+    rows = [
+        {
+            "task_id": t,
+            "model": m,
+            "response": f"```python\n# {m.upper()}-{t}\ndef f():\n    return 1\n```",
+            "finish_reason": "stop",
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+            "latency_s": 0.1,
+            "attempts": 1,
+            "error": None,
+            "request_hash": t + m,
+        }
+        for t in TASK_IDS
+        for m in ("good", "bad")
+    ]
     write_table(pa.Table.from_pylist(rows, schema=GENERATIONS.schema), folder / "data/generations.parquet", GENERATIONS)
     return folder
 
@@ -72,11 +104,20 @@ def project(folder: Path, server: FakeLLMServer, generate: dict | None = None, j
 def run_judge(folder: Path) -> subprocess.CompletedProcess[str]:
     # huggingface_hub refuses even loopback URLs when offline; the fake server is all these tests reach.
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "0"}
-    return subprocess.run([sys.executable, "-m", "stages.judge"], cwd=folder, capture_output=True, text=True, env=env,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "stages.judge"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
 
 
-def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(tmp_path: Path, server: FakeLLMServer) -> None:
+def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(
+    tmp_path: Path, server: FakeLLMServer
+) -> None:
     server.answer = judge_answer(prefer_first=False)
     folder = project(tmp_path, server)
     first = run_judge(folder)
@@ -113,8 +154,10 @@ def test_malformed_replies_are_unusable_verdicts_and_the_stage_goes_on(tmp_path:
         assert "choices.0.message.content: Input should be a valid string" in rows[("task-2", "bad")]["error"]
         assert rows[("task-3", "bad")]["error"] == "empty answer (finish_reason: stop) (after 1 attempt)"
         assert "usage.prompt_tokens: Input should be a valid integer" in rows[("task-3", "good")]["error"]
-        assert all(rows[k]["score"] is None and rows[k]["answer"] is None
-                   for k in [("task-2", "bad"), ("task-3", "bad"), ("task-3", "good")])
+        assert all(
+            rows[k]["score"] is None and rows[k]["answer"] is None
+            for k in [("task-2", "bad"), ("task-3", "bad"), ("task-3", "good")]
+        )
         assert [rows[(t, "good")]["score"] for t in TASK_IDS[:3]] == [7, 7, 7]
         assert "Traceback" not in result.stderr
     assert server.count(CHAT_PATH, fault=None) == 8 + 3
@@ -154,8 +197,12 @@ def test_the_judge_samples_greedily_whatever_its_models_own_generation_settings(
     tmp_path: Path, server: FakeLLMServer
 ) -> None:
     server.answer = judge_answer(prefer_first=False)
-    judge_model = {"backend": "openai", "model": "judge-llm", "base_url": f"{server.url}/v1",
-                   "generation": {"temperature": 0.7, "max_new_tokens": 64, "top_p": 0.9, "seed": 5, "stop": ["}"]}}
+    judge_model = {
+        "backend": "openai",
+        "model": "judge-llm",
+        "base_url": f"{server.url}/v1",
+        "generation": {"temperature": 0.7, "max_new_tokens": 64, "top_p": 0.9, "seed": 5, "stop": ["}"]},
+    }
     result = run_judge(project(tmp_path, server, judge_model=judge_model, pairwise=True, max_new_tokens=300))
     assert result.returncode == 0, result.stderr
     bodies = [r["body"] for r in server.requests if r["path"] == CHAT_PATH]

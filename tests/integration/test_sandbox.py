@@ -152,7 +152,7 @@ def run(sandbox: Sandbox, code: str, tests: tuple[str, ...] = ()) -> Result:
     return sandbox.run(Job("t", code, tests))
 
 
-ATTEMPT = '''
+ATTEMPT = """
 import hashlib, os, socket, sys
 def digest(path):
     return hashlib.sha256(open(path, 'rb').read()).hexdigest()
@@ -163,7 +163,7 @@ def attempt(label, action):
         print(label, "refused", type(e).__name__, str(e)[:50], file=sys.stderr)
     else:
         print(label, "done", repr(outcome)[:90], file=sys.stderr)
-'''
+"""
 
 
 def attempt(sandbox: Sandbox, code: str) -> str:
@@ -197,25 +197,31 @@ def test_a_correct_answer_passes_and_a_wrong_one_fails(box: Sandbox) -> None:
 
 
 def test_the_environment_holds_none_of_the_users_variables(box: Sandbox, secret: str) -> None:
-    seen = attempt(box, """
+    seen = attempt(
+        box,
+        """
         attempt("env", lambda: sorted(os.environ))
         attempt("parent-environ", lambda: open(f'/proc/{os.getppid()}/environ').read())
         attempt("init-environ", lambda: open('/proc/1/environ').read())
         assert 'LLMFB_TEST_SECRET' not in os.environ
-    """)
+    """,
+    )
     assert secret not in seen and "LLMFB_TEST_SECRET" not in seen
 
 
 def test_writes_to_host_folders_tmp_and_dev_shm_never_reach_the_host(box: Sandbox, host: Path) -> None:
     (Path("/tmp") / f"{MARKER}-host").write_text("the host's")
     try:
-        seen = attempt(box, f"""
-            attempt("host", lambda: open({str(host / 'escaped')!r}, 'w').write('out'))
+        seen = attempt(
+            box,
+            f"""
+            attempt("host", lambda: open({str(host / "escaped")!r}, 'w').write('out'))
             attempt("tmp", lambda: open('/tmp/{MARKER}', 'w').write('out'))
             attempt("shm", lambda: open('/dev/shm/{MARKER}', 'w').write('out'))
             attempt("host-tmp-visible", lambda: os.path.exists('/tmp/{MARKER}-host'))
             attempt("usr", lambda: open('/usr/{MARKER}', 'w').write('out'))
-        """)
+        """,
+        )
     finally:
         (Path("/tmp") / f"{MARKER}-host").unlink()
     assert list(host.iterdir()) == []
@@ -227,21 +233,29 @@ def test_writes_to_host_folders_tmp_and_dev_shm_never_reach_the_host(box: Sandbo
 def test_the_annotation_servers_database_and_credentials_are_out_of_reach(box: Sandbox, project: Path) -> None:
     data = project / ".argilla"
     paths = [str(data / "argilla.db"), str(data / "credentials.json")]
-    relative = [f"{up}.argilla/{name}" for up in ("", "../", "../../", "../../../") for name in
-                ("argilla.db", "credentials.json")]
+    relative = [
+        f"{up}.argilla/{name}"
+        for up in ("", "../", "../../", "../../../")
+        for name in ("argilla.db", "credentials.json")
+    ]
     through_proc = [f"/proc/1/root{p}" for p in paths] + ["/proc/1/cwd/.argilla/argilla.db"]
-    seen = attempt(box, f"""
+    seen = attempt(
+        box,
+        f"""
         for number, path in enumerate({paths + relative + through_proc!r}):
             attempt(f"path-{{number}}", lambda: digest(path))
         attempt("listing", lambda: os.listdir({str(project)!r}))
-    """)
+    """,
+    )
     assert not leaked(project, seen)
     assert seen.count(" refused ") == len(paths + relative + through_proc) + 1, seen
 
 
 def test_other_processes_are_invisible(box: Sandbox, host_process: subprocess.Popen) -> None:
     host_init = Path("/proc/1/cmdline").read_bytes().split(b"\0")[0].decode()
-    seen = attempt(box, f"""
+    seen = attempt(
+        box,
+        f"""
         pids = [p for p in os.listdir('/proc') if p.isdigit()]
         print("pids", len(pids), file=sys.stderr)
         def cmdlines():
@@ -255,7 +269,8 @@ def test_other_processes_are_invisible(box: Sandbox, host_process: subprocess.Po
         attempt("marker", cmdlines)
         attempt("init", lambda: open('/proc/1/cmdline', 'rb').read()[:40])
         attempt("signal", lambda: os.kill({host_process.pid}, 9))
-    """)
+    """,
+    )
     assert int(seen.split("pids ")[1].split()[0]) <= 3, "its own PID namespace: itself and bubblewrap's init"
     assert "marker done []" in seen or "marker refused" in seen
     assert host_init not in seen, "the host's init"
@@ -264,8 +279,9 @@ def test_other_processes_are_invisible(box: Sandbox, host_process: subprocess.Po
 
 def test_no_network_even_to_a_loopback_server(box: Sandbox, listener: tuple[int, list[bytes]]) -> None:
     port, received = listener
-    result = run(box, f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
-                      "s.sendall(b'leak')\n")
+    result = run(
+        box, f"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\ns.sendall(b'leak')\n"
+    )
     assert result.status == "error" and result.network_isolated is True
     if not box.audit_guard:
         assert "ConnectionRefusedError" in result.stderr_tail, "its own loopback, where nothing listens"
@@ -278,14 +294,17 @@ def test_unix_sockets_on_the_host_are_out_of_reach(box: Sandbox, unix_socket: tu
     address = f"\0{MARKER}"
     abstract.bind(address)
     with serving(abstract) as abstract_received:
-        seen = attempt(box, f"""
+        seen = attempt(
+            box,
+            f"""
             def connect(address):
                 s = socket.socket(socket.AF_UNIX)
                 s.connect(address)
                 s.sendall(b'leak')
             attempt("filesystem", lambda: connect({str(path)!r}))
             attempt("abstract", lambda: connect({address!r}))
-        """)
+        """,
+        )
     assert "filesystem refused" in seen and "abstract refused" in seen
     assert received == [] and abstract_received == []
 
@@ -295,45 +314,61 @@ def test_unix_sockets_on_the_host_are_out_of_reach(box: Sandbox, unix_socket: tu
 ROUTES = {
     "main-module-blocked-events": (
         "import sys\nsys.modules['__main__'].BLOCKED_EVENTS.clear()\nsys.modules['__main__'].PATH_EVENTS.clear()\n",
-        "tcp refused ConnectionRefusedError"),
+        "tcp refused ConnectionRefusedError",
+    ),
     "gc-hook-code": (
-        ("import gc\n"
-        "guard = next((f for f in gc.get_objects() if getattr(f, '__name__', '') == 'guard'), None)\n"
-        "names = guard.__code__.co_freevars if guard else ('x',)\n"
-        "source = 'def outer():\\n' + ''.join(f'    {n} = None\\n' for n in names)\n"
-        "source += '    def guard(event, args):\\n        return (' + ', '.join(names) + ',)\\n    return guard\\n'\n"
-        "scope = {}\nexec(source, scope)\nif guard:\n    guard.__code__ = scope['outer']().__code__\n"),
-        "tcp refused ConnectionRefusedError"),
+        (
+            "import gc\n"
+            "guard = next((f for f in gc.get_objects() if getattr(f, '__name__', '') == 'guard'), None)\n"
+            "names = guard.__code__.co_freevars if guard else ('x',)\n"
+            "source = 'def outer():\\n' + ''.join(f'    {n} = None\\n' for n in names)\n"
+            "source += '    def guard(event, args):\\n        return (' + ', '.join(names) + ',)\\n    return guard\\n'\n"
+            "scope = {}\nexec(source, scope)\nif guard:\n    guard.__code__ = scope['outer']().__code__\n"
+        ),
+        "tcp refused ConnectionRefusedError",
+    ),
     "gc-hook-closure": (
-        ("import gc\n"
-        "guard = next((f for f in gc.get_objects() if getattr(f, '__name__', '') == 'guard'), None)\n"
-        "for cell in guard.__closure__ if guard else ():\n"
-        "    if callable(cell.cell_contents):\n"
-        "        cell.cell_contents = lambda *args: True\n"),
-        "tmp done 3"),
+        (
+            "import gc\n"
+            "guard = next((f for f in gc.get_objects() if getattr(f, '__name__', '') == 'guard'), None)\n"
+            "for cell in guard.__closure__ if guard else ():\n"
+            "    if callable(cell.cell_contents):\n"
+            "        cell.cell_contents = lambda *args: True\n"
+        ),
+        "tmp done 3",
+    ),
     "patched-realpath": ("import os.path\nos.path.realpath = lambda path, **kwargs: os.getcwd()\n", "tmp done 3"),
 }
 
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_getting_around_the_audit_hook_leaves_the_kernels_boundary(
-        box: Sandbox, route: str, project: Path, host: Path, listener: tuple[int, list[bytes]],
-        unix_socket: tuple[Path, list[bytes]]) -> None:
+    box: Sandbox,
+    route: str,
+    project: Path,
+    host: Path,
+    listener: tuple[int, list[bytes]],
+    unix_socket: tuple[Path, list[bytes]],
+) -> None:
     disable, bypassed = ROUTES[route]
     port, received = listener
     sock, sock_received = unix_socket
-    seen = attempt(box, disable + textwrap.dedent(f"""
-        attempt("host", lambda: open({str(host / 'escaped')!r}, 'w').write('out'))
+    seen = attempt(
+        box,
+        disable
+        + textwrap.dedent(f"""
+        attempt("host", lambda: open({str(host / "escaped")!r}, 'w').write('out'))
         attempt("tmp", lambda: open('/tmp/{MARKER}', 'w').write('out'))
         attempt("credentials", lambda: digest('.argilla/credentials.json'))
-        attempt("database", lambda: digest({str(project / '.argilla/argilla.db')!r}))
+        attempt("database", lambda: digest({str(project / ".argilla/argilla.db")!r}))
         attempt("tcp", lambda: socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'leak'))
         def unix():
             s = socket.socket(socket.AF_UNIX)
             s.connect({str(sock)!r})
             s.sendall(b'leak')
         attempt("unix", unix)
-    """))
+    """),
+    )
     assert not leaked(project, seen)
     assert list(host.iterdir()) == [sock] and not (Path("/tmp") / MARKER).exists()
     assert received == [] and sock_received == []
@@ -342,25 +377,33 @@ def test_getting_around_the_audit_hook_leaves_the_kernels_boundary(
 
 
 def test_dir_fd_relative_opens_stay_inside(box: Sandbox, project: Path, host: Path) -> None:
-    seen = attempt(box, f"""
+    seen = attempt(
+        box,
+        f"""
         root = os.open('/', os.O_RDONLY)
         attempt("tmp", lambda: os.write(os.open('tmp/{MARKER}', os.O_WRONLY | os.O_CREAT, dir_fd=root), b'out'))
         attempt("host", lambda: os.open('escaped', os.O_WRONLY | os.O_CREAT, dir_fd=os.open({str(host)!r}, 0)))
         attempt("credentials", lambda: os.read(os.open('.argilla/credentials.json', os.O_RDONLY,
                                                        dir_fd=os.open({str(project)!r}, 0)), 100))
-    """)
+    """,
+    )
     assert "tmp done 3" in seen, "the hook let the write through: the kernel kept it private"
     assert "host refused" in seen and "credentials refused" in seen and CREDENTIALS_KEY not in seen
     assert list(host.iterdir()) == [] and not (Path("/tmp") / MARKER).exists()
 
 
-def test_a_process_started_through_posixsubprocess_is_contained(box: Sandbox, project: Path, host: Path,
-                                                                host_process: subprocess.Popen) -> None:
-    script = (f"echo shell ran; sha256sum {project}/.argilla/credentials.json {project}/.argilla/argilla.db; "
-              f"echo out > {host}/escaped; echo out > /tmp/{MARKER}; echo processes: $(ls /proc | grep -c '^[0-9]'); "
-              f"p={MARKER}; echo sleepers: $(grep -l \"$p-[s]leeper\" /proc/[0-9]*/cmdline | wc -l); "
-              f"kill -9 {host_process.pid}; echo shell end")
-    seen = attempt(box, f"""
+def test_a_process_started_through_posixsubprocess_is_contained(
+    box: Sandbox, project: Path, host: Path, host_process: subprocess.Popen
+) -> None:
+    script = (
+        f"echo shell ran; sha256sum {project}/.argilla/credentials.json {project}/.argilla/argilla.db; "
+        f"echo out > {host}/escaped; echo out > /tmp/{MARKER}; echo processes: $(ls /proc | grep -c '^[0-9]'); "
+        f'p={MARKER}; echo sleepers: $(grep -l "$p-[s]leeper" /proc/[0-9]*/cmdline | wc -l); '
+        f"kill -9 {host_process.pid}; echo shell end"
+    )
+    seen = attempt(
+        box,
+        f"""
         import _posixsubprocess
         def shell():
             out = os.open('shell.out', os.O_WRONLY | os.O_CREAT)
@@ -371,7 +414,8 @@ def test_a_process_started_through_posixsubprocess_is_contained(box: Sandbox, pr
             os.waitpid(pid, 0)
             print(open('shell.out').read(), file=sys.stderr)
         attempt("shell", shell)
-    """)
+    """,
+    )
     assert "shell ran" in seen and "shell end" in seen, "no audit event stops it: the kernel must"
     assert not leaked(project, seen) and "sleepers: 0" in seen
     assert int(seen.split("processes: ")[1].split()[0]) <= 8, "its own PID namespace"
@@ -410,11 +454,14 @@ def test_a_run_is_held_to_the_execute_settings() -> None:
     settings = ExecuteParams(cpu_s=2, wall_s=7.5, memory_mb=300, file_mb=3, processes=12)
     box = Sandbox(settings)
     assert box.limits == Limits(cpu_s=2, wall_s=7.5, memory_mb=300, file_mb=3, processes=12)
-    seen = attempt(box, """
+    seen = attempt(
+        box,
+        """
         import resource
         names = ("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_FSIZE", "RLIMIT_NPROC")
         attempt("limits", lambda: [resource.getrlimit(getattr(resource, name)) for name in names])
-    """)
+    """,
+    )
     assert f"limits done [(2, 2), {(300 * 2**20,) * 2}, {(3 * 2**20,) * 2}, (12, 12)]" in seen
 
 
@@ -425,13 +472,16 @@ def test_allocating_10_gb_fails_inside_the_sandbox_only(box: Sandbox) -> None:
 
 
 def test_filling_its_tmpfs_stops_at_the_limit(box: Sandbox) -> None:
-    seen = attempt(box, """
+    seen = attempt(
+        box,
+        """
         def fill():
             for n in range(64):
                 with open(f'/tmp/fill-{n}', 'wb') as f:
                     f.write(b'x' * 2**20 * 4)
         attempt("fill", fill)
-    """)
+    """,
+    )
     assert "fill refused OSError" in seen or "fill refused PermissionError" in seen, seen
 
 
@@ -489,11 +539,14 @@ def test_without_bubblewrap_it_warns_once_and_still_runs(bwrap: str | None, caps
 
 
 def test_a_run_is_a_fresh_interpreter_as_an_unprivileged_uid(box: Sandbox) -> None:
-    seen = attempt(box, """
+    seen = attempt(
+        box,
+        """
         attempt("uid", lambda: os.getuid())
         attempt("cwd", lambda: (os.getcwd(), os.listdir('.')))
         attempt("hostname", lambda: socket.gethostname())
-    """)
+    """,
+    )
     assert "hostname done 'sandbox'" in seen
     if ROOT:
         assert "uid done 61000" in seen

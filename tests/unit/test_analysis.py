@@ -10,7 +10,14 @@ import pytest
 
 from llm_feedback.analysis import analyze
 from llm_feedback.artifacts import (
-    ANNOTATIONS, EXECUTIONS, JUDGE_PAIRWISE, JUDGMENTS, SCORES, TASKS, read_table, write_table,
+    ANNOTATIONS,
+    EXECUTIONS,
+    JUDGE_PAIRWISE,
+    JUDGMENTS,
+    SCORES,
+    TASKS,
+    read_table,
+    write_table,
 )
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.report import write_metrics, write_plot_data, write_reports
@@ -23,8 +30,13 @@ BIAS = {"harsh": -1.0, "fair": 0.0, "lenient": 1.0}
 
 @pytest.fixture(scope="module")
 def result():
-    return analyze(annotations=annotations_for(IDS, QUALITY, BIAS), generations=generations_for(IDS, list(QUALITY)),
-                   compare=list(QUALITY), params=AnalyzeParams(bootstrap=500), records=len(IDS))
+    return analyze(
+        annotations=annotations_for(IDS, QUALITY, BIAS),
+        generations=generations_for(IDS, list(QUALITY)),
+        compare=list(QUALITY),
+        params=AnalyzeParams(bootstrap=500),
+        records=len(IDS),
+    )
 
 
 def test_the_true_order_and_the_annotators_biases_are_found(result) -> None:
@@ -62,30 +74,53 @@ def test_scores_of_regenerated_answers_are_stale_and_left_out() -> None:
     responses = generations.column("response").to_pylist()
     responses[0] = "a new answer"  # task 0, model a was regenerated after annotation
     generations = generations.set_column(2, "response", [responses])
-    result = analyze(annotations=annotations_for(ids, {"a": 5, "b": 3}, {"x": 0, "y": 0}), generations=generations,
-                     compare=["a", "b"], params=AnalyzeParams(bootstrap=100))
+    result = analyze(
+        annotations=annotations_for(ids, {"a": 5, "b": 3}, {"x": 0, "y": 0}),
+        generations=generations,
+        compare=["a", "b"],
+        params=AnalyzeParams(bootstrap=100),
+    )
     assert result.metrics["counts"]["stale_scores"] == 2
     assert result.metrics["models"]["a"]["tasks"] == 19 and result.metrics["models"]["b"]["tasks"] == 20
 
 
 def test_no_annotations_give_zero_counts_and_nulls_never_nan(tmp_path: Path) -> None:
     ids = IDS[:5]
-    result = analyze(annotations=ANNOTATIONS.schema.empty_table(), generations=generations_for(ids, ["a", "b"]),
-                     compare=["a", "b"], params=AnalyzeParams(bootstrap=100), records=5)
+    result = analyze(
+        annotations=ANNOTATIONS.schema.empty_table(),
+        generations=generations_for(ids, ["a", "b"]),
+        compare=["a", "b"],
+        params=AnalyzeParams(bootstrap=100),
+        records=5,
+    )
     metrics = result.metrics
-    assert metrics["counts"] == {"tasks": 5, "records": 5, "annotated_records": 0, "scored_tasks": 0,
-                                 "responses": {"submitted": 0, "draft": 0, "discarded": 0}, "stale_scores": 0,
-                                 "invalid_responses": 0, "duplicate_responses": 0}
+    assert metrics["counts"] == {
+        "tasks": 5,
+        "records": 5,
+        "annotated_records": 0,
+        "scored_tasks": 0,
+        "responses": {"submitted": 0, "draft": 0, "discarded": 0},
+        "stale_scores": 0,
+        "invalid_responses": 0,
+        "duplicate_responses": 0,
+    }
     assert metrics["models"]["a"] == {"mean": None, "ci_low": None, "ci_high": None, "tasks": 0, "scores": 0}
     assert metrics["pairwise"]["a_vs_b"]["win"] is None and metrics["bradley_terry"] is None
     assert SCORES.validate(result.scores_table(), "scores").num_rows == 0
     assert result.line() == "0 of 5 tasks scored; mean score: none yet"
     write_metrics(metrics, tmp_path / "metrics.json")
     assert "NaN" not in (tmp_path / "metrics.json").read_text()
-    tasks = TASKS.validate(pa.table({"task_id": ids, "instruction": ["x"] * 5, "source": ["s"] * 5,
-                                     "source_row": list(range(5))}), "tasks")
-    write_reports(result, tmp_path / "reports", tasks=tasks, generations=generations_for(ids, ["a", "b"]), lowest=5,
-                  how_to_annotate="Start with annotators add.")
+    tasks = TASKS.validate(
+        pa.table({"task_id": ids, "instruction": ["x"] * 5, "source": ["s"] * 5, "source_row": list(range(5))}), "tasks"
+    )
+    write_reports(
+        result,
+        tmp_path / "reports",
+        tasks=tasks,
+        generations=generations_for(ids, ["a", "b"]),
+        lowest=5,
+        how_to_annotate="Start with annotators add.",
+    )
     report = (tmp_path / "reports/report.md").read_text()
     assert "No submitted scores yet.** Start with annotators add." in report
     assert not list((tmp_path / "reports").glob("*.png"))
@@ -96,17 +131,63 @@ def test_judge_and_execution_agreement_with_humans() -> None:
     annotations = annotations_for(ids, {"a": 5.5, "b": 2.5}, {"x": 0, "y": 0}, noise=0.3)
     human = {(t, m): s for t, m, s in zip(*(annotations.column(c).to_pylist() for c in ("task_id", "model", "score")))}
     judgments = pa.Table.from_pylist(
-        [{"task_id": t, "model": m, "judge": "j", "score": s, "rationale": None, "error": None, "answer": None, "request_hash": "h"}
-         for (t, m), s in human.items()], schema=JUDGMENTS.schema)
+        [
+            {
+                "task_id": t,
+                "model": m,
+                "judge": "j",
+                "score": s,
+                "rationale": None,
+                "error": None,
+                "answer": None,
+                "request_hash": "h",
+            }
+            for (t, m), s in human.items()
+        ],
+        schema=JUDGMENTS.schema,
+    )
     executions = pa.Table.from_pylist(
-        [{"task_id": t, "model": m, "status": "pass" if m == "a" else "fail", "tests_passed": None, "tests_total": None,
-          "duration_s": 0.1, "stderr_tail": None, "run_hash": "h"} for t in ids for m in ("a", "b")], schema=EXECUTIONS.schema)
+        [
+            {
+                "task_id": t,
+                "model": m,
+                "status": "pass" if m == "a" else "fail",
+                "tests_passed": None,
+                "tests_total": None,
+                "duration_s": 0.1,
+                "stderr_tail": None,
+                "run_hash": "h",
+            }
+            for t in ids
+            for m in ("a", "b")
+        ],
+        schema=EXECUTIONS.schema,
+    )
     pairwise = pa.Table.from_pylist(
-        [{"task_id": t, "model_a": "a", "model_b": "b", "judge": "j", "a_first": "a", "b_first": "a" if k % 4 else "b",
-          "verdict": "a" if k % 4 else "tie", "error": None} for k, t in enumerate(ids)], schema=JUDGE_PAIRWISE.schema)
-    result = analyze(annotations=annotations, generations=generations_for(ids, ["a", "b"]), compare=["a", "b"],
-                     params=AnalyzeParams(bootstrap=100), judgments=judgments, executions=executions,
-                     judge_pairwise=pairwise)
+        [
+            {
+                "task_id": t,
+                "model_a": "a",
+                "model_b": "b",
+                "judge": "j",
+                "a_first": "a",
+                "b_first": "a" if k % 4 else "b",
+                "verdict": "a" if k % 4 else "tie",
+                "error": None,
+            }
+            for k, t in enumerate(ids)
+        ],
+        schema=JUDGE_PAIRWISE.schema,
+    )
+    result = analyze(
+        annotations=annotations,
+        generations=generations_for(ids, ["a", "b"]),
+        compare=["a", "b"],
+        params=AnalyzeParams(bootstrap=100),
+        judgments=judgments,
+        executions=executions,
+        judge_pairwise=pairwise,
+    )
     judge = result.metrics["judge"]
     assert judge["pairwise"]["a_vs_b"] == {"pairs": 60, "win": 0.75, "tie": 0.25, "loss": 0.0, "consistent": 0.75}
     assert judge["pairs"] == 120 and judge["spearman"] > 0.8 and judge["kappa_quadratic"] > 0.8
@@ -116,10 +197,25 @@ def test_judge_and_execution_agreement_with_humans() -> None:
 
 
 def test_reports_and_plot_data_are_written(result, tmp_path: Path) -> None:
-    tasks = TASKS.validate(pa.table({"task_id": IDS, "instruction": [f"Write f{i}" for i in range(400)],
-                                     "source": ["s"] * 400, "source_row": list(range(400))}), "tasks")
-    write_reports(result, tmp_path / "reports", tasks=tasks, generations=generations_for(IDS, list(QUALITY)), lowest=3,
-                  how_to_annotate="unused")
+    tasks = TASKS.validate(
+        pa.table(
+            {
+                "task_id": IDS,
+                "instruction": [f"Write f{i}" for i in range(400)],
+                "source": ["s"] * 400,
+                "source_row": list(range(400)),
+            }
+        ),
+        "tasks",
+    )
+    write_reports(
+        result,
+        tmp_path / "reports",
+        tasks=tasks,
+        generations=generations_for(IDS, list(QUALITY)),
+        lowest=3,
+        how_to_annotate="unused",
+    )
     write_plot_data(result, tmp_path / "plots")
     report = (tmp_path / "reports/report.md").read_text()
     for name in ("mean_scores.png", "score_distribution.png", "win_rates.png"):
@@ -139,8 +235,15 @@ def response_rows(table: pa.Table, record: str, annotator: str) -> list[dict]:
 def spoiled(rows: list[dict], annotator: str, position: int = 1, minutes: int = 0, **change: object) -> list[dict]:
     from datetime import timedelta
 
-    return [{**r, "annotator": annotator, "updated_at": r["updated_at"] + timedelta(minutes=minutes),
-             **(change if r["position"] == position else {k: v for k, v in change.items() if k != "score"})} for r in rows]
+    return [
+        {
+            **r,
+            "annotator": annotator,
+            "updated_at": r["updated_at"] + timedelta(minutes=minutes),
+            **(change if r["position"] == position else {k: v for k, v in change.items() if k != "score"}),
+        }
+        for r in rows
+    ]
 
 
 def test_values_outside_the_settings_and_repeats_never_reach_the_metrics() -> None:
@@ -157,10 +260,15 @@ def test_values_outside_the_settings_and_repeats_never_reach_the_metrics() -> No
         spoiled(response_rows(clean, ids[6], "x"), "x", minutes=5),  # the same annotator's response a second time
     ]
     dirty = pa.Table.from_pylist(clean.to_pylist() + [r for rows in bad for r in rows], schema=ANNOTATIONS.schema)
-    expected = analyze(annotations=clean, generations=generations, compare=["a", "b"],
-                       params=AnalyzeParams(bootstrap=200)).metrics
-    result = analyze(annotations=ANNOTATIONS.validate(dirty, "dirty"), generations=generations, compare=["a", "b"],
-                     params=AnalyzeParams(bootstrap=200))
+    expected = analyze(
+        annotations=clean, generations=generations, compare=["a", "b"], params=AnalyzeParams(bootstrap=200)
+    ).metrics
+    result = analyze(
+        annotations=ANNOTATIONS.validate(dirty, "dirty"),
+        generations=generations,
+        compare=["a", "b"],
+        params=AnalyzeParams(bootstrap=200),
+    )
     got = result.metrics
     assert got["models"] == expected["models"] and got["pairwise"] == expected["pairwise"]
     assert got["annotators"] == expected["annotators"] and got["agreement"] == expected["agreement"]
@@ -171,7 +279,8 @@ def test_values_outside_the_settings_and_repeats_never_reach_the_metrics() -> No
     assert result.left_out.line() == (
         f"6 responses left out for a value outside the dataset's settings (first: record {ids[0]} by z: score 1000000 for "
         f"model {response_rows(clean, ids[0], 'x')[0]['model']} is not on the 0-7 scale); 1 repeated responses of an "
-        "annotator on a record left out (the latest counts)")
+        "annotator on a record left out (the latest counts)"
+    )
 
 
 def test_an_annotator_answering_a_record_twice_counts_once_with_the_latest() -> None:
@@ -179,8 +288,12 @@ def test_an_annotator_answering_a_record_twice_counts_once_with_the_latest() -> 
     clean = annotations_for(ids, {"a": 5, "b": 3}, {"x": 0}, noise=0.0)
     again = spoiled(response_rows(clean, ids[0], "x"), "x", position=1, minutes=1, score=0)
     twice = pa.Table.from_pylist(clean.to_pylist() + again, schema=ANNOTATIONS.schema)
-    result = analyze(annotations=twice, generations=generations_for(ids, ["a", "b"]), compare=["a", "b"],
-                     params=AnalyzeParams(bootstrap=100))
+    result = analyze(
+        annotations=twice,
+        generations=generations_for(ids, ["a", "b"]),
+        compare=["a", "b"],
+        params=AnalyzeParams(bootstrap=100),
+    )
     scores = result.scores.set_index(["task_id", "model"])
     first_model = again[0]["model"]
     assert scores.loc[(ids[0], first_model), "score"] == 0 and scores.loc[(ids[0], first_model), "n"] == 1

@@ -35,7 +35,10 @@ def test_round_trip_puts_columns_in_contract_order_and_keeps_extras(tmp_path: Pa
     ("table", "message"),
     [
         (tasks_table().drop_columns(["instruction"]), "missing column 'instruction'"),
-        (tasks_table().set_column(3, "source_row", pa.array(["0"])), "column 'source_row' has type string, expected int64"),
+        (
+            tasks_table().set_column(3, "source_row", pa.array(["0"])),
+            "column 'source_row' has type string, expected int64",
+        ),
         (tasks_table().set_column(1, "task_id", pa.array([None], pa.string())), "column 'task_id' has nulls"),
     ],
 )
@@ -48,7 +51,12 @@ def test_reads_name_file_and_column(tmp_path: Path, table: pa.Table, message: st
 
 def test_closed_artifact_rejects_unknown_columns(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="unexpected column 'extra'"):
-        PROMPTS.validate(pa.table({name: pa.nulls(0, f.type) for name, f in zip(PROMPTS.schema.names, PROMPTS.schema)}).append_column("extra", pa.nulls(0)), "x")
+        PROMPTS.validate(
+            pa.table(
+                {name: pa.nulls(0, f.type) for name, f in zip(PROMPTS.schema.names, PROMPTS.schema)}
+            ).append_column("extra", pa.nulls(0)),
+            "x",
+        )
 
 
 def test_missing_and_corrupt_files(tmp_path: Path) -> None:
@@ -65,10 +73,9 @@ def test_failed_write_keeps_the_previous_artifact_and_leaves_no_temp_file(tmp_pa
     before = path.read_bytes()
     with pytest.raises(InputError):
         write_table(tasks_table().drop_columns(["source"]), path, TASKS)
-    with pytest.raises(RuntimeError):
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(b"half written")
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_bytes(b"half written")
+        raise RuntimeError("killed mid-write")
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["tasks.parquet"]
 
@@ -85,8 +92,10 @@ def test_a_folder_output_where_a_file_is_or_under_a_file(tmp_path: Path) -> None
     from llm_feedback.artifacts import atomic_folder
 
     (tmp_path / "reports").write_text("notes")
-    with pytest.raises(InputError, match=r"reports: is a file, so the folder cannot be written there"), \
-            atomic_folder(tmp_path / "reports"):
+    with (
+        pytest.raises(InputError, match=r"reports: is a file, so the folder cannot be written there"),
+        atomic_folder(tmp_path / "reports"),
+    ):
         pass
     assert (tmp_path / "reports").read_text() == "notes"
     with pytest.raises(InputError, match=r"reports/tasks.parquet: cannot be written: a part of its folder is a file"):

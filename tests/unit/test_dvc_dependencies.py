@@ -68,8 +68,9 @@ def stages() -> dict[str, tuple[list[Path], list[Path]]]:
     from dvc.repo import Repo
 
     with Repo(str(PROJECT_ROOT)) as repo:
-        return {s.name: ([Path(d.def_path) for d in s.deps], [Path(o.def_path) for o in s.outs])
-                for s in repo.index.stages}
+        return {
+            s.name: ([Path(d.def_path) for d in s.deps], [Path(o.def_path) for o in s.outs]) for s in repo.index.stages
+        }
 
 
 def covered(path: Path, deps: list[Path]) -> bool:
@@ -77,7 +78,9 @@ def covered(path: Path, deps: list[Path]) -> bool:
 
 
 def test_every_stage_lists_each_module_it_imports(stages) -> None:
-    assert set(stages) == {p.stem for p in (PROJECT_ROOT / "stages").glob("*.py")} - {"__init__"}, "one stage per module"
+    assert set(stages) == {p.stem for p in (PROJECT_ROOT / "stages").glob("*.py")} - {"__init__"}, (
+        "one stage per module"
+    )
     missing = []
     for name, (deps, _) in stages.items():
         absent = sorted(str(f) for f in import_closure(name) if not covered(f, deps))
@@ -88,9 +91,12 @@ def test_every_stage_lists_each_module_it_imports(stages) -> None:
 
 def test_every_dep_exists_or_is_written_by_a_stage(stages) -> None:
     outs = [out for _, stage_outs in stages.values() for out in stage_outs]
-    dangling = [f"stage {name}: dep {dep} does not exist and no stage writes it"
-                for name, (deps, _) in stages.items() for dep in deps
-                if not (PROJECT_ROOT / dep).exists() and not covered(dep, outs)]
+    dangling = [
+        f"stage {name}: dep {dep} does not exist and no stage writes it"
+        for name, (deps, _) in stages.items()
+        for dep in deps
+        if not (PROJECT_ROOT / dep).exists() and not covered(dep, outs)
+    ]
     assert not dangling, "\n".join(dangling)
 
 

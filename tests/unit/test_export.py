@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,8 +13,17 @@ import pytest
 from llm_feedback.analysis import analyze
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.artifacts import (
-    ANNOTATIONS, EXECUTIONS, GENERATIONS as GENERATIONS_ARTIFACT, JUDGE_PAIRWISE, JUDGMENTS, SCORES, TASKS, text_sha,
+    ANNOTATIONS,
+    EXECUTIONS,
+    JUDGE_PAIRWISE,
+    JUDGMENTS,
+    SCORES,
+    TASKS,
+    text_sha,
     write_table,
+)
+from llm_feedback.artifacts import (
+    GENERATIONS as GENERATIONS_ARTIFACT,
 )
 from llm_feedback.errors import ConfigError
 from llm_feedback.export import Exported, build_exports, in_test_split, push_to_hub, write_exports
@@ -25,39 +34,78 @@ from tests.synthetic_annotations import generations_for
 TASK_IDS = ["t1", "t2", "t3", "t4"]
 GENERATIONS = generations_for(TASK_IDS, ["a", "b"])
 ANSWER = {(t, m): r for t, m, r in zip(*(GENERATIONS.column(c).to_pylist() for c in ("task_id", "model", "response")))}
-TASKS_TABLE = TASKS.validate(pa.table({"task_id": TASK_IDS, "instruction": [f"Task {t}" for t in TASK_IDS],
-                                       "source": ["s"] * 4, "source_row": list(range(4))}), "tasks")
+TASKS_TABLE = TASKS.validate(
+    pa.table(
+        {
+            "task_id": TASK_IDS,
+            "instruction": [f"Task {t}" for t in TASK_IDS],
+            "source": ["s"] * 4,
+            "source_row": list(range(4)),
+        }
+    ),
+    "tasks",
+)
 
 
-def rows(task: str, annotator: str, scores: dict[str, int | None], status: str = "submitted",
-         corrected: str | None = None, minute: int = 0) -> list[dict]:
-    return [{"record_id": task, "task_id": task, "annotator": annotator, "model": m, "position": p,
-             "response_sha": text_sha(ANSWER[(task, m)]), "score": s, "status": status, "to_correct": None,
-             "corrected_response": corrected, "comments": None,
-             "updated_at": datetime(2026, 1, 1, 0, minute, tzinfo=timezone.utc)}
-            for p, (m, s) in enumerate(scores.items(), 1)]
+def rows(
+    task: str,
+    annotator: str,
+    scores: dict[str, int | None],
+    status: str = "submitted",
+    corrected: str | None = None,
+    minute: int = 0,
+) -> list[dict]:
+    return [
+        {
+            "record_id": task,
+            "task_id": task,
+            "annotator": annotator,
+            "model": m,
+            "position": p,
+            "response_sha": text_sha(ANSWER[(task, m)]),
+            "score": s,
+            "status": status,
+            "to_correct": None,
+            "corrected_response": corrected,
+            "comments": None,
+            "updated_at": datetime(2026, 1, 1, 0, minute, tzinfo=UTC),
+        }
+        for p, (m, s) in enumerate(scores.items(), 1)
+    ]
 
 
 ANNOTATIONS_TABLE = pa.Table.from_pylist(
-    rows("t1", "x", {"a": 6, "b": 2}) + rows("t1", "y", {"a": 7, "b": 3})  # mean a 6.5, b 2.5
+    rows("t1", "x", {"a": 6, "b": 2})
+    + rows("t1", "y", {"a": 7, "b": 3})  # mean a 6.5, b 2.5
     + rows("t2", "x", {"a": 3, "b": 4})  # nothing reaches 6, margin 1
     + rows("t3", "x", {"a": 2, "b": 1}, corrected="old fix", minute=1)
     + rows("t3", "y", {"a": 2, "b": 1}, corrected="```python\nfixed()\n```", minute=2)  # the latest correction wins
     + rows("t4", "x", {"a": 7, "b": None}, status="draft"),  # drafts never count
-    schema=ANNOTATIONS.schema)
+    schema=ANNOTATIONS.schema,
+)
 
 
 def scores_of(annotations: pa.Table, aggregate: str = "mean") -> pa.Table:
     """The scores artifact analyze writes for these annotations."""
-    result = analyze(annotations=annotations, generations=GENERATIONS, compare=["a", "b"],
-                     params=AnalyzeParams(aggregate=aggregate, bootstrap=100))
+    result = analyze(
+        annotations=annotations,
+        generations=GENERATIONS,
+        compare=["a", "b"],
+        params=AnalyzeParams(aggregate=aggregate, bootstrap=100),
+    )
     return SCORES.validate(result.scores_table(), "scores")
 
 
 def exports(annotations: pa.Table = ANNOTATIONS_TABLE, scores: pa.Table | None = None, **params: object) -> Exported:
     """export of these annotations, with analyze's scores of them unless others are given."""
-    return build_exports(scores=scores_of(annotations) if scores is None else scores, annotations=annotations,
-                         generations=GENERATIONS, tasks=TASKS_TABLE, compare=["a", "b"], params=ExportParams(**params))
+    return build_exports(
+        scores=scores_of(annotations) if scores is None else scores,
+        annotations=annotations,
+        generations=GENERATIONS,
+        tasks=TASKS_TABLE,
+        compare=["a", "b"],
+        params=ExportParams(**params),
+    )
 
 
 def user(task: str) -> list[dict]:
@@ -72,17 +120,42 @@ def test_sft_and_dpo_rows_by_hand() -> None:
     exported = exports(sft_min_score=6, dpo_min_margin=2, test_fraction=0.0)
     assert exported.sft["test"].num_rows == exported.dpo["test"].num_rows == 0
     assert exported.sft["train"].to_pylist() == [
-        {"messages": user("t1") + assistant(ANSWER[("t1", "a")]), "task_id": "t1", "source": "model", "model": "a",
-         "score": 6.5},
-        {"messages": user("t3") + assistant("```python\nfixed()\n```"), "task_id": "t3", "source": "correction",
-         "model": None, "score": None},
+        {
+            "messages": user("t1") + assistant(ANSWER[("t1", "a")]),
+            "task_id": "t1",
+            "source": "model",
+            "model": "a",
+            "score": 6.5,
+        },
+        {
+            "messages": user("t3") + assistant("```python\nfixed()\n```"),
+            "task_id": "t3",
+            "source": "correction",
+            "model": None,
+            "score": None,
+        },
     ]
     assert exported.dpo["train"].to_pylist() == [
-        {"prompt": user("t1"), "chosen": assistant(ANSWER[("t1", "a")]), "rejected": assistant(ANSWER[("t1", "b")]),
-         "task_id": "t1", "chosen_model": "a", "rejected_model": "b", "score_chosen": 6.5, "score_rejected": 2.5},
-        {"prompt": user("t3"), "chosen": assistant("```python\nfixed()\n```"), "rejected": assistant(ANSWER[("t3", "b")]),
-         "task_id": "t3", "chosen_model": "correction", "rejected_model": "b", "score_chosen": None,
-         "score_rejected": 1.0},
+        {
+            "prompt": user("t1"),
+            "chosen": assistant(ANSWER[("t1", "a")]),
+            "rejected": assistant(ANSWER[("t1", "b")]),
+            "task_id": "t1",
+            "chosen_model": "a",
+            "rejected_model": "b",
+            "score_chosen": 6.5,
+            "score_rejected": 2.5,
+        },
+        {
+            "prompt": user("t3"),
+            "chosen": assistant("```python\nfixed()\n```"),
+            "rejected": assistant(ANSWER[("t3", "b")]),
+            "task_id": "t3",
+            "chosen_model": "correction",
+            "rejected_model": "b",
+            "score_chosen": None,
+            "score_rejected": 1.0,
+        },
     ]
     majority = exports(scores=scores_of(ANNOTATIONS_TABLE, "majority"), sft_min_score=6.5, test_fraction=0.0)
     assert [r["task_id"] for r in majority.sft["train"].to_pylist()] == ["t3"], "majority of (6, 7) is 6 < 6.5"
@@ -110,7 +183,9 @@ def test_files_load_with_datasets_and_pass_trls_format_helpers(tmp_path: Path, t
         loaded = datasets.load_dataset(str(tmp_path / "export"), kind)
         assert sum(len(split) for split in loaded.values()) == count
         for split in loaded:
-            jsonl = datasets.load_dataset("json", data_files=str(tmp_path / "export" / kind / f"{split}.jsonl"))["train"]
+            jsonl = datasets.load_dataset("json", data_files=str(tmp_path / "export" / kind / f"{split}.jsonl"))[
+                "train"
+            ]
             assert jsonl.to_list() == loaded[split].to_list()
         for split in loaded.values():
             for example in split:
@@ -144,8 +219,9 @@ class FakeHub:
         return type("Commit", (), {"commit_url": f"https://huggingface.co/datasets/{repo_id}/commit/abc"})()
 
 
-def test_push_to_hub_uploads_the_folder_with_the_token_from_the_environment(tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_push_to_hub_uploads_the_folder_with_the_token_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import huggingface_hub
 
     write_exports(exports(test_fraction=0), tmp_path / "export")
@@ -169,7 +245,8 @@ def test_a_score_off_the_scale_never_reaches_the_training_data() -> None:
         ANNOTATIONS_TABLE.to_pylist()
         + rows("t2", "z", {"a": 9, "b": 0})  # t2 has no answer at 6 or more, except by this impossible score
         + [{**r, "to_correct": "nobody"} for r in rows("t4", "z", {"a": 7, "b": 0}, corrected="```python\nz()\n```")],
-        schema=ANNOTATIONS.schema)
+        schema=ANNOTATIONS.schema,
+    )
     exported = exports(spoiled, sft_min_score=6, dpo_min_margin=2, test_fraction=0.0)
     clean = exports(sft_min_score=6, dpo_min_margin=2, test_fraction=0.0)
     assert exported.sft["train"].equals(clean.sft["train"]) and exported.dpo["train"].equals(clean.dpo["train"])
@@ -177,19 +254,31 @@ def test_a_score_off_the_scale_never_reaches_the_training_data() -> None:
 
 
 def rescored(scores: pa.Table, task: str, model: str, score: float) -> pa.Table:
-    return pa.Table.from_pylist([{**r, "score": score} if (r["task_id"], r["model"]) == (task, model) else r
-                                 for r in scores.to_pylist()], schema=SCORES.schema)
+    return pa.Table.from_pylist(
+        [{**r, "score": score} if (r["task_id"], r["model"]) == (task, model) else r for r in scores.to_pylist()],
+        schema=SCORES.schema,
+    )
 
 
 def test_export_takes_the_scores_analyze_decided_on() -> None:
     """The scores come from the scores artifact, not from the annotations: where the two differ, the artifact wins."""
     clean = exports(sft_min_score=6, dpo_min_margin=2, test_fraction=0.0)
-    changed = exports(scores=rescored(scores_of(ANNOTATIONS_TABLE), "t2", "a", 7.0), sft_min_score=6, dpo_min_margin=2,
-                      test_fraction=0.0)
+    changed = exports(
+        scores=rescored(scores_of(ANNOTATIONS_TABLE), "t2", "a", 7.0),
+        sft_min_score=6,
+        dpo_min_margin=2,
+        test_fraction=0.0,
+    )
     assert [(r["task_id"], r["model"], r["score"]) for r in changed.sft["train"].to_pylist()] == [
-        ("t1", "a", 6.5), ("t2", "a", 7.0), ("t3", None, None)]
-    t2 = [(r["chosen_model"], r["rejected_model"], r["score_chosen"], r["score_rejected"])
-          for r in changed.dpo["train"].to_pylist() if r["task_id"] == "t2"]
+        ("t1", "a", 6.5),
+        ("t2", "a", 7.0),
+        ("t3", None, None),
+    ]
+    t2 = [
+        (r["chosen_model"], r["rejected_model"], r["score_chosen"], r["score_rejected"])
+        for r in changed.dpo["train"].to_pylist()
+        if r["task_id"] == "t2"
+    ]
     assert t2 == [("a", "b", 7.0, 4.0)] and not any(r["task_id"] == "t2" for r in clean.dpo["train"].to_pylist())
     unscored = exports(scores=SCORES.schema.empty_table(), test_fraction=0.0)
     assert [r["source"] for r in unscored.sft["train"].to_pylist()] == ["correction"], "corrections need no score"
@@ -214,8 +303,16 @@ def test_dvc_reruns_export_when_analyze_changes_the_scores(tmp_path: Path) -> No
     write_table(ANNOTATIONS_TABLE, data / "annotations.parquet", ANNOTATIONS)
     for name, artifact in (("judgments", JUDGMENTS), ("judge_pairwise", JUDGE_PAIRWISE), ("executions", EXECUTIONS)):
         write_table(artifact.schema.empty_table(), data / f"{name}.parquet", artifact)
-    Receipt(url="http://127.0.0.1:9", workspace="llm-feedback", dataset="code-answers", dataset_id="d",
-            models=["a", "b"], records=4, settings_hash="s", content_hash="c").write(data / "push.json")
+    Receipt(
+        url="http://127.0.0.1:9",
+        workspace="llm-feedback",
+        dataset="code-answers",
+        dataset_id="d",
+        models=["a", "b"],
+        records=4,
+        settings_hash="s",
+        content_hash="c",
+    ).write(data / "push.json")
 
     first = run(["dvc", "repro", "--single-item", "analyze", "export"], repo)
     assert "analyze: 3 of 4 tasks scored" in first.stdout and "-> data/scores.parquet" in first.stdout

@@ -49,14 +49,21 @@ def test_request_hash_is_stable() -> None:
 
 
 def test_endpoint_identity_drops_the_query_string() -> None:
-    assert endpoint_identity(api(base_url="https://host.example:8443/v1/?api-version=2")) == "https://host.example:8443/v1"
+    assert (
+        endpoint_identity(api(base_url="https://host.example:8443/v1/?api-version=2")) == "https://host.example:8443/v1"
+    )
     assert endpoint_identity(ModelSpec(backend="hf", model="m")) == "provider:auto"
     assert endpoint_identity(ModelSpec(backend="transformers", model="m")) is None
 
 
 @pytest.mark.parametrize(
     ("text", "stop", "expected"),
-    [("a```b", ["```"], ("a", True)), ("abc", ["x"], ("abc", False)), ("a;b.c", [".", ";"], ("a", True)), ("abc", [""], ("abc", False))],
+    [
+        ("a```b", ["```"], ("a", True)),
+        ("abc", ["x"], ("abc", False)),
+        ("a;b.c", [".", ";"], ("a", True)),
+        ("abc", [""], ("abc", False)),
+    ],
 )
 def test_cut_at_stop(text: str, stop: list[str], expected: tuple[str, bool]) -> None:
     assert cut_at_stop(text, stop) == expected
@@ -70,8 +77,16 @@ def test_retry_after_parsing() -> None:
 
 
 def test_wait_is_exponential_never_shorter_than_retry_after_and_never_longer_than_backoff_max_s() -> None:
-    wait = server_aware_wait(Limits(concurrency=4, requests_per_minute=None, timeout_s=1.0, max_attempts=5,
-                                       backoff_initial_s=0.1, backoff_max_s=10.0))
+    wait = server_aware_wait(
+        Limits(
+            concurrency=4,
+            requests_per_minute=None,
+            timeout_s=1.0,
+            max_attempts=5,
+            backoff_initial_s=0.1,
+            backoff_max_s=10.0,
+        )
+    )
 
     def state(attempt: int, error: Exception) -> RetryCallState:
         return SimpleNamespace(attempt_number=attempt, outcome=SimpleNamespace(exception=lambda: error))  # type: ignore[return-value]

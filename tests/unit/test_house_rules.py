@@ -42,7 +42,12 @@ def offenders(files: list[Path], forbidden: str) -> list[str]:
 @pytest.mark.parametrize(
     ("folder", "forbidden"),
     [(STAGES, "stages"), (LIBRARY, "stages"), (LIBRARY, "annotation_server"), (SERVER, "llm_feedback")],
-    ids=["stages-import-no-stage", "library-imports-no-stage", "library-imports-no-server", "server-imports-no-library"],
+    ids=[
+        "stages-import-no-stage",
+        "library-imports-no-stage",
+        "library-imports-no-server",
+        "server-imports-no-library",
+    ],
 )
 def test_imports_respect_the_layers(folder: Path, forbidden: str) -> None:
     files = python_files(folder)
@@ -55,14 +60,19 @@ def yaml_parsing_calls(path: Path) -> list[str]:
     return [
         node.func.attr
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path)))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-        and isinstance(node.func.value, ast.Name) and node.func.value.id == "yaml" and "load" in node.func.attr.lower()
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "yaml"
+        and "load" in node.func.attr.lower()
     ]
 
 
 def test_only_params_parses_yaml() -> None:
     parsers = sorted(
-        str(path.relative_to(PROJECT_ROOT)) for path in python_files(LIBRARY) + python_files(STAGES) if yaml_parsing_calls(path)
+        str(path.relative_to(PROJECT_ROOT))
+        for path in python_files(LIBRARY) + python_files(STAGES)
+        if yaml_parsing_calls(path)
     )
     assert parsers == ["src/llm_feedback/params.py"]
 
@@ -70,7 +80,9 @@ def test_only_params_parses_yaml() -> None:
 def test_the_checks_see_a_forbidden_import(tmp_path: Path) -> None:
     """The checks above pass because the rules hold, not because they find no imports."""
     module = tmp_path / "bad.py"
-    module.write_text("import os\n\ndef f():\n    from stages.fetch import main\n    import yaml\n    yaml.safe_load('a: 1')\n")
+    module.write_text(
+        "import os\n\ndef f():\n    from stages.fetch import main\n    import yaml\n    yaml.safe_load('a: 1')\n"
+    )
     assert offenders([module], "stages") == ["bad.py imports stages.fetch"]
     assert set(imported_names(module)) == {"os", "stages.fetch", "yaml"}
     assert yaml_parsing_calls(module) == ["safe_load"]

@@ -9,31 +9,45 @@ from llm_feedback.judge import parse_preference, parse_verdict
 GOOD = '{"comments_and_docstrings": 2, "test_example": 1, "runs_correctly": 3, "total": 6, "rationale": "Solid."}'
 
 
-@pytest.mark.parametrize("text", [
-    GOOD,
-    f"```json\n{GOOD}\n```",
-    f"Here is my assessment.\n{GOOD}\nThanks!",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD,
+        f"```json\n{GOOD}\n```",
+        f"Here is my assessment.\n{GOOD}\nThanks!",
+    ],
+)
 def test_well_formed_verdicts_are_read(text: str) -> None:
     verdict = parse_verdict(text)
     assert (verdict.score, verdict.rationale, verdict.error) == (6, "Solid.", None)
 
 
-@pytest.mark.parametrize(("text", "reason"), [
-    ("I can't evaluate code.", "no JSON object in the judge's answer: \"I can't evaluate code.\""),
-    ("", "an empty answer"),
-    (None, "no answer"),
-    ('{"comments_and_docstrings": 2, "test_example": 1, "runs_correctly": 3, "total": 7}',
-     "total 7 is not the sum of the criteria (6)"),
-    ('{"comments_and_docstrings": 3, "test_example": 1, "runs_correctly": 3, "total": 7}',
-     "comments_and_docstrings must be one of 0, 1, 2, got 3"),
-    ('{"comments_and_docstrings": 2, "test_example": 1, "runs_correctly": 2, "total": 5}',
-     "runs_correctly must be one of 0, 3, got 2"),
-    ('{"comments_and_docstrings": true, "test_example": 1, "runs_correctly": 3, "total": 5}',
-     "comments_and_docstrings must be one of 0, 1, 2, got True"),
-    ('{"score": 6', "no JSON object in the judge's answer"),
-    ('{"rationale": ' + "[" * 100_000, "no JSON object in the judge's answer"),
-])
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("I can't evaluate code.", "no JSON object in the judge's answer: \"I can't evaluate code.\""),
+        ("", "an empty answer"),
+        (None, "no answer"),
+        (
+            '{"comments_and_docstrings": 2, "test_example": 1, "runs_correctly": 3, "total": 7}',
+            "total 7 is not the sum of the criteria (6)",
+        ),
+        (
+            '{"comments_and_docstrings": 3, "test_example": 1, "runs_correctly": 3, "total": 7}',
+            "comments_and_docstrings must be one of 0, 1, 2, got 3",
+        ),
+        (
+            '{"comments_and_docstrings": 2, "test_example": 1, "runs_correctly": 2, "total": 5}',
+            "runs_correctly must be one of 0, 3, got 2",
+        ),
+        (
+            '{"comments_and_docstrings": true, "test_example": 1, "runs_correctly": 3, "total": 5}',
+            "comments_and_docstrings must be one of 0, 1, 2, got True",
+        ),
+        ('{"score": 6', "no JSON object in the judge's answer"),
+        ('{"rationale": ' + "[" * 100_000, "no JSON object in the judge's answer"),
+    ],
+)
 def test_unusable_answers_are_errors_with_the_reason(text: str | None, reason: str) -> None:
     verdict = parse_verdict(text)
     assert verdict.score is None and verdict.error is not None and verdict.error.startswith(reason)

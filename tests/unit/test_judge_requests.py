@@ -11,7 +11,10 @@ from llm_feedback.params import GenerationOverrides, GenerationParams, JudgePara
 
 SCORE = ("score", "t1", "a")
 PAIR = ("pair", "t1", "a", "b")
-PROMPTS = {SCORE: score_prompt("Rubric.", "Write f.", "def f(): pass"), PAIR: pairwise_prompt("R.", "Write f.", "x", "y")}
+PROMPTS = {
+    SCORE: score_prompt("Rubric.", "Write f.", "def f(): pass"),
+    PAIR: pairwise_prompt("R.", "Write f.", "x", "y"),
+}
 
 
 def spec(**extra: object) -> ModelSpec:
@@ -34,7 +37,9 @@ def test_the_judge_models_own_generation_settings_do_not_reach_its_verdicts() ->
 
 
 def test_a_raw_text_judge_gets_its_chat_template_and_system_prompt(tiny_tokenizer: Path) -> None:
-    tgi = ModelSpec(backend="hf", endpoint_url="http://127.0.0.1:1", tokenizer=str(tiny_tokenizer), system_prompt="Be fair.")
+    tgi = ModelSpec(
+        backend="hf", endpoint_url="http://127.0.0.1:1", tokenizer=str(tiny_tokenizer), system_prompt="Be fair."
+    )
     request = judge_requests(PROMPTS, judge="j", spec=tgi, settings=JudgeParams())[SCORE]
     assert request.messages == [{"role": "system", "content": "Be fair."}, {"role": "user", "content": PROMPTS[SCORE]}]
     chatml = f"<|im_start|>system\nBe fair.<|im_end|>\n<|im_start|>user\n{PROMPTS[SCORE]}<|im_end|>\n"

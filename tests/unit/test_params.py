@@ -57,16 +57,21 @@ def test_the_shipped_params_list_every_knob_at_its_default() -> None:
     params.yaml that leaves a key out both mean what the shipped file says."""
     data = shipped()
     assert sorted(data) == sorted(Params.model_fields), "every section"
-    found = [problem for name in Params.model_fields if name not in CHOICES
-             for problem in disagreements(data[name], default_of(name), name)]
+    found = [
+        problem
+        for name in Params.model_fields
+        if name not in CHOICES
+        for problem in disagreements(data[name], default_of(name), name)
+    ]
     assert found == []
 
 
 def test_the_shipped_params_document_every_model_setting() -> None:
     text = params_text()
     section = text[text.index("\n# models:") : text.index("\n# argilla:")]
-    undocumented = [f for f in [*ModelSpec.model_fields, *GenerationOverrides.model_fields]
-                    if not re.search(rf"\b{f}\b", section)]
+    undocumented = [
+        f for f in [*ModelSpec.model_fields, *GenerationOverrides.model_fields] if not re.search(rf"\b{f}\b", section)
+    ]
     assert undocumented == []
 
 
@@ -102,7 +107,10 @@ def test_shipped_params_load_and_compare_declared_models() -> None:
         (lambda p: p["fetch"].update(source="s3"), "fetch.source: Input should be 'sample', 'file' or 'hub'"),
         (lambda p: p["compare"].append("gpt-9"), "compare[2]: 'gpt-9' is not declared under models:"),
         (lambda p: p.update(compare=[]), "compare: list at least one model"),
-        (lambda p: p["models"].update(x={"backend": "openai", "model": "m"}), "models.x: backend 'openai' needs base_url"),
+        (
+            lambda p: p["models"].update(x={"backend": "openai", "model": "m"}),
+            "models.x: backend 'openai' needs base_url",
+        ),
         (lambda p: p["models"].update({"a b": {"backend": "hf", "model": "m"}}), "models: model name 'a b'"),
         (lambda p: p.update(extra_section={}), "extra_section: unknown key"),
     ],
@@ -146,7 +154,11 @@ def line_of(text: str, fragment: str, occurrence: int = 1) -> int:
     ("edit", "key", "fragment"),
     [
         (lambda t: t + "\nfetch:\n  limit: 3\n", "fetch", "fetch:"),  # a second section would replace the first
-        (lambda t: t.replace("  smollm2-360m:\n", "  qwen-coder-0.5b:\n", 1), "models.qwen-coder-0.5b", "  qwen-coder-0.5b:"),
+        (
+            lambda t: t.replace("  smollm2-360m:\n", "  qwen-coder-0.5b:\n", 1),
+            "models.qwen-coder-0.5b",
+            "  qwen-coder-0.5b:",
+        ),
         (lambda t: t.replace("  limit: null", "  limit: null\n  seed: 7"), "fetch.seed", "  seed:"),
     ],
 )
@@ -156,8 +168,10 @@ def test_a_key_given_twice_is_refused_naming_it_and_both_lines(tmp_path: Path, e
     first, second = line_of(text, fragment), line_of(text, fragment, 2)
     with pytest.raises(ConfigError) as error:
         load_params(path)
-    assert str(error.value) == (f"{path}: not valid YAML: line {second}, column {fragment.index(fragment.strip()) + 1}: "
-                                f"{key} is given twice (first at line {first}); keep one")
+    assert str(error.value) == (
+        f"{path}: not valid YAML: line {second}, column {fragment.index(fragment.strip()) + 1}: "
+        f"{key} is given twice (first at line {first}); keep one"
+    )
 
 
 def test_the_same_key_in_two_sections_is_no_duplicate(tmp_path: Path) -> None:
@@ -178,14 +192,24 @@ SECRETS = {
         (lambda p, s: p["models"]["local-server"].update(api_key_env=s["openai"]), "models.local-server.api_key_env"),
         (lambda p, s: p["export"].update(push_to_hub=s["hf"]), "export.push_to_hub"),
         (lambda p, s: p["export"].update(push_to_hub=f"org/{s['hf']}"), "export.push_to_hub"),
-        (lambda p, s: p["models"]["local-server"].update(base_url=f"http://me:{s['openai']}@localhost:8000/v1"),
-         "models.local-server.base_url"),
-        (lambda p, s: p["models"]["local-server"].update(base_url="http://me:plainpassword@localhost:8000/v1"),
-         "models.local-server.base_url"),
-        (lambda p, s: p["models"]["local-server"].update(base_url="http://localhost:8000/v1?api_key=plainpassword"),
-         "models.local-server.base_url"),
-        (lambda p, s: p["models"]["llama-3.3-70b"].update(provider=None, endpoint_url="https://u:plainpassword@e.example"),
-         "models.llama-3.3-70b.endpoint_url"),
+        (
+            lambda p, s: p["models"]["local-server"].update(base_url=f"http://me:{s['openai']}@localhost:8000/v1"),
+            "models.local-server.base_url",
+        ),
+        (
+            lambda p, s: p["models"]["local-server"].update(base_url="http://me:plainpassword@localhost:8000/v1"),
+            "models.local-server.base_url",
+        ),
+        (
+            lambda p, s: p["models"]["local-server"].update(base_url="http://localhost:8000/v1?api_key=plainpassword"),
+            "models.local-server.base_url",
+        ),
+        (
+            lambda p, s: p["models"]["llama-3.3-70b"].update(
+                provider=None, endpoint_url="https://u:plainpassword@e.example"
+            ),
+            "models.llama-3.3-70b.endpoint_url",
+        ),
         (lambda p, s: p["argilla"].update(url="https://owner:plainpassword@argilla.example"), "argilla.url"),
         (lambda p, s: p["fetch"].update(dataset=s["hf"]), "fetch.dataset"),
     ],
@@ -248,19 +272,32 @@ def test_a_bool_is_no_number_anywhere(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("paths", "setup", "expected"),
     [
-        ({"tasks": "../outside/tasks.parquet"}, None, "paths.tasks: ../outside/tasks.parquet is outside the project folder"),
+        (
+            {"tasks": "../outside/tasks.parquet"},
+            None,
+            "paths.tasks: ../outside/tasks.parquet is outside the project folder",
+        ),
         ({"tasks": "/tmp/x/tasks.parquet"}, None, "paths.tasks: /tmp/x/tasks.parquet is outside the project folder"),
         ({"export": "data/../../x"}, None, "paths.export: data/../../x is outside the project folder"),
         ({"reports": "."}, None, "paths.reports: . is the project folder itself"),
-        ({"tasks": "data/tasks.parquet"}, "data/tasks.parquet/", "paths.tasks: data/tasks.parquet is a folder; name a file"),
+        (
+            {"tasks": "data/tasks.parquet"},
+            "data/tasks.parquet/",
+            "paths.tasks: data/tasks.parquet is a folder; name a file",
+        ),
         ({"reports": "reports"}, "reports", "paths.reports: reports is a file; name a folder"),
-        ({"tasks": "notes/tasks.parquet"}, "notes", "paths.tasks: notes/tasks.parquet cannot be created: notes is a file"),
+        (
+            {"tasks": "notes/tasks.parquet"},
+            "notes",
+            "paths.tasks: notes/tasks.parquet cannot be created: notes is a file",
+        ),
         ({"tasks": "data/export/tasks.parquet"}, None, "paths.export: data/export overlaps paths.tasks"),
         ({"prompts": "data/tasks.parquet"}, None, "paths.prompts: data/tasks.parquet overlaps paths.tasks"),
     ],
 )
-def test_output_paths_stay_inside_the_project_each_in_its_place(tmp_path: Path, paths: dict, setup: str | None,
-                                                                 expected: str) -> None:
+def test_output_paths_stay_inside_the_project_each_in_its_place(
+    tmp_path: Path, paths: dict, setup: str | None, expected: str
+) -> None:
     project = tmp_path / "project"
     project.mkdir()
     if setup is not None:
@@ -286,7 +323,9 @@ def test_output_paths_inside_the_project_are_fine_also_as_absolute_paths(tmp_pat
 def test_a_workspace_name_argilla_refuses_is_named(tmp_path: Path, name: str) -> None:
     data = shipped()
     data["annotation"]["workspace"] = name
-    with pytest.raises(ConfigError, match=r"annotation\.workspace: .* is not a name Argilla takes: use letters, digits"):
+    with pytest.raises(
+        ConfigError, match=r"annotation\.workspace: .* is not a name Argilla takes: use letters, digits"
+    ):
         load_params(write_params(tmp_path, data))
 
 
@@ -297,11 +336,14 @@ def test_workspace_names_argilla_takes(tmp_path: Path) -> None:
 
 
 def test_anchors_and_merge_keys_still_work_and_a_self_containing_one_is_refused(tmp_path: Path) -> None:
-    shared = ("models:\n  a: &server\n    backend: openai\n    model: m\n    base_url: http://127.0.0.1:9/v1\n"
-              "  b: *server\n  c:\n    <<: *server\n    model: other\ncompare: [a, b, c]\n")
+    shared = (
+        "models:\n  a: &server\n    backend: openai\n    model: m\n    base_url: http://127.0.0.1:9/v1\n"
+        "  b: *server\n  c:\n    <<: *server\n    model: other\ncompare: [a, b, c]\n"
+    )
     params = load_params(write_params(tmp_path, shared))
     assert [params.models[m].model for m in "abc"] == ["m", "m", "other"]
     with pytest.raises(ConfigError) as error:
         load_params(write_params(tmp_path, "fetch:\n  keep_columns: &x [*x]\n" + shared))
-    assert str(error.value).endswith("not valid YAML: line 2, column 17: fetch.keep_columns[0] contains itself "
-                                     "(through an alias)")
+    assert str(error.value).endswith(
+        "not valid YAML: line 2, column 17: fetch.keep_columns[0] contains itself (through an alias)"
+    )

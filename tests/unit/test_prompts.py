@@ -24,7 +24,9 @@ def per_row(tokenizer, system: str | None) -> list[str]:
     """The reference notebook's way: one apply_chat_template call per row."""
     head = [{"role": "system", "content": system}] if system is not None else []
     return [
-        tokenizer.apply_chat_template(head + [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(
+            head + [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
         for text in INSTRUCTIONS.to_pylist()
     ]
 
@@ -64,8 +66,9 @@ def test_build_prompts_renders_only_for_raw_text_backends(tiny_tokenizer: Path, 
         "api": ModelSpec(backend="openai", model="m", base_url="http://127.0.0.1:1/v1"),
     }
     tasks = pa.table({"task_id": ["a", "b", "c", "d"], "instruction": INSTRUCTIONS})
-    formatted = build_prompts(tasks, models=models, compare=["api", "local", "endpoint"],
-                              params=FormatParams(system_prompt="Global."))
+    formatted = build_prompts(
+        tasks, models=models, compare=["api", "local", "endpoint"], params=FormatParams(system_prompt="Global.")
+    )
     rows, rendering = formatted.prompts.to_pylist(), formatted.rendering
     assert [r["model"] for r in rows] == ["api"] * 4 + ["local"] * 4 + ["endpoint"] * 4
     api, local, endpoint = rows[0], rows[4], rows[8]
@@ -77,7 +80,8 @@ def test_build_prompts_renders_only_for_raw_text_backends(tiny_tokenizer: Path, 
     assert rendering["api"] is None and rendering["local"].fast_path and not rendering["endpoint"].fast_path
     assert formatted.line(output=Path("data/prompts.parquet")) == (
         "12 prompts for 4 tasks x 3 models -> data/prompts.parquet "
-        "(api: messages only, local: template (fast path), endpoint: template)")
+        "(api: messages only, local: template (fast path), endpoint: template)"
+    )
 
 
 def test_unloadable_tokenizer_names_the_model_and_what_to_set(tmp_path: Path) -> None:

@@ -34,23 +34,29 @@ def test_short_values_are_not_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     assert scrub("EMPTY answer, none found") == "EMPTY answer, none found"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("HTTP 401: Incorrect API key: Bearer abc123def456ghi", f"HTTP 401: Incorrect API key: Bearer {MARKER}"),
-    ("authorization: basic dXNlcjpwYXNzd29yZDE=", f"authorization: basic {MARKER}"),
-    ("token hf_abcdefghijklmnopqrstuvwxyz0123 refused", f"token {MARKER} refused"),
-    ("key sk-proj-abc_DEF-0123456789xyz is invalid", f"key {MARKER} is invalid"),
-    ("GET https://bob:pa55word@example.com/v1 failed", f"GET https://{MARKER}@example.com/v1 failed"),
-    ("GET https://example.com/v1?api_key=s3cr3t&model=m", f"GET https://example.com/v1?api_key={MARKER}&model=m"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("HTTP 401: Incorrect API key: Bearer abc123def456ghi", f"HTTP 401: Incorrect API key: Bearer {MARKER}"),
+        ("authorization: basic dXNlcjpwYXNzd29yZDE=", f"authorization: basic {MARKER}"),
+        ("token hf_abcdefghijklmnopqrstuvwxyz0123 refused", f"token {MARKER} refused"),
+        ("key sk-proj-abc_DEF-0123456789xyz is invalid", f"key {MARKER} is invalid"),
+        ("GET https://bob:pa55word@example.com/v1 failed", f"GET https://{MARKER}@example.com/v1 failed"),
+        ("GET https://example.com/v1?api_key=s3cr3t&model=m", f"GET https://example.com/v1?api_key={MARKER}&model=m"),
+    ],
+)
 def test_token_shapes_are_replaced(text: str, expected: str) -> None:
     assert scrub(text) == expected
 
 
-@pytest.mark.parametrize("text", [
-    "Bearer authentication is not enabled on this server",
-    "a risk-free task-oriented sk-learn pipeline",
-    "def f():\n    return {'token': 'abc'}\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Bearer authentication is not enabled on this server",
+        "a risk-free task-oriented sk-learn pipeline",
+        "def f():\n    return {'token': 'abc'}\n",
+    ],
+)
 def test_ordinary_text_is_left_alone(text: str) -> None:
     assert scrub(text) == text
 

@@ -48,7 +48,10 @@ def test_file_formats_agree_and_drop_empty_and_duplicates(tmp_path: Path, writer
     rows = ROWS if writer is not write_csv else [{**r, "instruction": r["instruction"] or ""} for r in ROWS]
     fetched = fetch_file(writer(tmp_path / f"tasks{suffix}", rows), keep_columns=["id"])
     table = fetched.table
-    assert table.column("instruction").to_pylist() == ["Write a function `a`.", "Write a function `b` that returns 'é'."]
+    assert table.column("instruction").to_pylist() == [
+        "Write a function `a`.",
+        "Write a function `b` that returns 'é'.",
+    ]
     assert table.column("id").to_pylist() == [1, 5]
     assert table.column("source_row").to_pylist() == [0, 4]
     assert table.column("source").to_pylist() == [f"file:tasks{suffix}"] * 2
@@ -56,7 +59,8 @@ def test_file_formats_agree_and_drop_empty_and_duplicates(tmp_path: Path, writer
     assert table.column("task_id")[0].as_py() == expected_id
     assert (fetched.rows_read, fetched.empty_dropped, fetched.duplicates_dropped, fetched.tasks) == (5, 2, 1, 2)
     assert fetched.line(output=Path("data/tasks.parquet")) == (
-        "2 tasks -> data/tasks.parquet (5 rows read from file; dropped 2 empty and 1 duplicate instructions)")
+        "2 tasks -> data/tasks.parquet (5 rows read from file; dropped 2 empty and 1 duplicate instructions)"
+    )
 
 
 def test_sample_keeps_tests_and_has_stable_ids() -> None:
@@ -125,14 +129,22 @@ def bad_file(tmp_path: Path, name: str, content: bytes) -> Path:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("t.jsonl", b'{"prompt": "x"}\n', r"t.jsonl: no column 'instruction' \(set fetch.instruction_column; columns: prompt\)"),
+        (
+            "t.jsonl",
+            b'{"prompt": "x"}\n',
+            r"t.jsonl: no column 'instruction' \(set fetch.instruction_column; columns: prompt\)",
+        ),
         ("t.csv", b"prompt\nx\n", r"t.csv: no column 'instruction'"),
         ("t.csv", b"", r"t.csv: file is empty"),
         ("t.jsonl", b"", r"t.jsonl: file is empty"),
         ("t.parquet", b"", r"t.parquet: file is empty"),
         ("t.csv", b"instruction,x\n", r"t.csv: has no rows"),
         ("t.csv", b'instruction,x\n" ",1\n', r"t.csv: no tasks left after dropping 1 empty and 0 duplicate"),
-        ("t.csv", b'instruction,x\n"a",1\n"b",2,3\n"c",4\n', r"t.csv: line 3: expected 2 fields like the header, got 3"),
+        (
+            "t.csv",
+            b'instruction,x\n"a",1\n"b",2,3\n"c",4\n',
+            r"t.csv: line 3: expected 2 fields like the header, got 3",
+        ),
         ("t.csv", b'instruction,x\n"a",1\n"b\xff\xfe",2\n', r"t.csv: line 3: not valid UTF-8"),
         ("t.jsonl", b'{"instruction": "a"}\n{"instruction": "b\xff"}\n', r"t.jsonl: line 2: not valid UTF-8"),
         ("t.jsonl", b'{"instruction": "a"}\n{"instruction": \n', r"t.jsonl: line 2: not valid JSON"),
@@ -183,18 +195,25 @@ def test_a_categorical_text_column_is_text(tmp_path: Path) -> None:
     frame.to_parquet(tmp_path / "categorical.parquet")
     assert pa.types.is_dictionary(pq.read_schema(tmp_path / "categorical.parquet").field("instruction").type)
     fetched = fetch_file(tmp_path / "categorical.parquet", keep_columns=["topic"])
-    table, plain = fetched.table, fetch_file(write_parquet(tmp_path / "plain.parquet", rows), keep_columns=["topic"]).table
+    table, plain = (
+        fetched.table,
+        fetch_file(write_parquet(tmp_path / "plain.parquet", rows), keep_columns=["topic"]).table,
+    )
     assert (fetched.tasks, fetched.duplicates_dropped) == (12_000, 13_000)
     assert table.schema.field("topic").type == pa.string()
     assert table.select(["task_id", "instruction", "source_row", "topic"]).equals(
-        plain.select(["task_id", "instruction", "source_row", "topic"]))
+        plain.select(["task_id", "instruction", "source_row", "topic"])
+    )
 
 
 def test_a_key_given_twice_in_the_sample_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tasks.yaml"
-    path.write_text("- name: a\n  topic: t\n  difficulty: easy\n  instruction: Write a.\n  tests: assert True\n"
-                    "  instruction: Write b.\n")
+    path.write_text(
+        "- name: a\n  topic: t\n  difficulty: easy\n  instruction: Write a.\n  tests: assert True\n"
+        "  instruction: Write b.\n"
+    )
     with pytest.raises(InputError) as error:
         fetch_tasks(FetchParams(source="sample", path=path))
-    assert str(error.value) == (f"{path}: not valid YAML (line 6, column 3: [0].instruction is given twice "
-                                "(first at line 4); keep one)")
+    assert str(error.value) == (
+        f"{path}: not valid YAML (line 6, column 3: [0].instruction is given twice (first at line 4); keep one)"
+    )

@@ -10,13 +10,32 @@ from collections.abc import Iterator
 from uuid import UUID
 
 import pytest
-from annotation_server.sqlbits import Params, as_number, identifier, literal, member, numeric_variants, uuid_hex
 
+from annotation_server.sqlbits import Params, as_number, identifier, literal, member, numeric_variants, uuid_hex
 from tests.unit.conftest import imports_beyond_stdlib
 
 HOSTILE_TEXT = [
-    "plain", "it's", "''", "'; DROP TABLE records; --", '"quoted"', "back\\slash", ":p0", ":name", "?", "?1", "$x",
-    "@x", "%", "line\nbreak", "tab\t", "日本語", "😀", "-- comment", "/* c */", "Robert'); DROP TABLE x;--", " ",
+    "plain",
+    "it's",
+    "''",
+    "'; DROP TABLE records; --",
+    '"quoted"',
+    "back\\slash",
+    ":p0",
+    ":name",
+    "?",
+    "?1",
+    "$x",
+    "@x",
+    "%",
+    "line\nbreak",
+    "tab\t",
+    "日本語",
+    "😀",
+    "-- comment",
+    "/* c */",
+    "Robert'); DROP TABLE x;--",
+    " ",
 ]
 
 
@@ -76,8 +95,19 @@ def test_an_identifier_names_exactly_its_table_and_column(db: sqlite3.Connection
 
 
 METADATA = {
-    "plain": "text", "number": 3, "real": 2.5, "flag": True, "nothing": None, "list": [1, "two"], "object": {"k": 1},
-    "with space": "s", "it's": "quote", ":p0": "colon", "$x": "dollar", "$": "just dollar", "$.a": "path-like",
+    "plain": "text",
+    "number": 3,
+    "real": 2.5,
+    "flag": True,
+    "nothing": None,
+    "list": [1, "two"],
+    "object": {"k": 1},
+    "with space": "s",
+    "it's": "quote",
+    ":p0": "colon",
+    "$x": "dollar",
+    "$": "just dollar",
+    "$.a": "path-like",
     "-dash": "dash",
 }
 
@@ -94,13 +124,24 @@ def records(db: sqlite3.Connection) -> sqlite3.Connection:
 def test_a_member_reads_that_key_of_the_json(records: sqlite3.Connection, key: str) -> None:
     value, json_value = member("metadata", key)
     expected = METADATA[key]
-    got, got_json, kind = records.execute(f"SELECT {value}, {json_value}, json_type{json_value} FROM records "
-                                          "ORDER BY id").fetchall()[0]
+    got, got_json, kind = records.execute(
+        f"SELECT {value}, {json_value}, json_type{json_value} FROM records ORDER BY id"
+    ).fetchall()[0]
     scalar = json.dumps(expected, separators=(",", ":")) if isinstance(expected, (list, dict)) else expected
     assert got == (int(scalar) if isinstance(scalar, bool) else scalar), "->> gives SQL values, JSON text for lists"
     assert json.loads(got_json) == expected
-    assert kind == {str: "text", int: "integer", float: "real", bool: "true", type(None): "null", list: "array",
-                    dict: "object"}[type(expected)]
+    assert (
+        kind
+        == {
+            str: "text",
+            int: "integer",
+            float: "real",
+            bool: "true",
+            type(None): "null",
+            list: "array",
+            dict: "object",
+        }[type(expected)]
+    )
     assert records.execute(f"SELECT {value} FROM records ORDER BY id").fetchall()[1] == (None,), "absent: NULL"
 
 
@@ -124,17 +165,24 @@ def test_a_dollar_key_with_a_double_quote_is_refused() -> None:
         member("metadata", '$a"b')
 
 
-@pytest.mark.xfail(strict=True, reason="a key holding '.', '[', '\"' or nothing is read as a JSON path (Argilla takes "
-                                       "any metadata or question name of 1-200 characters)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="a key holding '.', '[', '\"' or nothing is read as a JSON path (Argilla takes "
+    "any metadata or question name of 1-200 characters)",
+)
 @pytest.mark.parametrize("key", ["a.b", "x[0]", 'q"k', ""])
 def test_a_member_reads_a_key_that_looks_like_a_path(db: sqlite3.Connection, key: str) -> None:
     value, _ = member("m", key)
-    assert db.execute(f"SELECT {value} FROM (SELECT ? AS m)", (json.dumps({key: 1, "a": {"b": 2}, "x": [3]}),)
-                      ).fetchone() == (1,)
+    assert db.execute(
+        f"SELECT {value} FROM (SELECT ? AS m)", (json.dumps({key: 1, "a": {"b": 2}, "x": [3]}),)
+    ).fetchone() == (1,)
 
 
-@pytest.mark.xfail(strict=True, reason="SQLAlchemy stores JSON with \\u escapes and SQLite 3.40's ->> compares a key "
-                                       "with the escaped text: a metadata property named 'país' is never found")
+@pytest.mark.xfail(
+    strict=True,
+    reason="SQLAlchemy stores JSON with \\u escapes and SQLite 3.40's ->> compares a key "
+    "with the escaped text: a metadata property named 'país' is never found",
+)
 @pytest.mark.parametrize("key", ["país", "日本"])
 def test_a_member_reads_a_key_beyond_ascii_as_sqlalchemy_stores_it(db: sqlite3.Connection, key: str) -> None:
     value, _ = member("m", key)
@@ -149,7 +197,11 @@ def test_a_member_reads_a_key_beyond_ascii_as_sqlalchemy_stores_it(db: sqlite3.C
         ("12345678123456781234567812345678", "12345678123456781234567812345678"),
         ("{12345678-1234-5678-1234-567812345678}", "12345678123456781234567812345678"),
         ("ABCDEF00-1234-5678-1234-567812345678", "abcdef00123456781234567812345678"),
-        ("not-a-uuid", None), ("", None), (None, None), (42, None), ("1234567812345678123456781234567", None),
+        ("not-a-uuid", None),
+        ("", None),
+        (None, None),
+        (42, None),
+        ("1234567812345678123456781234567", None),
     ],
 )
 def test_uuid_hex_is_argillas_stored_form_or_none(value: object, expected: str | None) -> None:
@@ -159,8 +211,21 @@ def test_uuid_hex_is_argillas_stored_form_or_none(value: object, expected: str |
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (3, 3), (2.5, 2.5), ("3", 3), ("3.0", 3), ("-0", 0), ("2.5", 2.5), ("1e3", 1000), (" 7 ", 7), ("1e19", 1e19),
-        (True, None), (False, None), ("three", None), ("", None), (None, None), ("0x10", None),
+        (3, 3),
+        (2.5, 2.5),
+        ("3", 3),
+        ("3.0", 3),
+        ("-0", 0),
+        ("2.5", 2.5),
+        ("1e3", 1000),
+        (" 7 ", 7),
+        ("1e19", 1e19),
+        (True, None),
+        (False, None),
+        ("three", None),
+        ("", None),
+        (None, None),
+        ("0x10", None),
     ],
 )
 def test_as_number(value: object, expected: object) -> None:
@@ -180,10 +245,13 @@ def test_as_number_keeps_a_large_integer_exact() -> None:
 def test_numeric_variants_match_text_and_numbers_as_elasticsearch_does(db: sqlite3.Connection) -> None:
     assert numeric_variants(["3", "x", "2.5", "1e3"]) == ["3", 3, "x", "2.5", 2.5, "1e3", 1000]
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, metadata JSON)")
-    db.executemany("INSERT INTO t (metadata) VALUES (?)",
-                   [(json.dumps({"k": v}),) for v in (3, "3", 3.0, 2.5, "x", "1e3", 1000, 4)])
+    db.executemany(
+        "INSERT INTO t (metadata) VALUES (?)",
+        [(json.dumps({"k": v}),) for v in (3, "3", 3.0, 2.5, "x", "1e3", 1000, 4)],
+    )
     value, _ = member("metadata", "k")
     params = Params()
-    hits = db.execute(f"SELECT id FROM t WHERE {value} IN ({params.many(numeric_variants(['3', '1e3']))}) ORDER BY id",
-                      params.values).fetchall()
+    hits = db.execute(
+        f"SELECT id FROM t WHERE {value} IN ({params.many(numeric_variants(['3', '1e3']))}) ORDER BY id", params.values
+    ).fetchall()
     assert [i for (i,) in hits] == [1, 2, 3, 6, 7], "3, '3' and 3.0 for '3'; '1e3' and 1000 for '1e3'"

@@ -18,7 +18,9 @@ from tests.conftest import PROJECT_ROOT
 
 def run_stage(stage: str, folder: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=folder, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{stage}"], cwd=folder, env=env, capture_output=True, text=True
+    )
 
 
 def project(folder: Path, tokenizer: Path, **fetch: object) -> Path:
@@ -41,17 +43,39 @@ def test_fetch_then_format(tmp_path: Path, tiny_tokenizer: Path) -> None:
     assert formatted.returncode == 0, formatted.stderr
     assert formatted.stdout.startswith("format: 6 prompts for 3 tasks x 2 models -> data/prompts.parquet")
     assert formatted.stderr == ""
-    assert pq.read_table(folder / "data/prompts.parquet").column("prompt")[0].as_py().endswith("<|im_start|>assistant\n")
+    assert (
+        pq.read_table(folder / "data/prompts.parquet").column("prompt")[0].as_py().endswith("<|im_start|>assistant\n")
+    )
 
 
 @pytest.mark.parametrize(
     ("content", "fetch", "code", "error"),
     [
         (None, {"limit": -1}, 2, "params.yaml: fetch.limit: Input should be greater than or equal to 1 (got -1)"),
-        (b"instruction\n", {"path": "t.jsonl", "source": "file"}, 1, "t.jsonl: line 1: not valid JSON (Expecting value)"),
-        (b'instruction,x\n"a",1\n"b",2,3\n', {"path": "t.csv", "source": "file"}, 1, "t.csv: line 3: expected 2 fields like the header, got 3"),
-        (b'instruction\n"\xe9t\xe9"\n', {"path": "t.csv", "source": "file"}, 1, "t.csv: line 2: not valid UTF-8 (re-save the file as UTF-8)"),
-        (b"prompt\nx\n", {"path": "t.csv", "source": "file"}, 1, "t.csv: no column 'instruction' (set fetch.instruction_column; columns: prompt)"),
+        (
+            b"instruction\n",
+            {"path": "t.jsonl", "source": "file"},
+            1,
+            "t.jsonl: line 1: not valid JSON (Expecting value)",
+        ),
+        (
+            b'instruction,x\n"a",1\n"b",2,3\n',
+            {"path": "t.csv", "source": "file"},
+            1,
+            "t.csv: line 3: expected 2 fields like the header, got 3",
+        ),
+        (
+            b'instruction\n"\xe9t\xe9"\n',
+            {"path": "t.csv", "source": "file"},
+            1,
+            "t.csv: line 2: not valid UTF-8 (re-save the file as UTF-8)",
+        ),
+        (
+            b"prompt\nx\n",
+            {"path": "t.csv", "source": "file"},
+            1,
+            "t.csv: no column 'instruction' (set fetch.instruction_column; columns: prompt)",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_code_nothing_written(
@@ -95,15 +119,26 @@ def written_files(folder: Path) -> list[Path]:
 @pytest.mark.parametrize(
     ("edit", "error"),
     [
-        (lambda t: t + "fetch:\n  limit: 2\n",
-         r"params.yaml: not valid YAML: line \d+, column 1: fetch is given twice \(first at line \d+\); keep one"),
-        (lambda t: t.replace("seed: 42", "seed: true", 1), r"params.yaml: fetch.seed: Input should be a valid integer \(got True\)"),
-        (lambda t: t.replace("tasks: data/tasks.parquet", "tasks: ../elsewhere/tasks.parquet"),
-         r"params.yaml: paths.tasks: ../elsewhere/tasks.parquet is outside the project folder .*"),
-        (lambda t: t.replace("tasks: data/tasks.parquet", "tasks: data"),
-         r"params.yaml: paths.prompts: data/prompts.parquet overlaps paths.tasks \(data\); give each its own place"),
-        (lambda t: t.replace("workspace: llm-feedback", "workspace: my team"),
-         r"params.yaml: annotation.workspace: 'my team' is not a name Argilla takes: use letters, digits, '-' and '_'"),
+        (
+            lambda t: t + "fetch:\n  limit: 2\n",
+            r"params.yaml: not valid YAML: line \d+, column 1: fetch is given twice \(first at line \d+\); keep one",
+        ),
+        (
+            lambda t: t.replace("seed: 42", "seed: true", 1),
+            r"params.yaml: fetch.seed: Input should be a valid integer \(got True\)",
+        ),
+        (
+            lambda t: t.replace("tasks: data/tasks.parquet", "tasks: ../elsewhere/tasks.parquet"),
+            r"params.yaml: paths.tasks: ../elsewhere/tasks.parquet is outside the project folder .*",
+        ),
+        (
+            lambda t: t.replace("tasks: data/tasks.parquet", "tasks: data"),
+            r"params.yaml: paths.prompts: data/prompts.parquet overlaps paths.tasks \(data\); give each its own place",
+        ),
+        (
+            lambda t: t.replace("workspace: llm-feedback", "workspace: my team"),
+            r"params.yaml: annotation.workspace: 'my team' is not a name Argilla takes: use letters, digits, '-' and '_'",
+        ),
     ],
 )
 def test_bad_params_stop_the_stage_in_one_line_before_anything_is_written(tmp_path: Path, edit, error: str) -> None:
@@ -121,13 +156,21 @@ TOKEN = "hf_" + "Q9w8E7r6T5y4U3i2O1p0AsDfGhJkLzXc"
 @pytest.mark.parametrize(
     ("stage", "edit", "key"),
     [
-        ("generate", lambda t: t.replace("    base_url: http://localhost:8000/v1\n",
-                                         f"    base_url: http://localhost:8000/v1\n    api_key_env: {TOKEN}\n"),
-         "models.local-server.api_key_env"),
+        (
+            "generate",
+            lambda t: t.replace(
+                "    base_url: http://localhost:8000/v1\n",
+                f"    base_url: http://localhost:8000/v1\n    api_key_env: {TOKEN}\n",
+            ),
+            "models.local-server.api_key_env",
+        ),
         ("export", lambda t: t.replace("push_to_hub: null", f"push_to_hub: {TOKEN}"), "export.push_to_hub"),
         ("export", lambda t: t.replace("push_to_hub: null", f"push_to_hub: me/{TOKEN}"), "export.push_to_hub"),
-        ("generate", lambda t: t.replace("base_url: http://localhost:8000/v1", f"base_url: http://me:{TOKEN}@localhost:8000/v1"),
-         "models.local-server.base_url"),
+        (
+            "generate",
+            lambda t: t.replace("base_url: http://localhost:8000/v1", f"base_url: http://me:{TOKEN}@localhost:8000/v1"),
+            "models.local-server.base_url",
+        ),
     ],
 )
 def test_a_token_in_params_is_refused_and_appears_nowhere(tmp_path: Path, edit, key: str, stage: str) -> None:
@@ -141,7 +184,9 @@ def test_a_token_in_params_is_refused_and_appears_nowhere(tmp_path: Path, edit, 
     assert written_files(tmp_path) == []
 
 
-def test_fetch_takes_a_categorical_column_and_drops_invisible_instructions(tmp_path: Path, tiny_tokenizer: Path) -> None:
+def test_fetch_takes_a_categorical_column_and_drops_invisible_instructions(
+    tmp_path: Path, tiny_tokenizer: Path
+) -> None:
     import pandas as pd
 
     texts = ["Write `f`.", "\u200b\u200d", "Write `g`.", "\ufeff \u2060", "Write `f`."]
@@ -151,7 +196,10 @@ def test_fetch_takes_a_categorical_column_and_drops_invisible_instructions(tmp_p
     assert result.stdout.splitlines() == [
         "fetch: 2 tasks -> data/tasks.parquet (5 rows read from file; dropped 2 empty and 1 duplicate instructions)"
     ]
-    assert pq.read_table(tmp_path / "data/tasks.parquet").column("instruction").to_pylist() == ["Write `f`.", "Write `g`."]
+    assert pq.read_table(tmp_path / "data/tasks.parquet").column("instruction").to_pylist() == [
+        "Write `f`.",
+        "Write `g`.",
+    ]
 
 
 def test_an_output_path_that_is_a_folder_is_refused_before_the_stage_runs(tmp_path: Path, tiny_tokenizer: Path) -> None:
@@ -159,7 +207,9 @@ def test_an_output_path_that_is_a_folder_is_refused_before_the_stage_runs(tmp_pa
     (folder / "data/tasks.parquet").mkdir(parents=True)
     result = run_stage("fetch", folder)
     assert result.returncode == 2
-    assert result.stderr.splitlines() == ["fetch: error: params.yaml: paths.tasks: data/tasks.parquet is a folder; name a file"]
+    assert result.stderr.splitlines() == [
+        "fetch: error: params.yaml: paths.tasks: data/tasks.parquet is a folder; name a file"
+    ]
     assert written_files(tmp_path) == []
 
 
@@ -167,14 +217,25 @@ def test_an_output_path_that_is_a_folder_is_refused_before_the_stage_runs(tmp_pa
 def test_a_receipt_of_the_wrong_shape_stops_pull_and_analyze_in_one_line(tmp_path: Path, stage: str) -> None:
     folder = params_edited(tmp_path / "project", lambda t: t)
     (folder / "data").mkdir()
-    receipt = {"url": "http://127.0.0.1:9", "workspace": "llm-feedback", "dataset": "code-answers", "dataset_id": "x",
-               "models": "fake-a", "records": 1, "settings_hash": "s", "content_hash": "c", "version": 1,
-               "blinding": {"r": {"task_id": "t", "models": ["fake-a"]}}}
+    receipt = {
+        "url": "http://127.0.0.1:9",
+        "workspace": "llm-feedback",
+        "dataset": "code-answers",
+        "dataset_id": "x",
+        "models": "fake-a",
+        "records": 1,
+        "settings_hash": "s",
+        "content_hash": "c",
+        "version": 1,
+        "blinding": {"r": {"task_id": "t", "models": ["fake-a"]}},
+    }
     (folder / "data/push.json").write_text(json.dumps(receipt))
     result = run_stage(stage, folder)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        (f"{stage}: error: data/push.json: not a push receipt: models: Input should be a valid list (got 'fake-a'); "
-         "run push again")
+        (
+            f"{stage}: error: data/push.json: not a push receipt: models: Input should be a valid list (got 'fake-a'); "
+            "run push again"
+        )
     ]
     assert sorted(p.relative_to(folder).as_posix() for p in written_files(folder)) == ["data/push.json"]

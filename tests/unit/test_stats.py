@@ -9,7 +9,13 @@ from scipy.optimize import minimize
 
 from llm_feedback.analysis import _agreement, aggregate_scores
 from llm_feedback.stats import (
-    bootstrap_sums, bradley_terry, elo_scale, pair_outcomes, ratio_intervals, resample_blocks, win_matrix,
+    bootstrap_sums,
+    bradley_terry,
+    elo_scale,
+    pair_outcomes,
+    ratio_intervals,
+    resample_blocks,
+    win_matrix,
 )
 
 
@@ -99,24 +105,31 @@ def test_krippendorffs_published_ordinal_example_through_annotation_rows() -> No
         [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
         [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
     ]
-    rows = pd.DataFrame([
-        {"record_id": f"r{unit:02d}", "annotator": f"observer-{k}", "position": 1, "score": float(value)}
-        for k, values in enumerate(data) for unit, value in enumerate(values) if not np.isnan(value)
-    ])
+    rows = pd.DataFrame(
+        [
+            {"record_id": f"r{unit:02d}", "annotator": f"observer-{k}", "position": 1, "score": float(value)}
+            for k, values in enumerate(data)
+            for unit, value in enumerate(values)
+            if not np.isnan(value)
+        ]
+    )
     agreement = _agreement(rows)
     assert agreement["score_response_1"]["alpha"] == pytest.approx(0.815, abs=5e-4)
     assert agreement["score_response_1"]["records"] == 11, "unit 12 has a single rating and does not count"
 
 
 def test_agreement_is_null_without_overlap() -> None:
-    rows = pd.DataFrame([{"record_id": "r1", "annotator": "a", "position": 1, "score": 3.0},
-                         {"record_id": "r2", "annotator": "b", "position": 1, "score": 5.0}])
+    rows = pd.DataFrame(
+        [
+            {"record_id": "r1", "annotator": "a", "position": 1, "score": 3.0},
+            {"record_id": "r2", "annotator": "b", "position": 1, "score": 5.0},
+        ]
+    )
     assert _agreement(rows)["all"] == {"alpha": None, "records": 0}
 
 
 def test_aggregation_of_several_annotators() -> None:
-    rows = pd.DataFrame({"task_id": ["t"] * 4 + ["u"] * 2, "model": ["m"] * 6,
-                         "score": [2.0, 2.0, 5.0, 7.0, 3.0, 6.0]})
+    rows = pd.DataFrame({"task_id": ["t"] * 4 + ["u"] * 2, "model": ["m"] * 6, "score": [2.0, 2.0, 5.0, 7.0, 3.0, 6.0]})
     get = lambda how: aggregate_scores(rows, how).set_index("task_id")["score"].to_dict()  # noqa: E731
     assert get("mean") == {"t": 4.0, "u": 4.5}
     assert get("median") == {"t": 3.5, "u": 4.5}

@@ -10,8 +10,8 @@ import sqlite3
 from collections.abc import Iterator
 
 import pytest
-from annotation_server.text_query import Bool, Compiled, Node, Not, Phrase, Term, compile_query, parse
 
+from annotation_server.text_query import Bool, Compiled, Node, Not, Phrase, Term, compile_query, parse
 from tests.unit.conftest import imports_beyond_stdlib
 
 # annotation_server.fts.TOKENIZER, written out: fts.py imports SQLAlchemy, which this venv does not hold
@@ -91,9 +91,18 @@ def test_a_query_without_a_word_searches_nothing(query: str) -> None:
 @pytest.fixture(scope="module")
 def fts() -> Iterator[tuple[sqlite3.Connection, dict[int, tuple[str, str]]]]:
     rows = [
-        ("alpha beta", ""), ("alpha x beta", ""), ("alpha x y beta", ""), ("beta alpha", ""), ("alpha", "beta"),
-        ("alphabet", ""), ("cafe", "café"), ("foo bar", "foo_bar"), ("alpha or beta", "not near"),
-        ("c0 alpha", ""), ('say "hi" now', ""), ("", ""),
+        ("alpha beta", ""),
+        ("alpha x beta", ""),
+        ("alpha x y beta", ""),
+        ("beta alpha", ""),
+        ("alpha", "beta"),
+        ("alphabet", ""),
+        ("cafe", "café"),
+        ("foo bar", "foo_bar"),
+        ("alpha or beta", "not near"),
+        ("c0 alpha", ""),
+        ('say "hi" now', ""),
+        ("", ""),
     ]
     rng = random.Random(5)
     rows += [tuple(" ".join(rng.choices(VOCABULARY, k=rng.randint(0, 6))) for _ in COLUMNS) for _ in range(60)]
@@ -121,9 +130,14 @@ def holds(node: Node, columns: list[list[str]]) -> bool:
         size = len(node.tokens)
         if node.slop:  # FTS5 NEAR: the words in any order, at most `slop` other words between them, in one column
             first, second = node.tokens
-            return any(abs(i - j) - 1 <= node.slop for column in columns
-                       for i, a in enumerate(column) for j, b in enumerate(column) if a == first and b == second)
-        return any(tuple(column[i:i + size]) == node.tokens for column in columns for i in range(len(column)))
+            return any(
+                abs(i - j) - 1 <= node.slop
+                for column in columns
+                for i, a in enumerate(column)
+                for j, b in enumerate(column)
+                if a == first and b == second
+            )
+        return any(tuple(column[i : i + size]) == node.tokens for column in columns for i in range(len(column)))
     if isinstance(node, Not):
         return not holds(node.node, columns)
     results = [holds(child, columns) for child in node.nodes]
@@ -181,9 +195,23 @@ def test_a_field_restriction_applies_to_negations_too(fts) -> None:
 
 
 CASES = [
-    "alpha", "alpha beta", "alpha | beta", "alpha -beta", "-alpha", "-alpha -beta", "-alpha | -beta", "alpha | -beta",
-    "-(alpha beta)", "-(alpha | -beta) gamma", "gamma (alpha | -beta)", "(alpha | beta) -(gamma | -delta)",
-    "alpha | beta gamma", "-alpha | beta -gamma | delta", '"alpha beta" | -gamma', "al* -alp*", "-(-alpha)",
+    "alpha",
+    "alpha beta",
+    "alpha | beta",
+    "alpha -beta",
+    "-alpha",
+    "-alpha -beta",
+    "-alpha | -beta",
+    "alpha | -beta",
+    "-(alpha beta)",
+    "-(alpha | -beta) gamma",
+    "gamma (alpha | -beta)",
+    "(alpha | beta) -(gamma | -delta)",
+    "alpha | beta gamma",
+    "-alpha | beta -gamma | delta",
+    '"alpha beta" | -gamma',
+    "al* -alp*",
+    "-(-alpha)",
 ]
 
 
@@ -195,8 +223,24 @@ def test_negations_and_groups_compile_to_the_same_set_as_the_query(fts, query: s
 
 def random_queries(count: int, seed: int) -> Iterator[str]:
     rng = random.Random(seed)
-    pieces = [*VOCABULARY, "café", "foo_bar", "al*", "alph*", "|", "+", "-", "(", ")", '"alpha beta"',
-              '"beta alpha gamma"', '"near or"~1', "ALPHA", r"\-beta", "alpha~1"]
+    pieces = [
+        *VOCABULARY,
+        "café",
+        "foo_bar",
+        "al*",
+        "alph*",
+        "|",
+        "+",
+        "-",
+        "(",
+        ")",
+        '"alpha beta"',
+        '"beta alpha gamma"',
+        '"near or"~1',
+        "ALPHA",
+        r"\-beta",
+        "alpha~1",
+    ]
     for _ in range(count):
         yield "".join(rng.choice(pieces) + rng.choice(["", " ", " ", "  "]) for _ in range(rng.randint(1, 6)))
 
@@ -213,13 +257,55 @@ def test_random_queries_compile_to_the_same_set_as_the_query(fts) -> None:
 
 
 HOSTILE = [
-    'alpha" OR "beta', '"alpha" OR "beta"', 'alpha""beta', '"""', '\\"alpha', 'alpha\\', '"alpha\\"',
-    "alpha OR beta", "alpha AND NOT beta", "NOT alpha", "NEAR(alpha beta)", "NEAR(alpha beta, 0)", "alpha NEAR beta",
-    "c0:alpha", "c0 : alpha", "{c0}: alpha", "{c0 c1} : (alpha)", "-c1:beta", "^alpha", "alpha^", "alpha + ^beta",
-    "*", "alpha**", "*alpha*", "al*pha", '"alpha beta"*', "(alpha", "alpha)", "((alpha | beta)", "))alpha((", ")(",
-    "alpha) OR (beta", "'; DROP TABLE docs; --", "alpha'beta", "docs MATCH 'x'", "alpha:*", "rank:bm25(docs)",
-    "alpha\x00beta", "alpha\u2028beta", "日本語 テキスト", "emoji 😀 alpha", "ǅ İstanbul ß ﬁ", "a\u0301lpha",
-    '"alpha beta"~99999999999999999999', '"alpha beta"~-1', "alpha~-1", "+-|-+alpha", "||alpha", "alpha --beta",
+    'alpha" OR "beta',
+    '"alpha" OR "beta"',
+    'alpha""beta',
+    '"""',
+    '\\"alpha',
+    "alpha\\",
+    '"alpha\\"',
+    "alpha OR beta",
+    "alpha AND NOT beta",
+    "NOT alpha",
+    "NEAR(alpha beta)",
+    "NEAR(alpha beta, 0)",
+    "alpha NEAR beta",
+    "c0:alpha",
+    "c0 : alpha",
+    "{c0}: alpha",
+    "{c0 c1} : (alpha)",
+    "-c1:beta",
+    "^alpha",
+    "alpha^",
+    "alpha + ^beta",
+    "*",
+    "alpha**",
+    "*alpha*",
+    "al*pha",
+    '"alpha beta"*',
+    "(alpha",
+    "alpha)",
+    "((alpha | beta)",
+    "))alpha((",
+    ")(",
+    "alpha) OR (beta",
+    "'; DROP TABLE docs; --",
+    "alpha'beta",
+    "docs MATCH 'x'",
+    "alpha:*",
+    "rank:bm25(docs)",
+    "alpha\x00beta",
+    "alpha\u2028beta",
+    "日本語 テキスト",
+    "emoji 😀 alpha",
+    "ǅ İstanbul ß ﬁ",
+    "a\u0301lpha",
+    '"alpha beta"~99999999999999999999',
+    '"alpha beta"~-1',
+    "alpha~-1",
+    "+-|-+alpha",
+    "||alpha",
+    "alpha --beta",
 ]
 
 
@@ -253,7 +339,7 @@ def test_operators_typed_as_words_are_words(fts) -> None:
 def test_random_hostile_text_never_makes_an_fts5_syntax_error(fts) -> None:
     db, rows = fts
     rng = random.Random(3)
-    alphabet = 'ab "()*+|-~\\^:{},.\'\n\t0123456789éß日😀' + "\x00"
+    alphabet = "ab \"()*+|-~\\^:{},.'\n\t0123456789éß日😀" + "\x00"
     words = ["NEAR", "AND", "OR", "NOT", "c0", "c1", "alpha", "beta", "{c0}", "NEAR(", ",", "*"]
     for _ in range(3000):
         pieces = (rng.choice(alphabet) if rng.random() < 0.7 else rng.choice(words) for _ in range(rng.randint(1, 25)))
@@ -264,9 +350,12 @@ def test_random_hostile_text_never_makes_an_fts5_syntax_error(fts) -> None:
                 fts_hits(db, set(rows), compiled)  # sqlite3.OperationalError on any FTS5 syntax error
 
 
-@pytest.mark.xfail(strict=True, raises=(sqlite3.OperationalError, RecursionError),
-                   reason="a long query nests one group per clause: FTS5's parser stack overflows (~20 alternations), "
-                          "then Python's recursion limit; the server answers 500")
+@pytest.mark.xfail(
+    strict=True,
+    raises=(sqlite3.OperationalError, RecursionError),
+    reason="a long query nests one group per clause: FTS5's parser stack overflows (~20 alternations), "
+    "then Python's recursion limit; the server answers 500",
+)
 @pytest.mark.parametrize("query", ["alpha | -beta " * 20, "alpha | beta gamma " * 50, "(" * 1000 + "alpha"])
 def test_a_long_query_is_searched_or_refused_cleanly(fts, query: str) -> None:
     db, rows = fts

@@ -37,14 +37,18 @@ class Target:
 
         self._probe()
         try:
-            return rg.Argilla(api_url=self.url, api_key=self.api_key, timeout=self.timeout_s, retries=CONNECT_RETRIES,
-                              headers=dict(self.headers))
+            return rg.Argilla(
+                api_url=self.url,
+                api_key=self.api_key,
+                timeout=self.timeout_s,
+                retries=CONNECT_RETRIES,
+                headers=dict(self.headers),
+            )
         except NotFoundError:  # the first call is /api/v1/me: something answers, but not Argilla's API
             raise PipelineError(
                 f"{self.url} answers, but not as Argilla: check argilla.url (the server's root URL); a private Hugging "
                 f"Face Space also needs {HF_TOKEN_VARIABLE}"
             ) from None
-
 
     def _probe(self) -> None:
         """One quick, unauthenticated request first, so a port that accepts but never answers fails in seconds rather
@@ -65,7 +69,9 @@ def resolve(params: ArgillaParams, start_embedded: bool = True) -> Target:
         if start_embedded:
             _, already = embedded.start(server)
             if not already:
-                print(f"annotation server started at {server.url} (owner login in {server.credentials_file})", flush=True)
+                print(
+                    f"annotation server started at {server.url} (owner login in {server.credentials_file})", flush=True
+                )
         credentials = embedded.load_credentials(server)
         if credentials is None:
             raise PipelineError(f"no credentials in {server.data_dir}: run `llm-feedback server start` first")
@@ -100,9 +106,13 @@ def reporting_errors(target: Target) -> Iterator[None]:
         yield
     except httpx.ConnectError:
         hint = "start it with `llm-feedback server start`" if target.embedded else "check argilla.url, or the network"
-        raise PipelineError(f"cannot reach Argilla at {target.url}: connection refused or unresolvable ({hint})") from None
+        raise PipelineError(
+            f"cannot reach Argilla at {target.url}: connection refused or unresolvable ({hint})"
+        ) from None
     except httpx.TimeoutException:
-        raise PipelineError(f"Argilla at {target.url} did not answer within {target.timeout_s:.0f} s (argilla.timeout_s)") from None
+        raise PipelineError(
+            f"Argilla at {target.url} did not answer within {target.timeout_s:.0f} s (argilla.timeout_s)"
+        ) from None
     except httpx.TransportError as e:
         raise PipelineError(f"lost the connection to Argilla at {target.url}: {type(e).__name__}") from None
     except (UnauthorizedError, ArgillaCredentialsError):
@@ -111,12 +121,16 @@ def reporting_errors(target: Target) -> Iterator[None]:
             f"{'' if not target.headers else ', or the Space rejected HF_TOKEN'})"
         ) from None
     except ForbiddenError:
-        raise PipelineError(f"Argilla at {target.url}: the API key's user may not do this (an owner or admin key is needed)") from None
+        raise PipelineError(
+            f"Argilla at {target.url}: the API key's user may not do this (an owner or admin key is needed)"
+        ) from None
     except ArgillaError as e:  # any other refusal, e.g. a record or a setting the server did not accept
         raise PipelineError(f"Argilla at {target.url}: {_first_line(e)}") from None
     except httpx.HTTPStatusError as e:
-        raise PipelineError(f"Argilla at {target.url}: {e.response.status_code} for {e.request.method} {e.request.url.path}: "
-                            f"{_detail(e.response)}") from None
+        raise PipelineError(
+            f"Argilla at {target.url}: {e.response.status_code} for {e.request.method} {e.request.url.path}: "
+            f"{_detail(e.response)}"
+        ) from None
 
 
 def _first_line(error: Exception) -> str:

@@ -68,8 +68,10 @@ class DatasetSpec:
     def structure(self) -> dict:
         """What Argilla cannot change once the dataset is published: fields, questions, their types and options."""
         fields = [INSTRUCTION] + [response_field(i) for i in range(1, self.responses + 1)]
-        questions = [[score_question(i), "rating", True, list(range(MIN_RATING, MAX_RATING + 1))]
-                     for i in range(1, self.responses + 1)]
+        questions = [
+            [score_question(i), "rating", True, list(range(MIN_RATING, MAX_RATING + 1))]
+            for i in range(1, self.responses + 1)
+        ]
         questions += [
             [CORRECT_QUESTION, "label_selection", False, list(self.label_options())],
             [CORRECTED_RESPONSE, "text", False, None],
@@ -84,38 +86,76 @@ class DatasetSpec:
         return names
 
     def settings_hash(self) -> str:
-        return _sha256(json.dumps({**self.structure(), "metadata": self.metadata_names(), "guidelines": self.guidelines,
-                                   "tooltip": self.rating_tooltip, "min_submitted": self.min_submitted}, sort_keys=True))
+        return _sha256(
+            json.dumps(
+                {
+                    **self.structure(),
+                    "metadata": self.metadata_names(),
+                    "guidelines": self.guidelines,
+                    "tooltip": self.rating_tooltip,
+                    "min_submitted": self.min_submitted,
+                },
+                sort_keys=True,
+            )
+        )
 
     def build(self):  # -> argilla.Settings
         import argilla as rg
 
         fields = [rg.TextField(name=INSTRUCTION, title="Instruction", use_markdown=True)]
-        fields += [rg.TextField(name=response_field(i), title=f"Response {i}", use_markdown=True)
-                   for i in range(1, self.responses + 1)]
+        fields += [
+            rg.TextField(name=response_field(i), title=f"Response {i}", use_markdown=True)
+            for i in range(1, self.responses + 1)
+        ]
         questions = [
-            rg.RatingQuestion(name=score_question(i), title=f"Rate Response {i}", description=self.rating_tooltip,
-                              values=list(range(MIN_RATING, MAX_RATING + 1)), required=True)
+            rg.RatingQuestion(
+                name=score_question(i),
+                title=f"Rate Response {i}",
+                description=self.rating_tooltip,
+                values=list(range(MIN_RATING, MAX_RATING + 1)),
+                required=True,
+            )
             for i in range(1, self.responses + 1)
         ]
         questions += [
-            rg.LabelQuestion(name=CORRECT_QUESTION, title="If every response scores 4 or less, select a response to correct",
-                             labels=self.label_options(), required=False),
-            rg.TextQuestion(name=CORRECTED_RESPONSE, title="Corrected response",
-                            description="Complete, runnable code in a ```python block, with a docstring and a test.",
-                            use_markdown=True, required=False),
-            rg.TextQuestion(name=COMMENTS, title="Comments", description="What is wrong, in a few words.", required=False),
+            rg.LabelQuestion(
+                name=CORRECT_QUESTION,
+                title="If every response scores 4 or less, select a response to correct",
+                labels=self.label_options(),
+                required=False,
+            ),
+            rg.TextQuestion(
+                name=CORRECTED_RESPONSE,
+                title="Corrected response",
+                description="Complete, runnable code in a ```python block, with a docstring and a test.",
+                use_markdown=True,
+                required=False,
+            ),
+            rg.TextQuestion(
+                name=COMMENTS, title="Comments", description="What is wrong, in a few words.", required=False
+            ),
         ]
         metadata = [rg.TermsMetadataProperty(name=SOURCE_METADATA, title="Source dataset")]
         if self.groups:
-            metadata.append(rg.TermsMetadataProperty(name=GROUP_METADATA, title="Annotator group", options=list(self.groups)))
+            metadata.append(
+                rg.TermsMetadataProperty(name=GROUP_METADATA, title="Annotator group", options=list(self.groups))
+            )
         if self.with_executions:
-            metadata += [rg.TermsMetadataProperty(name=execution_metadata(i), title=f"Execution of Response {i}",
-                                                  options=["pass", "fail", "error", "timeout", "no_code"])
-                         for i in range(1, self.responses + 1)]
+            metadata += [
+                rg.TermsMetadataProperty(
+                    name=execution_metadata(i),
+                    title=f"Execution of Response {i}",
+                    options=["pass", "fail", "error", "timeout", "no_code"],
+                )
+                for i in range(1, self.responses + 1)
+            ]
         return rg.Settings(
-            fields=fields, questions=questions, metadata=metadata, guidelines=self.guidelines,
-            distribution=rg.TaskDistribution(min_submitted=self.min_submitted), allow_extra_metadata=False,
+            fields=fields,
+            questions=questions,
+            metadata=metadata,
+            guidelines=self.guidelines,
+            distribution=rg.TaskDistribution(min_submitted=self.min_submitted),
+            allow_extra_metadata=False,
         )
 
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 
 from llm_feedback.annotation.connection import reporting_errors, resolve
 from llm_feedback.annotation.dataset_settings import (
-    COMMENTS, CORRECT_QUESTION, CORRECTED_RESPONSE, response_field, score_question,
+    COMMENTS,
+    CORRECT_QUESTION,
+    CORRECTED_RESPONSE,
+    response_field,
+    score_question,
 )
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.annotation.server_records import list_records
@@ -40,13 +44,16 @@ class Pulled:
     def line(self, *, output: Path) -> str:
         """The stage's summary; `output` is where the table is written."""
         statuses = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items())) or "none yet"
-        line = (f"{self.annotated} of {self.records} records annotated; responses: {statuses}; "
-                f"{self.annotators} annotators")
+        line = (
+            f"{self.annotated} of {self.records} records annotated; responses: {statuses}; {self.annotators} annotators"
+        )
         if self.not_in_receipt:
             line += f"; {self.not_in_receipt} records left out: the receipt does not know their models (run push)"
         if self.problems:
-            line += (f"; {len(self.problems)} responses will not count, they hold a value outside the dataset's settings "
-                     f"(column problem; first: {self.problems[0]})")
+            line += (
+                f"; {len(self.problems)} responses will not count, they hold a value outside the dataset's settings "
+                f"(column problem; first: {self.problems[0]})"
+            )
         return f"{line} -> {output} ({self.table.num_rows} rows)"
 
 
@@ -74,7 +81,9 @@ def pull(params: Params, *, receipt: Receipt) -> Pulled:
         questions.raise_for_status()
         users = http.get("/api/v1/users")
         users.raise_for_status()
-        records = list_records(client, receipt.dataset_id, {q["id"]: q["name"] for q in questions.json()["items"]}, "pull")
+        records = list_records(
+            client, receipt.dataset_id, {q["id"]: q["name"] for q in questions.json()["items"]}, "pull"
+        )
     usernames = {u["id"]: u["username"] for u in users.json()["items"]}
     orders = receipt.orders()
 
@@ -99,18 +108,33 @@ def pull(params: Params, *, receipt: Receipt) -> Pulled:
             if answer.problem:
                 problems.append(f"record {record.record_id} by {annotator}: {answer.problem}")
             for position, model in enumerate(order, 1):
-                rows.append({
-                    "record_id": record.record_id, "task_id": task_id, "annotator": annotator, "model": model,
-                    "position": position, "response_sha": shas[position - 1], "score": answer.scores[position - 1],
-                    "status": answer.status, "to_correct": _unblind(answer.to_correct, order),
-                    "corrected_response": answer.corrected_response, "comments": answer.comments,
-                    "updated_at": _utc(response["updated_at"]), "problem": answer.problem,
-                })
+                rows.append(
+                    {
+                        "record_id": record.record_id,
+                        "task_id": task_id,
+                        "annotator": annotator,
+                        "model": model,
+                        "position": position,
+                        "response_sha": shas[position - 1],
+                        "score": answer.scores[position - 1],
+                        "status": answer.status,
+                        "to_correct": _unblind(answer.to_correct, order),
+                        "corrected_response": answer.corrected_response,
+                        "comments": answer.comments,
+                        "updated_at": _utc(response["updated_at"]),
+                        "problem": answer.problem,
+                    }
+                )
     rows.sort(key=lambda r: (r["task_id"], r["record_id"], r["annotator"], r["position"]))
     table = pa.Table.from_pylist(rows, schema=ANNOTATIONS.schema)
     return Pulled(
-        table=table, records=len(records), annotated=annotated, statuses=dict(statuses), annotators=len(annotators),
-        not_in_receipt=missing, problems=tuple(problems),
+        table=table,
+        records=len(records),
+        annotated=annotated,
+        statuses=dict(statuses),
+        annotators=len(annotators),
+        not_in_receipt=missing,
+        problems=tuple(problems),
     )
 
 
@@ -130,8 +154,10 @@ class _Answer:
     def read(cls, response: dict, responses: int) -> _Answer:
         values = response.get("values") or {}
         questions = [score_question(p) for p in range(1, responses + 1)]
-        raw = {name: (values.get(name) or {}).get("value")
-               for name in [*questions, CORRECT_QUESTION, CORRECTED_RESPONSE, COMMENTS]}
+        raw = {
+            name: (values.get(name) or {}).get("value")
+            for name in [*questions, CORRECT_QUESTION, CORRECTED_RESPONSE, COMMENTS]
+        }
         checks = {name: score_problem(name, raw[name]) for name in questions}
         checks[CORRECT_QUESTION] = label_problem(CORRECT_QUESTION, raw[CORRECT_QUESTION], responses=responses)
         checks |= {name: text_problem(name, raw[name]) for name in (CORRECTED_RESPONSE, COMMENTS)}
@@ -155,4 +181,4 @@ def _unblind(label: str | None, order: list[str]) -> str | None:
 
 def _utc(stamp: str) -> datetime:
     moment = datetime.fromisoformat(stamp)
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

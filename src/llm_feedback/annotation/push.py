@@ -79,12 +79,20 @@ def push(
         if dataset is None:
             import argilla as rg
 
-            dataset = rg.Dataset(name=settings.dataset, workspace=workspace, settings=spec.build(), client=client).create()
+            dataset = rg.Dataset(
+                name=settings.dataset, workspace=workspace, settings=spec.build(), client=client
+            ).create()
 
         known = previous.orders() if previous is not None and previous.dataset_id == str(dataset.id) else {}
         built = build_records(
-            tasks, generations=generations, models=params.compare, spec=spec, seed=settings.seed, known_orders=known,
-            judgments=judgments, executions=executions,
+            tasks,
+            generations=generations,
+            models=params.compare,
+            spec=spec,
+            seed=settings.seed,
+            known_orders=known,
+            judgments=judgments,
+            executions=executions,
         )
         plan = _plan(built.records, {r.record_id: r for r in existing}, settings.on_annotated_change)
         if plan.to_log:
@@ -92,18 +100,34 @@ def push(
             dataset.records.log([record.to_sdk() for record in plan.to_log], batch_size=batch_size)
 
         blinding = {rid: entry for rid, entry in (previous.blinding.items() if known else ())}
-        blinding.update({r.record_id: {"task_id": r.task_id, "models": list(r.models)} for r in built.records + plan.copies})
+        blinding.update(
+            {r.record_id: {"task_id": r.task_id, "models": list(r.models)} for r in built.records + plan.copies}
+        )
         on_server = {r.record_id for r in existing} | {r.record_id for r in plan.to_log}
         blinding = {rid: blinding[rid] for rid in sorted(on_server) if rid in blinding}
-        content = hashlib.sha256("".join(f"{r.record_id}:{r.content_hash()}\n" for r in built.records).encode()).hexdigest()
+        content = hashlib.sha256(
+            "".join(f"{r.record_id}:{r.content_hash()}\n" for r in built.records).encode()
+        ).hexdigest()
         receipt = Receipt(
-            url=target.url, workspace=settings.workspace, dataset=settings.dataset, dataset_id=str(dataset.id),
-            models=list(params.compare), records=len(on_server), settings_hash=spec.settings_hash(),
-            content_hash=content, blinding=blinding,
+            url=target.url,
+            workspace=settings.workspace,
+            dataset=settings.dataset,
+            dataset_id=str(dataset.id),
+            models=list(params.compare),
+            records=len(on_server),
+            settings_hash=spec.settings_hash(),
+            content_hash=content,
+            blinding=blinding,
         )
     return Pushed(
-        receipt=receipt, created=plan.created, updated=plan.updated, unchanged=plan.unchanged, skipped=plan.skipped,
-        copies=plan.copied, missing_answers=built.missing_answers, settings_changes=changes,
+        receipt=receipt,
+        created=plan.created,
+        updated=plan.updated,
+        unchanged=plan.unchanged,
+        skipped=plan.skipped,
+        copies=plan.copied,
+        missing_answers=built.missing_answers,
+        settings_changes=changes,
     )
 
 

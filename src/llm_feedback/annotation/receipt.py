@@ -86,7 +86,9 @@ def read_receipt(path: Path) -> Receipt:
     if not isinstance(data, dict):
         raise InputError(f"{path}: not a push receipt (a JSON object was expected); run push again")
     if data.get("version") != RECEIPT_VERSION:
-        raise InputError(f"{path}: receipt version {data.get('version')!r:.20}, expected {RECEIPT_VERSION} (run push again)")
+        raise InputError(
+            f"{path}: receipt version {data.get('version')!r:.20}, expected {RECEIPT_VERSION} (run push again)"
+        )
     try:
         return Receipt.model_validate(data)
     except ValidationError as e:

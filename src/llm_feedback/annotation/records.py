@@ -12,7 +12,13 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from llm_feedback.annotation.dataset_settings import (
-    GROUP_METADATA, INSTRUCTION, SOURCE_METADATA, DatasetSpec, execution_metadata, response_field, score_question,
+    GROUP_METADATA,
+    INSTRUCTION,
+    SOURCE_METADATA,
+    DatasetSpec,
+    execution_metadata,
+    response_field,
+    score_question,
 )
 
 
@@ -34,14 +40,20 @@ class AnnotationRecord:
 
     def content_hash(self) -> str:
         """What annotators see (and what push compares with the server)."""
-        return _sha256(canonical_content(self.fields, self.metadata, {(s.question, s.value, s.agent) for s in self.suggestions}))
+        return _sha256(
+            canonical_content(self.fields, self.metadata, {(s.question, s.value, s.agent) for s in self.suggestions})
+        )
 
     def to_sdk(self):  # -> argilla.Record
         import argilla as rg
 
         return rg.Record(
-            id=self.record_id, fields=self.fields, metadata=self.metadata,
-            suggestions=[rg.Suggestion(question_name=s.question, value=s.value, agent=s.agent) for s in self.suggestions],
+            id=self.record_id,
+            fields=self.fields,
+            metadata=self.metadata,
+            suggestions=[
+                rg.Suggestion(question_name=s.question, value=s.value, agent=s.agent) for s in self.suggestions
+            ],
         )
 
 
@@ -88,7 +100,9 @@ def build_records(
     executed = _by_answer(executions, "status", ()) if executions is not None else {}
 
     records, missing = [], 0
-    for task_id, instruction, source in zip(*(tasks.column(c).to_pylist() for c in ("task_id", "instruction", "source"))):
+    for task_id, instruction, source in zip(
+        *(tasks.column(c).to_pylist() for c in ("task_id", "instruction", "source"))
+    ):
         if any((task_id, model) not in answers for model in models):
             missing += 1
             continue

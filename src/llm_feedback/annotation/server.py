@@ -222,8 +222,17 @@ def ensure_venv(server: EmbeddedServer) -> Path:
             target.parent.mkdir(exist_ok=True)
             target.write_bytes((PROJECT / name).read_bytes())
         _run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--constraint", str(Path(copy, "requirements.lock")), copy],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--constraint",
+                str(Path(copy, "requirements.lock")),
+                copy,
+            ],
             "install the annotation server",
         )
     stamp.touch()
@@ -262,9 +271,23 @@ def start(server: EmbeddedServer, allow_remote: bool = False) -> tuple[Credentia
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
         with server.log_file.open("ab") as log:
             process = subprocess.Popen(
-                [str(python), "-m", "annotation_server", "--data-dir", str(server.data_dir),
-                 "--host", server.host, "--port", str(server.port), *server.launcher_args],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                [
+                    str(python),
+                    "-m",
+                    "annotation_server",
+                    "--data-dir",
+                    str(server.data_dir),
+                    "--host",
+                    server.host,
+                    "--port",
+                    str(server.port),
+                    *server.launcher_args,
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
                 cwd=server.data_dir,  # not the repository root, whose annotation_server/ folder could shadow the package
                 umask=PRIVATE_UMASK,
             )
@@ -273,11 +296,15 @@ def start(server: EmbeddedServer, allow_remote: bool = False) -> tuple[Credentia
         while _version(server) is None:
             if process.poll() is not None:
                 server.pid_file.unlink(missing_ok=True)
-                raise PipelineError(f"the annotation server exited at start-up: {_log_tail(server)} (log: {server.log_file})")
+                raise PipelineError(
+                    f"the annotation server exited at start-up: {_log_tail(server)} (log: {server.log_file})"
+                )
             if time.monotonic() > deadline:
                 _terminate(process.pid)
                 server.pid_file.unlink(missing_ok=True)
-                raise PipelineError(f"the annotation server did not answer within {START_TIMEOUT_S:.0f} s (log: {server.log_file})")
+                raise PipelineError(
+                    f"the annotation server did not answer within {START_TIMEOUT_S:.0f} s (log: {server.log_file})"
+                )
             time.sleep(0.25)
     return (credentials if created else None), False
 
@@ -322,7 +349,9 @@ def _check_port_free(server: EmbeddedServer) -> None:
     except OSError:
         return  # nothing listens there
     if _version(server) is not None:
-        raise PipelineError(f"port {server.port} is taken by another Argilla server ({server.url}); use --port or argilla.port")
+        raise PipelineError(
+            f"port {server.port} is taken by another Argilla server ({server.url}); use --port or argilla.port"
+        )
     raise PipelineError(f"port {server.port} is in use by something that is not Argilla; use --port or argilla.port")
 
 

@@ -56,7 +56,9 @@ def list_records(client, dataset_id: str, question_names: dict[str, str], what: 
                 break
             offset += len(items)
     if len(records) != total:
-        raise PipelineError(f"the dataset changed while it was being read ({len(records)} of {total} records); run again")
+        raise PipelineError(
+            f"the dataset changed while it was being read ({len(records)} of {total} records); run again"
+        )
     return list(records.values())
 
 

@@ -80,7 +80,7 @@ class ModelSummary:
             )
 
     def line(self) -> str:
-        p50, p95 = (np.percentile(self.latencies, [50, 95]) if self.latencies else (float("nan"),) * 2)
+        p50, p95 = np.percentile(self.latencies, [50, 95]) if self.latencies else (float("nan"),) * 2
         return (
             f"{self.model}: {self.ok} ok, {self.failed} failed, {self.prompt_tokens + self.completion_tokens} tokens "
             f"({self.prompt_tokens} prompt + {self.completion_tokens} completion), latency p50 {p50:.2f} s, "
@@ -180,7 +180,11 @@ async def _send(
                         cache.put(
                             hashes[key],
                             CachedGeneration(
-                                c.text, c.finish_reason, c.prompt_tokens, c.completion_tokens, outcome.latency_s or 0.0,
+                                c.text,
+                                c.finish_reason,
+                                c.prompt_tokens,
+                                c.completion_tokens,
+                                outcome.latency_s or 0.0,
                                 outcome.attempts,
                             ),
                         )
@@ -221,8 +225,17 @@ def _limits(spec: ModelSpec, run: GenerateParams) -> Limits:
 def _answer(request_hash: str, hit: CachedGeneration | None, outcome: Outcome | None, *, cached: bool) -> Answer:
     """The cache's copy when there is one (also for a request sent twice in this run), else the failure."""
     if hit is not None:
-        return Answer(request_hash, hit.response, hit.finish_reason, hit.prompt_tokens, hit.completion_tokens,
-                      hit.latency_s, hit.attempts, None, cached)
+        return Answer(
+            request_hash,
+            hit.response,
+            hit.finish_reason,
+            hit.prompt_tokens,
+            hit.completion_tokens,
+            hit.latency_s,
+            hit.attempts,
+            None,
+            cached,
+        )
     assert outcome is not None  # not in the cache, so it was sent
     return Answer(request_hash, None, None, None, None, None, outcome.attempts, outcome.error, cached)
 

@@ -24,8 +24,14 @@ class Progress:
         if self._stream.isatty():
             width = max(map(len, totals), default=0)
             self._bars = {
-                name: tqdm(total=total, desc=f"{label}: {name.ljust(width)}", unit="req", position=i, file=self._stream,
-                           leave=True)
+                name: tqdm(
+                    total=total,
+                    desc=f"{label}: {name.ljust(width)}",
+                    unit="req",
+                    position=i,
+                    file=self._stream,
+                    leave=True,
+                )
                 for i, (name, total) in enumerate(totals.items())
             }
 

@@ -95,9 +95,11 @@ class TransformersBackend:
         inputs = tokenizer(
             [r.prompt for r in requests], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(model.device)
-        sampling = {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p} if gen.temperature > 0 else {
-            "do_sample": False
-        }
+        sampling = (
+            {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p}
+            if gen.temperature > 0
+            else {"do_sample": False}
+        )
         if gen.seed is not None:
             torch.manual_seed(gen.seed)
         with torch.inference_mode():

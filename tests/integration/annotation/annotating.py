@@ -19,39 +19,54 @@ ANSWER_MARK = re.compile(r"# written by (\S+)")
 
 def params_for(url: str, dataset: str, models: list[str], **annotation) -> Params:
     """Params that treat the test server as a hosted Argilla (URL + ARGILLA_API_KEY from the environment)."""
-    return Params.model_validate({
-        "argilla": {"url": url},
-        "annotation": {
-            "dataset": dataset,
-            "guidelines": str(PROJECT_ROOT / "annotation/guidelines.md"),
-            "rating_tooltip": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
-            **annotation,
-        },
-        "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in models},
-        "compare": models,
-    })
+    return Params.model_validate(
+        {
+            "argilla": {"url": url},
+            "annotation": {
+                "dataset": dataset,
+                "guidelines": str(PROJECT_ROOT / "annotation/guidelines.md"),
+                "rating_tooltip": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
+                **annotation,
+            },
+            "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in models},
+            "compare": models,
+        }
+    )
 
 
 def make_tasks(n: int, start: int = 0) -> pa.Table:
     ids = [f"{i:016x}" for i in range(start, start + n)]
-    return TASKS.validate(pa.table({
-        "task_id": ids,
-        "instruction": [f"Write a function `f{i}` that returns {i}." for i in range(start, start + n)],
-        "source": ["sample"] * n,
-        "source_row": list(range(start, start + n)),
-    }), "tasks")
+    return TASKS.validate(
+        pa.table(
+            {
+                "task_id": ids,
+                "instruction": [f"Write a function `f{i}` that returns {i}." for i in range(start, start + n)],
+                "source": ["sample"] * n,
+                "source_row": list(range(start, start + n)),
+            }
+        ),
+        "tasks",
+    )
 
 
 def make_generations(tasks: pa.Table, models: list[str], version: str = "") -> pa.Table:
     rows = []
     for task_id in tasks.column("task_id").to_pylist():
         for model in models:
-            rows.append({
-                "task_id": task_id, "model": model,
-                "response": f"```python\n# written by {model}\ndef f():\n    return '{task_id}{version}'\n```",
-                "finish_reason": "stop", "prompt_tokens": 10, "completion_tokens": 20, "latency_s": 0.5, "attempts": 1,
-                "error": None, "request_hash": f"{task_id}-{model}",
-            })
+            rows.append(
+                {
+                    "task_id": task_id,
+                    "model": model,
+                    "response": f"```python\n# written by {model}\ndef f():\n    return '{task_id}{version}'\n```",
+                    "finish_reason": "stop",
+                    "prompt_tokens": 10,
+                    "completion_tokens": 20,
+                    "latency_s": 0.5,
+                    "attempts": 1,
+                    "error": None,
+                    "request_hash": f"{task_id}-{model}",
+                }
+            )
     return pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
 
 
@@ -73,10 +88,15 @@ class Annotator:
     def __post_init__(self) -> None:
         token = httpx.post(f"{self.url}/api/v1/token", data={"username": self.username, "password": self.password})
         token.raise_for_status()
-        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+        self.client = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+        )
 
     def respond(self, record_uuid: str, status: str, values: dict | None) -> None:
-        body = {"status": status, "values": {k: {"value": v} for k, v in values.items()} if values is not None else None}
+        body = {
+            "status": status,
+            "values": {k: {"value": v} for k, v in values.items()} if values is not None else None,
+        }
         response = self.client.post(f"/api/v1/records/{record_uuid}/responses", json=body)
         assert response.status_code == 201, response.text
 
@@ -86,7 +106,8 @@ def owner_records(url: str, api_key: str, dataset_id: str) -> list[dict]:
     items, offset = [], 0
     while True:
         page = httpx.get(
-            f"{url}/api/v1/datasets/{dataset_id}/records", headers={"X-Argilla-Api-Key": api_key},
+            f"{url}/api/v1/datasets/{dataset_id}/records",
+            headers={"X-Argilla-Api-Key": api_key},
             params={"include": "responses", "offset": offset, "limit": 1000},
         ).json()
         items += page["items"]

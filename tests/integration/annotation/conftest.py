@@ -49,7 +49,9 @@ class RunningServer:
 @pytest.fixture(scope="session")
 def argilla_server(tmp_path_factory: pytest.TempPathFactory, server_venv: Path) -> Iterator[RunningServer]:
     """A running server with generated owner credentials, stopped gracefully at the end of the session."""
-    server = EmbeddedServer(data_dir=tmp_path_factory.mktemp("annotation-server"), port=free_port(), venv_dir=server_venv)
+    server = EmbeddedServer(
+        data_dir=tmp_path_factory.mktemp("annotation-server"), port=free_port(), venv_dir=server_venv
+    )
     credentials, _ = start(server)
     assert credentials is not None, "a new data folder gets new credentials"
     try:

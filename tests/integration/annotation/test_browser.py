@@ -33,12 +33,29 @@ def pushed(argilla_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     params = params_for(argilla_server.url, f"browser-{suffix}", MODELS, assignment="overlap")
     tasks = make_tasks(3)
     judgments = pa.Table.from_pylist(
-        [{"task_id": t, "model": m, "judge": "judge-llm", "score": SUGGESTED[m], "rationale": None, "error": None,
-          "answer": None, "request_hash": "h"} for t in tasks.column("task_id").to_pylist() for m in MODELS],
-        schema=JUDGMENTS.schema)
+        [
+            {
+                "task_id": t,
+                "model": m,
+                "judge": "judge-llm",
+                "score": SUGGESTED[m],
+                "rationale": None,
+                "error": None,
+                "answer": None,
+                "request_hash": "h",
+            }
+            for t in tasks.column("task_id").to_pylist()
+            for m in MODELS
+        ],
+        schema=JUDGMENTS.schema,
+    )
     result = push(params, tasks=tasks, generations=make_generations(tasks, MODELS), judgments=judgments)
-    added = add_annotators(resolve(params.argilla), workspace=params.annotation.workspace, usernames=[f"ann-{suffix}"],
-                           store=tmp_path / "a.json")
+    added = add_annotators(
+        resolve(params.argilla),
+        workspace=params.annotation.workspace,
+        usernames=[f"ann-{suffix}"],
+        store=tmp_path / "a.json",
+    )
     return params, result.receipt, added[0]
 
 

@@ -55,4 +55,9 @@ def test_a_fresh_clone_starts_its_server_and_pushes_with_the_shipped_params(tmp_
             assert len(shown) == 44 and all(r["fields"]["response_1"] and r["fields"]["response_2"] for r in shown)
             assert "Data and pipelines are up to date" in run(["dvc", "repro", "push"], clone).stdout
         finally:
-            subprocess.run([sys.executable, "-m", "llm_feedback.cli", "server", "stop"], cwd=clone, check=False, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "llm_feedback.cli", "server", "stop"],
+                cwd=clone,
+                check=False,
+                capture_output=True,
+            )

@@ -22,7 +22,9 @@ from tests.project import copy_project, edit_params, run
 pytestmark = pytest.mark.slow
 
 
-def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argilla_server: RunningServer, tmp_path: Path) -> None:
+def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(
+    argilla_server: RunningServer, tmp_path: Path
+) -> None:
     with FakeLLMServer() as llm:
         verdict = {"comments_and_docstrings": 1, "test_example": 0, "runs_correctly": 0, "total": 1, "rationale": "-"}
         llm.answer = lambda model, text: json.dumps(verdict) if "<answer>" in text else canned_answer(model, text)
@@ -30,7 +32,9 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
 
         def configure(params: dict) -> None:
             params["fetch"]["limit"] = 4
-            params["models"] = {m: {"backend": "openai", "model": m, "base_url": f"{llm.url}/v1"} for m in ("a", "b", "j")}
+            params["models"] = {
+                m: {"backend": "openai", "model": m, "base_url": f"{llm.url}/v1"} for m in ("a", "b", "j")
+            }
             params["compare"] = ["a", "b"]
             params["judge"].update(enabled=True, model="j")
             params["execute"]["enabled"] = True
@@ -42,9 +46,15 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
         run(["git", "commit", "-qm", "project"], repo)
 
         first = run(["dvc", "repro"], repo)
-        for line in ("generate: 8 generations", "judge: j scored 8 of 8 answers", "execute: a: 0 pass, 4 fail",
-                     "push: 4 records in llm-feedback/dvc-flow", "pull: 0 of 4 records annotated",
-                     "analyze: 0 of 4 tasks scored; mean score: none yet", "export: SFT 0 train + 0 test"):
+        for line in (
+            "generate: 8 generations",
+            "judge: j scored 8 of 8 answers",
+            "execute: a: 0 pass, 4 fail",
+            "push: 4 records in llm-feedback/dvc-flow",
+            "pull: 0 of 4 records annotated",
+            "analyze: 0 of 4 tasks scored; mean score: none yet",
+            "export: SFT 0 train + 0 test",
+        ):
             assert line in first.stdout, first.stdout
         assert "No submitted scores yet" in (repo / "reports/report.md").read_text()
         run(["git", "add", "-A"], repo)
@@ -54,8 +64,12 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(argi
         shown = owner_records(argilla_server.url, argilla_server.api_key, receipt.dataset_id)
         assert all(r["metadata"]["execution_response_1"] == "fail" for r in shown), "annotators see the execution"
         params = load_params(repo / "params.yaml")
-        added = add_annotators(resolve(params.argilla), workspace=params.annotation.workspace, usernames=["flow-rater"],
-                               store=tmp_path / "a.json")
+        added = add_annotators(
+            resolve(params.argilla),
+            workspace=params.annotation.workspace,
+            usernames=["flow-rater"],
+            store=tmp_path / "a.json",
+        )
         rater = Annotator(argilla_server.url, "flow-rater", added[0].password or "")
         for record in owner_records(argilla_server.url, argilla_server.api_key, receipt.dataset_id)[:2]:
             rater.respond(record["id"], "submitted", {"score_response_1": 6, "score_response_2": 1})

@@ -19,14 +19,22 @@ from llm_feedback.annotation.push import push
 from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGMENTS, text_sha
 from llm_feedback.errors import ConfigError, PipelineError
 from tests.integration.annotation.annotating import (
-    Annotator, make_generations, make_tasks, owner_records, params_for, writer_of,
+    Annotator,
+    make_generations,
+    make_tasks,
+    owner_records,
+    params_for,
+    writer_of,
 )
 from tests.integration.annotation.conftest import RunningServer
 
 MODELS = ["alpha", "beta", "gamma"]
 # each annotator's score for each model, so a score that lands on the wrong model is seen at once
-SCORES = {"ann-a": {"alpha": 7, "beta": 3, "gamma": 0}, "ann-b": {"alpha": 6, "beta": 2, "gamma": 1},
-          "ann-c": {"alpha": 5, "beta": 4, "gamma": 2}}
+SCORES = {
+    "ann-a": {"alpha": 7, "beta": 3, "gamma": 0},
+    "ann-b": {"alpha": 6, "beta": 2, "gamma": 1},
+    "ann-c": {"alpha": 5, "beta": 4, "gamma": 2},
+}
 
 
 @pytest.fixture
@@ -45,8 +53,12 @@ def new_dataset() -> str:
 
 def annotators(server: RunningServer, tmp_path: Path, names: list[str]) -> dict[str, Annotator]:
     params = params_for(server.url, "unused", MODELS)
-    added = add_annotators(resolve(params.argilla), workspace=params.annotation.workspace, usernames=names,
-                           store=tmp_path / "annotators.json")
+    added = add_annotators(
+        resolve(params.argilla),
+        workspace=params.annotation.workspace,
+        usernames=names,
+        store=tmp_path / "annotators.json",
+    )
     stored = json.loads((tmp_path / "annotators.json").read_text())[server.url]
     return {a.username: Annotator(server.url, a.username, stored[a.username]) for a in added}
 
@@ -67,25 +79,44 @@ def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_pat
         people[person].respond(record["id"], status, values)
         shown = [writer_of(record["fields"][response_field(p)]) for p in range(1, len(MODELS) + 1)]
         for position, model in enumerate(shown, 1):
-            expected.append({
-                "record_id": record["external_id"], "task_id": record["external_id"], "annotator": person, "model": model,
-                "position": position, "response_sha": text_sha(record["fields"][response_field(position)]),
-                "score": (values or {}).get(f"score_response_{position}"), "status": status,
-                "to_correct": None if not values or "to_correct" not in values else
-                (shown[int(values["to_correct"][-1]) - 1] if values["to_correct"].startswith("response_") else values["to_correct"]),
-                "corrected_response": (values or {}).get("corrected_response"), "comments": (values or {}).get("comments"),
-                "problem": None,
-            })
+            expected.append(
+                {
+                    "record_id": record["external_id"],
+                    "task_id": record["external_id"],
+                    "annotator": person,
+                    "model": model,
+                    "position": position,
+                    "response_sha": text_sha(record["fields"][response_field(position)]),
+                    "score": (values or {}).get(f"score_response_{position}"),
+                    "status": status,
+                    "to_correct": None
+                    if not values or "to_correct" not in values
+                    else (
+                        shown[int(values["to_correct"][-1]) - 1]
+                        if values["to_correct"].startswith("response_")
+                        else values["to_correct"]
+                    ),
+                    "corrected_response": (values or {}).get("corrected_response"),
+                    "comments": (values or {}).get("comments"),
+                    "problem": None,
+                }
+            )
 
     def scores(person: str, record: dict) -> dict:
-        return {f"score_response_{p}": SCORES[person][writer_of(record["fields"][response_field(p)])] for p in (1, 2, 3)}
+        return {
+            f"score_response_{p}": SCORES[person][writer_of(record["fields"][response_field(p)])] for p in (1, 2, 3)
+        }
 
     for i, record in enumerate(records):
         answer("ann-a", record, "submitted", scores("ann-a", record))
         if i < 8:
             answer("ann-b", record, "submitted", scores("ann-b", record))
         if i < 4:
-            extra = {"to_correct": "response_2" if i % 2 else "neither", "corrected_response": f"fixed {i}", "comments": f"note {i}"}
+            extra = {
+                "to_correct": "response_2" if i % 2 else "neither",
+                "corrected_response": f"fixed {i}",
+                "comments": f"note {i}",
+            }
             answer("ann-c", record, "submitted", {**scores("ann-c", record), **extra})
     answer("ann-b", records[8], "draft", {"score_response_1": 3})
     answer("ann-b", records[9], "discarded", None)
@@ -133,18 +164,29 @@ def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer,
     person.respond(answered["id"], "submitted", {"score_response_1": 5, "score_response_2": 1})
 
     changed = make_generations(tasks, MODELS[:2], version=" v2")
-    with pytest.raises(PipelineError, match=rf"1 records already answered would change \({answered['external_id']}\).*on_annotated_change"):
+    with pytest.raises(
+        PipelineError,
+        match=rf"1 records already answered would change \({answered['external_id']}\).*on_annotated_change",
+    ):
         push(params, tasks=tasks, generations=changed, previous=first.receipt)
 
-    skipped = push(params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="skip"), tasks=tasks,
-                   generations=changed, previous=first.receipt)
+    skipped = push(
+        params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="skip"),
+        tasks=tasks,
+        generations=changed,
+        previous=first.receipt,
+    )
     assert (skipped.skipped, skipped.updated) == (1, 3), "the unanswered records take the new text"
     now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
     assert now[answered["external_id"]]["fields"] == answered["fields"]
     assert all(" v2" in now[r["external_id"]]["fields"]["response_1"] for r in records[1:])
 
-    copied = push(params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record"), tasks=tasks,
-                  generations=changed, previous=skipped.receipt)
+    copied = push(
+        params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record"),
+        tasks=tasks,
+        generations=changed,
+        previous=skipped.receipt,
+    )
     assert (copied.copies, copied.receipt.records) == (1, 5)
     now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
     copy_id = next(rid for rid in now if rid.startswith(answered["external_id"] + "."))
@@ -155,16 +197,22 @@ def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer,
 def test_published_settings_change_in_place_or_stop_with_the_options(hosted: RunningServer, tmp_path: Path) -> None:
     dataset = new_dataset()
     tasks = make_tasks(3)
-    first = push(params_for(hosted.url, dataset, MODELS[:2]), tasks=tasks,
-                 generations=make_generations(tasks, MODELS[:2]))
+    first = push(
+        params_for(hosted.url, dataset, MODELS[:2]), tasks=tasks, generations=make_generations(tasks, MODELS[:2])
+    )
 
     guidelines = tmp_path / "guidelines.md"
     guidelines.write_text("# New guidelines\n\nRate carefully.")
-    edited = push(params_for(hosted.url, dataset, MODELS[:2], guidelines=str(guidelines), min_submitted=2), tasks=tasks,
-                  generations=make_generations(tasks, MODELS[:2]), previous=first.receipt)
+    edited = push(
+        params_for(hosted.url, dataset, MODELS[:2], guidelines=str(guidelines), min_submitted=2),
+        tasks=tasks,
+        generations=make_generations(tasks, MODELS[:2]),
+        previous=first.receipt,
+    )
     assert set(edited.settings_changes) == {"guidelines", "min_submitted"}
-    settings = httpx.get(f"{hosted.url}/api/v1/datasets/{first.receipt.dataset_id}",
-                         headers={"X-Argilla-Api-Key": hosted.api_key}).json()
+    settings = httpx.get(
+        f"{hosted.url}/api/v1/datasets/{first.receipt.dataset_id}", headers={"X-Argilla-Api-Key": hosted.api_key}
+    ).json()
     assert settings["guidelines"].startswith("# New guidelines") and settings["distribution"]["min_submitted"] == 2
 
     three = make_generations(tasks, MODELS)
@@ -173,14 +221,23 @@ def test_published_settings_change_in_place_or_stop_with_the_options(hosted: Run
 
     record = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)[0]
     annotators(hosted, tmp_path, ["ann-recreate"])["ann-recreate"].respond(
-        record["id"], "submitted", {"score_response_1": 2, "score_response_2": 2})
+        record["id"], "submitted", {"score_response_1": 2, "score_response_2": 2}
+    )
     with pytest.raises(PipelineError, match="submitted responses on 1 records.*annotation.force"):
-        push(params_for(hosted.url, dataset, MODELS, recreate=True), tasks=tasks, generations=three,
-             previous=edited.receipt)
+        push(
+            params_for(hosted.url, dataset, MODELS, recreate=True),
+            tasks=tasks,
+            generations=three,
+            previous=edited.receipt,
+        )
     assert len(owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)) == 3, "refused: nothing deleted"
 
-    recreated = push(params_for(hosted.url, dataset, MODELS, recreate=True, force=True), tasks=tasks, generations=three,
-                     previous=edited.receipt)
+    recreated = push(
+        params_for(hosted.url, dataset, MODELS, recreate=True, force=True),
+        tasks=tasks,
+        generations=three,
+        previous=edited.receipt,
+    )
     assert recreated.receipt.dataset_id != first.receipt.dataset_id and recreated.created == 3
     assert all(len(entry["models"]) == 3 for entry in recreated.receipt.blinding.values())
 
@@ -190,40 +247,84 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
     tasks = make_tasks(3)
     ids = tasks.column("task_id").to_pylist()
     judgments = pa.Table.from_pylist(
-        [{"task_id": t, "model": m, "judge": "judge-llm", "score": 6 if m == "alpha" else (None if t == ids[0] else 2),
-          "rationale": "ok", "error": None, "answer": None, "request_hash": "h"} for t in ids for m in MODELS[:2]], schema=JUDGMENTS.schema)
+        [
+            {
+                "task_id": t,
+                "model": m,
+                "judge": "judge-llm",
+                "score": 6 if m == "alpha" else (None if t == ids[0] else 2),
+                "rationale": "ok",
+                "error": None,
+                "answer": None,
+                "request_hash": "h",
+            }
+            for t in ids
+            for m in MODELS[:2]
+        ],
+        schema=JUDGMENTS.schema,
+    )
     executions = pa.Table.from_pylist(
-        [{"task_id": t, "model": m, "status": "pass" if m == "alpha" else "fail", "tests_passed": 1, "tests_total": 1,
-          "duration_s": 0.1, "stderr_tail": None, "run_hash": "h"} for t in ids for m in MODELS[:2]], schema=EXECUTIONS.schema)
+        [
+            {
+                "task_id": t,
+                "model": m,
+                "status": "pass" if m == "alpha" else "fail",
+                "tests_passed": 1,
+                "tests_total": 1,
+                "duration_s": 0.1,
+                "stderr_tail": None,
+                "run_hash": "h",
+            }
+            for t in ids
+            for m in MODELS[:2]
+        ],
+        schema=EXECUTIONS.schema,
+    )
     generations = make_generations(tasks, MODELS[:2])
     plain = push(params, tasks=tasks, generations=generations)
-    pushed = push(params, tasks=tasks, generations=generations, previous=plain.receipt, judgments=judgments,
-                  executions=executions)
+    pushed = push(
+        params, tasks=tasks, generations=generations, previous=plain.receipt, judgments=judgments, executions=executions
+    )
     assert pushed.settings_changes == ("metadata execution_response_1", "metadata execution_response_2")
     assert pushed.updated == 3, "unanswered records take the new suggestions and metadata"
 
-    questions = httpx.get(f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}/questions",
-                          headers={"X-Argilla-Api-Key": hosted.api_key}).json()["items"]
+    questions = httpx.get(
+        f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}/questions",
+        headers={"X-Argilla-Api-Key": hosted.api_key},
+    ).json()["items"]
     names = {q["id"]: q["name"] for q in questions}
-    for record in httpx.get(f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}/records",
-                            headers={"X-Argilla-Api-Key": hosted.api_key}, params={"include": "suggestions"}).json()["items"]:
+    for record in httpx.get(
+        f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}/records",
+        headers={"X-Argilla-Api-Key": hosted.api_key},
+        params={"include": "suggestions"},
+    ).json()["items"]:
         order = pushed.receipt.blinding[record["external_id"]]["models"]
         got = {names[s["question_id"]]: (s["value"], s["agent"]) for s in record["suggestions"]}
-        want = {f"score_response_{p}": (6 if m == "alpha" else 2, "judge-llm") for p, m in enumerate(order, 1)
-                if not (m == "beta" and record["external_id"] == ids[0])}
+        want = {
+            f"score_response_{p}": (6 if m == "alpha" else 2, "judge-llm")
+            for p, m in enumerate(order, 1)
+            if not (m == "beta" and record["external_id"] == ids[0])
+        }
         assert got == want, "a judge answer without a score is not suggested"
         assert {record["metadata"][f"execution_response_{p}"] for p in (1, 2)} == {"pass", "fail"}
         assert record["metadata"][f"execution_response_{order.index('alpha') + 1}"] == "pass"
-    again = push(params, tasks=tasks, generations=generations, previous=pushed.receipt, judgments=judgments,
-                 executions=executions)
+    again = push(
+        params,
+        tasks=tasks,
+        generations=generations,
+        previous=pushed.receipt,
+        judgments=judgments,
+        executions=executions,
+    )
     assert again.unchanged == 3
 
     record = owner_records(hosted.url, hosted.api_key, pushed.receipt.dataset_id)[0]
     person = annotators(hosted, tmp_path, ["ann-judged"])["ann-judged"]
     person.respond(record["id"], "submitted", {"score_response_1": 4, "score_response_2": 4})
     rescored = judgments.set_column(3, "score", [[7] * judgments.num_rows])
-    updated = push(params, tasks=tasks, generations=generations, previous=again.receipt, judgments=rescored,
-                   executions=executions)
+    updated = push(
+        params, tasks=tasks, generations=generations, previous=again.receipt, judgments=rescored, executions=executions
+    )
     assert updated.updated == 3, "new suggestions reach answered records too: they change nothing annotators rated"
     after = {r["id"]: r for r in owner_records(hosted.url, hosted.api_key, pushed.receipt.dataset_id)}
     assert after[record["id"]]["responses"][0]["values"]["score_response_1"]["value"] == 4, "the response is kept"
@@ -236,7 +337,8 @@ def test_pull_before_anyone_annotated_gives_an_empty_valid_artifact(hosted: Runn
     pulled = pull(params, receipt=pushed.receipt)
     assert pulled.table.num_rows == 0 and pulled.table.schema.equals(ANNOTATIONS.schema)
     assert pulled.line(output=Path("data/annotations.parquet")) == (
-        "0 of 5 records annotated; responses: none yet; 0 annotators -> data/annotations.parquet (0 rows)")
+        "0 of 5 records annotated; responses: none yet; 0 annotators -> data/annotations.parquet (0 rows)"
+    )
 
 
 def test_pull_names_a_receipt_from_elsewhere_or_a_deleted_dataset(hosted: RunningServer) -> None:
@@ -244,16 +346,22 @@ def test_pull_names_a_receipt_from_elsewhere_or_a_deleted_dataset(hosted: Runnin
     params = params_for(hosted.url, dataset, MODELS[:2])
     tasks = make_tasks(2)
     pushed = push(params, tasks=tasks, generations=make_generations(tasks, MODELS[:2]))
-    with pytest.raises(PipelineError, match=rf"written for llm-feedback/{dataset} at {hosted.url}, but params point at "
-                                            rf"llm-feedback/other at {hosted.url}; run push first"):
+    with pytest.raises(
+        PipelineError,
+        match=rf"written for llm-feedback/{dataset} at {hosted.url}, but params point at "
+        rf"llm-feedback/other at {hosted.url}; run push first",
+    ):
         pull(params_for(hosted.url, "other", MODELS[:2]), receipt=pushed.receipt)
-    httpx.delete(f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}",
-                 headers={"X-Argilla-Api-Key": hosted.api_key}).raise_for_status()
+    httpx.delete(
+        f"{hosted.url}/api/v1/datasets/{pushed.receipt.dataset_id}", headers={"X-Argilla-Api-Key": hosted.api_key}
+    ).raise_for_status()
     with pytest.raises(PipelineError, match=rf"llm-feedback/{dataset} \(id .*\) is not on {hosted.url} any more"):
         pull(params, receipt=pushed.receipt)
 
 
-def test_a_dead_server_or_a_wrong_key_is_one_clear_line_at_once(hosted: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dead_server_or_a_wrong_key_is_one_clear_line_at_once(
+    hosted: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time
 
     from tests.integration.annotation.conftest import free_port
@@ -267,9 +375,15 @@ def test_a_dead_server_or_a_wrong_key_is_one_clear_line_at_once(hosted: RunningS
 
     monkeypatch.setenv("ARGILLA_API_KEY", "not-the-key")
     with pytest.raises(PipelineError, match=r"rejected the API key \(ARGILLA_API_KEY\)$"):
-        push(params_for(hosted.url, new_dataset(), MODELS[:2]), tasks=tasks,
-             generations=make_generations(tasks, MODELS[:2]))
+        push(
+            params_for(hosted.url, new_dataset(), MODELS[:2]),
+            tasks=tasks,
+            generations=make_generations(tasks, MODELS[:2]),
+        )
     monkeypatch.delenv("ARGILLA_API_KEY")
     with pytest.raises(ConfigError, match="export ARGILLA_API_KEY"):
-        push(params_for(hosted.url, new_dataset(), MODELS[:2]), tasks=tasks,
-             generations=make_generations(tasks, MODELS[:2]))
+        push(
+            params_for(hosted.url, new_dataset(), MODELS[:2]),
+            tasks=tasks,
+            generations=make_generations(tasks, MODELS[:2]),
+        )

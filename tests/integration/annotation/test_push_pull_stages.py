@@ -28,7 +28,13 @@ from llm_feedback.annotation.push import push
 from llm_feedback.errors import PipelineError
 from tests.conftest import PROJECT_ROOT
 from tests.integration.annotation.annotating import (
-    Annotator, make_generations, make_tasks, owner_records, params_for, write_inputs, writer_of,
+    Annotator,
+    make_generations,
+    make_tasks,
+    owner_records,
+    params_for,
+    write_inputs,
+    writer_of,
 )
 from tests.integration.annotation.conftest import RunningServer
 
@@ -42,8 +48,11 @@ def project(folder: Path, argilla: dict, tasks: int, **annotation) -> Path:
     write_inputs(folder, table, make_generations(table, MODELS))
     params = {
         "argilla": argilla,
-        "annotation": {"guidelines": str(PROJECT_ROOT / "annotation/guidelines.md"),
-                       "rating_tooltip": str(PROJECT_ROOT / "annotation/rating_tooltip.md"), **annotation},
+        "annotation": {
+            "guidelines": str(PROJECT_ROOT / "annotation/guidelines.md"),
+            "rating_tooltip": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
+            **annotation,
+        },
         "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
         "compare": MODELS,
     }
@@ -57,24 +66,37 @@ def local(server: RunningServer) -> dict:
 
 
 def stage(name: str, folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=folder, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", f"stages.{name}"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **env},
+        timeout=300,
+    )
 
 
 def dataset_total(server: RunningServer, name: str) -> int | None:
     headers = {"X-Argilla-Api-Key": server.api_key}
     for dataset in httpx.get(f"{server.url}/api/v1/me/datasets", headers=headers).json()["items"]:
         if dataset["name"] == name:
-            page = httpx.get(f"{server.url}/api/v1/datasets/{dataset['id']}/records", headers=headers, params={"limit": 1})
+            page = httpx.get(
+                f"{server.url}/api/v1/datasets/{dataset['id']}/records", headers=headers, params={"limit": 1}
+            )
             return int(page.json()["total"])
     return None
 
 
-def test_push_and_pull_stages_on_the_embedded_server_keep_its_key_out(argilla_server: RunningServer, tmp_path: Path) -> None:
+def test_push_and_pull_stages_on_the_embedded_server_keep_its_key_out(
+    argilla_server: RunningServer, tmp_path: Path
+) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 6, dataset="stage-local")
     pushed = stage("push", folder, HF_TOKEN=FAKE_HF_TOKEN)
     assert pushed.returncode == 0, pushed.stderr
-    assert f"push: 6 records in llm-feedback/stage-local at {argilla_server.url} (6 new; 0 updated; 0 unchanged)" in pushed.stdout
+    assert (
+        f"push: 6 records in llm-feedback/stage-local at {argilla_server.url} (6 new; 0 updated; 0 unchanged)"
+        in pushed.stdout
+    )
     receipt = json.loads((folder / "data/push.json").read_text())
     assert receipt["url"] == argilla_server.url and receipt["records"] == 6 and len(receipt["blinding"]) == 6
 
@@ -87,16 +109,29 @@ def test_push_and_pull_stages_on_the_embedded_server_keep_its_key_out(argilla_se
 
     again = stage("push", folder)
     assert "(0 new; 0 updated; 6 unchanged)" in again.stdout
-    for text in [pushed.stdout, pushed.stderr, pulled.stdout, pulled.stderr, *(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file() and p.suffix != ".parquet")]:
+    for text in [
+        pushed.stdout,
+        pushed.stderr,
+        pulled.stdout,
+        pulled.stderr,
+        *(p.read_text(errors="replace") for p in folder.rglob("*") if p.is_file() and p.suffix != ".parquet"),
+    ]:
         assert argilla_server.api_key not in text and argilla_server.credentials.password not in text
         assert FAKE_HF_TOKEN not in text
     assert argilla_server.api_key.encode() not in (folder / "data/annotations.parquet").read_bytes()
 
 
-def test_a_push_killed_half_way_completes_on_rerun_without_duplicates(argilla_server: RunningServer, tmp_path: Path) -> None:
+def test_a_push_killed_half_way_completes_on_rerun_without_duplicates(
+    argilla_server: RunningServer, tmp_path: Path
+) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 3000, dataset="stage-killed", batch_size=100)
-    process = subprocess.Popen([sys.executable, "-m", "stages.push"], cwd=folder, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stages.push"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
     deadline = time.monotonic() + 120
     while (dataset_total(argilla_server, "stage-killed") or 0) < 300:
         assert process.poll() is None, "the push finished before it could be killed"
@@ -115,13 +150,18 @@ def test_a_push_killed_half_way_completes_on_rerun_without_duplicates(argilla_se
     headers = {"X-Argilla-Api-Key": argilla_server.api_key}
     ids = []
     for offset in range(0, 3000, 1000):
-        page = httpx.get(f"{argilla_server.url}/api/v1/datasets/{receipt['dataset_id']}/records", headers=headers,
-                         params={"offset": offset, "limit": 1000}).json()
+        page = httpx.get(
+            f"{argilla_server.url}/api/v1/datasets/{receipt['dataset_id']}/records",
+            headers=headers,
+            params={"offset": offset, "limit": 1000},
+        ).json()
         ids += [item["external_id"] for item in page["items"]]
     assert len(ids) == len(set(ids)) == 3000 == receipt["records"]
 
 
-def test_annotators_add_creates_logins_shown_once_and_kept_private(argilla_server: RunningServer, tmp_path: Path) -> None:
+def test_annotators_add_creates_logins_shown_once_and_kept_private(
+    argilla_server: RunningServer, tmp_path: Path
+) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 2, dataset="stage-annotators")
     assert stage("push", folder).returncode == 0
     command = [str(Path(sys.executable).parent / "llm-feedback"), "annotators", "add", "rater-1", "rater-2"]
@@ -158,7 +198,9 @@ class _BearerProxy(BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "authorization", "content-length"}}
+        headers = {
+            k: v for k, v in self.headers.items() if k.lower() not in {"host", "authorization", "content-length"}
+        }
         response = httpx.request(self.command, self.upstream + self.path, headers=headers, content=body, timeout=60)
         self.send_response(response.status_code)
         for key, value in response.headers.items():
@@ -186,8 +228,9 @@ def private_space(argilla_server: RunningServer) -> Iterator[str]:
         proxy.shutdown()
 
 
-def test_a_private_space_gets_the_hf_token_as_bearer(argilla_server: RunningServer, private_space: str,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_private_space_gets_the_hf_token_as_bearer(
+    argilla_server: RunningServer, private_space: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
     monkeypatch.setenv("HF_TOKEN", FAKE_HF_TOKEN)
     tasks = make_tasks(3)
@@ -209,22 +252,28 @@ def tamper(server: RunningServer, dataset: str, record_id: str, path: str, value
     could leave it: Argilla's API would refuse it, but the server returns whatever its database holds."""
     with sqlite3.connect(server.data_dir / "argilla.db", timeout=30) as db:
         changed = db.execute(
-            "UPDATE responses SET \"values\" = json_set(\"values\", ?, json(?)) WHERE record_id IN (SELECT id FROM "
+            'UPDATE responses SET "values" = json_set("values", ?, json(?)) WHERE record_id IN (SELECT id FROM '
             "records WHERE external_id = ? AND dataset_id IN (SELECT id FROM datasets WHERE name = ?))",
-            (path, json.dumps(value), record_id, dataset)).rowcount
+            (path, json.dumps(value), record_id, dataset),
+        ).rowcount
     assert changed == 1
 
 
 @pytest.mark.slow
 def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_data(
-        argilla_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    argilla_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 4, dataset="stage-bad-values")
     assert stage("push", folder).returncode == 0
     dataset_id = json.loads((folder / "data/push.json").read_text())["dataset_id"]
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
     params = params_for(argilla_server.url, "unused", MODELS)
-    add_annotators(resolve(params.argilla), workspace=params.annotation.workspace, usernames=["rater-values"],
-                   store=tmp_path / "a.json")
+    add_annotators(
+        resolve(params.argilla),
+        workspace=params.annotation.workspace,
+        usernames=["rater-values"],
+        store=tmp_path / "a.json",
+    )
     password = json.loads((tmp_path / "a.json").read_text())[argilla_server.url]["rater-values"]
     rater = Annotator(argilla_server.url, "rater-values", password)
     records = owner_records(argilla_server.url, argilla_server.api_key, dataset_id)
@@ -238,9 +287,11 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
 
     pulled = stage("pull", folder)
     assert pulled.returncode == 0, pulled.stderr
-    assert ("; 3 responses will not count, they hold a value outside the dataset's settings (column problem; first: "
-            f"record {records[0]['external_id']} by rater-values: score_response_1 is 9, not a score on the 0-7 scale)"
-            in pulled.stdout)
+    assert (
+        "; 3 responses will not count, they hold a value outside the dataset's settings (column problem; first: "
+        f"record {records[0]['external_id']} by rater-values: score_response_1 is 9, not a score on the 0-7 scale)"
+        in pulled.stdout
+    )
     rows = pq.read_table(folder / "data/annotations.parquet").to_pylist()
     assert len(rows) == 8 and all(r["score"] is None or 0 <= r["score"] <= 7 for r in rows)
     assert {r["record_id"] for r in rows if r["problem"]} == {r["external_id"] for r in records[:3]}
@@ -251,7 +302,10 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     assert "3 responses left out for a value outside the dataset's settings" in analyzed.stdout
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["counts"]["invalid_responses"] == 3 and metrics["counts"]["scored_tasks"] == 1
-    assert "; 3 responses with values outside the dataset's settings left out." in (folder / "reports/report.md").read_text()
+    assert (
+        "; 3 responses with values outside the dataset's settings left out."
+        in (folder / "reports/report.md").read_text()
+    )
     assert {m: (v["mean"], v["scores"]) for m, v in metrics["models"].items()} == {"alpha": (6.0, 1), "beta": (2.0, 1)}
 
     exported = stage("export", folder)
@@ -260,11 +314,16 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     assert [(row["task_id"], row["model"], row["score"]) for row in sft] == [(records[3]["external_id"], "alpha", 6.0)]
 
 
-def test_a_workspace_name_argilla_refuses_is_one_line_before_the_server_is_asked(argilla_server: RunningServer,
-                                                                                  tmp_path: Path) -> None:
+def test_a_workspace_name_argilla_refuses_is_one_line_before_the_server_is_asked(
+    argilla_server: RunningServer, tmp_path: Path
+) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 2, dataset="stage-workspace", workspace="Code Review")
     pushed = stage("push", folder)
     assert pushed.returncode == 2
-    assert pushed.stderr.splitlines() == [("push: error: params.yaml: annotation.workspace: 'Code Review' is not a name "
-                                           "Argilla takes: use letters, digits, '-' and '_'")]
+    assert pushed.stderr.splitlines() == [
+        (
+            "push: error: params.yaml: annotation.workspace: 'Code Review' is not a name "
+            "Argilla takes: use letters, digits, '-' and '_'"
+        )
+    ]
     assert dataset_total(argilla_server, "stage-workspace") is None and not (folder / "data/push.json").exists()

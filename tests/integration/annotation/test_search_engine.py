@@ -660,7 +660,7 @@ def test_webhooks_are_delivered_without_redis(world: World) -> None:
     received: list[str] = []
 
     class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             payload = json.loads(self.rfile.read(int(self.headers["content-length"])))
             received.append(payload["type"])
             self.send_response(200)

@@ -48,10 +48,15 @@ def test_start_status_stop_restart(tmp_path: Path, server_venv: Path) -> None:
 
         status = cli("server", "status", "--data-dir", str(data), cwd=tmp_path)
         assert status.returncode == 0
-        assert f"running at http://127.0.0.1:{port}: pid " in status.stdout and "argilla 2.8.0, 0 datasets" in status.stdout
+        assert (
+            f"running at http://127.0.0.1:{port}: pid " in status.stdout
+            and "argilla 2.8.0, 0 datasets" in status.stdout
+        )
 
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/v1/workspaces", data=b'{"name": "team"}', method="POST",
+            f"http://127.0.0.1:{port}/api/v1/workspaces",
+            data=b'{"name": "team"}',
+            method="POST",
             headers={"X-Argilla-Api-Key": credentials["api_key"], "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:

@@ -31,8 +31,13 @@ PRIVATE_FILES = ("argilla.db", "argilla.db-wal", "argilla.db-shm", "credentials.
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     return subprocess.run(
-        [sys.executable, "-m", "llm_feedback.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=300, check=False,
+        [sys.executable, "-m", "llm_feedback.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -55,7 +60,9 @@ def data_folder(parent: Path, server_venv: Path) -> Path:
 
 
 def read_as_nobody(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["head", "-c", "64", str(path)], capture_output=True, text=True, user=NOBODY, timeout=60, check=False)
+    return subprocess.run(
+        ["head", "-c", "64", str(path)], capture_output=True, text=True, user=NOBODY, timeout=60, check=False
+    )
 
 
 def server_processes(data: Path) -> list[psutil.Process]:
@@ -190,7 +197,9 @@ def silent_listener() -> Iterator[int]:
         connection.close()
 
 
-def test_a_port_held_by_something_else_is_named_at_once(tmp_path: Path, server_venv: Path, silent_listener: int) -> None:
+def test_a_port_held_by_something_else_is_named_at_once(
+    tmp_path: Path, server_venv: Path, silent_listener: int
+) -> None:
     data = data_folder(tmp_path, server_venv)
     began = time.monotonic()
     result = cli("server", "start", "--data-dir", str(data), "--port", str(silent_listener), cwd=tmp_path)
@@ -203,13 +212,20 @@ def test_a_port_held_by_something_else_is_named_at_once(tmp_path: Path, server_v
 
 
 def test_a_hosted_url_that_accepts_and_never_answers_fails_in_seconds(tmp_path: Path, silent_listener: int) -> None:
-    params = (PROJECT_ROOT / "params.yaml").read_text().replace("url: local", f"url: http://127.0.0.1:{silent_listener}")
+    params = (
+        (PROJECT_ROOT / "params.yaml").read_text().replace("url: local", f"url: http://127.0.0.1:{silent_listener}")
+    )
     (tmp_path / "params.yaml").write_text(params)
     env = {**os.environ, "ARGILLA_API_KEY": "owner.key.that.is.long.enough"}
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "llm_feedback.cli", "annotators", "add", "rater"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "llm_feedback.cli", "annotators", "add", "rater"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     elapsed = time.monotonic() - began
     assert result.returncode == 1
@@ -238,16 +254,30 @@ def test_a_data_folder_that_is_a_file_or_not_writable_is_one_line(open_folder: P
     a_file.write_text("not a folder")
     result = cli("server", "start", "--data-dir", str(a_file), cwd=open_folder)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"llm-feedback: error: {a_file}: not a folder (argilla.data_dir / --data-dir must name a folder)"
+    assert (
+        result.stderr.strip()
+        == f"llm-feedback: error: {a_file}: not a folder (argilla.data_dir / --data-dir must name a folder)"
+    )
 
     read_only = open_folder / "read-only"
     read_only.mkdir()
     # A read-only mount of the folder, in a mount namespace of this command's own.
     command = [sys.executable, "-m", "llm_feedback.cli", "server", "start", "--data-dir", str(read_only)]
     denied = subprocess.run(
-        ["unshare", "--mount", "sh", "-c", f'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"',
-         str(read_only), *command],
-        cwd=open_folder, capture_output=True, text=True, timeout=120, check=False,
+        [
+            "unshare",
+            "--mount",
+            "sh",
+            "-c",
+            'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@"',
+            str(read_only),
+            *command,
+        ],
+        cwd=open_folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert denied.returncode == 1, denied.stderr
     assert denied.stderr.startswith(f"llm-feedback: error: {read_only}: not writable as the server's data folder (")
