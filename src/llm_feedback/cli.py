@@ -97,7 +97,8 @@ def _add_annotators(args: argparse.Namespace) -> int:
         else:
             print(f"{added.username}: password {added.password}")
     print(
-        f"annotators of workspace {workspace} at {target.url}; new passwords are shown once and kept in {store} (mode 0600)"
+        f"annotators of workspace {workspace} at {target.url}; "
+        f"new passwords are shown once and kept in {store} (mode 0600)"
     )
     return 0
 

@@ -47,6 +47,13 @@ SCHEMAS = {"score": VERDICT_SCHEMA, "pair": PAIRWISE_SCHEMA}
 Key = tuple[str, ...]
 
 
+# The verdict's shape as the score prompt shows it, on one line.
+SCORE_REPLY = (
+    '{"comments_and_docstrings": <0-2>, "test_example": <0-2>, "runs_correctly": <0 or 3>, "total": <0-7>, '
+    '"rationale": "<one or two sentences>"}'
+)
+
+
 def score_prompt(rubric: str, instruction: str, answer: str) -> str:
     return f"""You review answers to Python programming tasks, with the same rubric as the human reviewers.
 
@@ -60,7 +67,7 @@ Judge the answer criterion by criterion, then add them up:
 - total: the sum of the three
 
 Reply with one JSON object and nothing else:
-{{"comments_and_docstrings": <0-2>, "test_example": <0-2>, "runs_correctly": <0 or 3>, "total": <0-7>, "rationale": "<one or two sentences>"}}
+{SCORE_REPLY}
 
 <task>
 {instruction}

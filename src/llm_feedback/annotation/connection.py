@@ -57,8 +57,9 @@ class Target:
             httpx.get(f"{self.url}/api/v1/version", headers=self.headers, timeout=min(self.timeout_s, PROBE_TIMEOUT_S))
         except httpx.TimeoutException:
             raise PipelineError(
-                f"{self.url} accepts connections but did not answer within {min(self.timeout_s, PROBE_TIMEOUT_S):.0f} s: "
-                "is it Argilla? (check argilla.url, or argilla.port for the embedded server)"
+                f"{self.url} accepts connections but did not answer within "
+                f"{min(self.timeout_s, PROBE_TIMEOUT_S):.0f} s: is it Argilla? "
+                "(check argilla.url, or argilla.port for the embedded server)"
             ) from None
 
 

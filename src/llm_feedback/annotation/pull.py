@@ -63,8 +63,8 @@ def pull(params: Params, *, receipt: Receipt) -> Pulled:
     settings = params.annotation
     if not receipt.same_dataset(target.url, settings.workspace, settings.dataset):
         raise InputError(
-            f"{params.paths.push_receipt}: written for {receipt.workspace}/{receipt.dataset} at {receipt.url}, but params "
-            f"point at {settings.workspace}/{settings.dataset} at {target.url}; run push first"
+            f"{params.paths.push_receipt}: written for {receipt.workspace}/{receipt.dataset} at {receipt.url}, "
+            f"but params point at {settings.workspace}/{settings.dataset} at {target.url}; run push first"
         )
     with reporting_errors(target), warnings.catch_warnings():
         warnings.simplefilter("ignore")

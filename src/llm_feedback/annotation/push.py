@@ -153,14 +153,15 @@ def _reconcile_settings(target: Target, dataset, spec: DatasetSpec, params: Para
     name = f"{settings.workspace}/{settings.dataset}"
     if not settings.recreate:
         raise ConfigError(
-            f"dataset {name} at {target.url} was published with other fields or questions ({what}), which Argilla cannot "
-            "change; either set annotation.dataset to a new name, or annotation.recreate: true to delete and recreate it"
+            f"dataset {name} at {target.url} was published with other fields or questions ({what}), which Argilla "
+            "cannot change; either set annotation.dataset to a new name, or annotation.recreate: true to delete and "
+            "recreate it"
         )
     submitted = sum(record.submitted for record in existing)
     if submitted and not settings.force:
         raise PipelineError(
-            f"dataset {name} has submitted responses on {submitted} records; recreating it would delete them. Run pull to "
-            "keep them, then set annotation.force: true, or use a new annotation.dataset name"
+            f"dataset {name} has submitted responses on {submitted} records; recreating it would delete them. "
+            "Run pull to keep them, then set annotation.force: true, or use a new annotation.dataset name"
         )
     dataset.delete()
     return None, (f"recreated the dataset ({what})",)
@@ -223,8 +224,9 @@ def _plan(records: Sequence[AnnotationRecord], server: dict[str, ServerRecord], 
     if answered_and_changed and on_change == "fail":
         ids = ", ".join(r.record_id for r in answered_and_changed[:SHOWN_IDS])
         more = len(answered_and_changed) - SHOWN_IDS
+        and_more = f" and {more} more" if more > 0 else ""
         raise PipelineError(
-            f"{len(answered_and_changed)} records already answered would change ({ids}{f' and {more} more' if more > 0 else ''}): "
+            f"{len(answered_and_changed)} records already answered would change ({ids}{and_more}): "
             "set annotation.on_annotated_change to skip (keep what annotators saw) or new_record (add the new content "
             "as new records)"
         )

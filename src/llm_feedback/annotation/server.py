@@ -288,7 +288,8 @@ def start(server: EmbeddedServer, allow_remote: bool = False) -> tuple[Credentia
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
-                cwd=server.data_dir,  # not the repository root, whose annotation_server/ folder could shadow the package
+                # not the repository root, whose annotation_server/ folder could shadow the package
+                cwd=server.data_dir,
                 umask=PRIVATE_UMASK,
             )
         _write_pid_file(server, process.pid)
