@@ -57,7 +57,7 @@ def fail(code: int, message: str) -> int:
 
 def lock_data_dir(data_dir: Path) -> IO[str] | None:
     """Hold an exclusive lock for the process's life: two servers on one SQLite file and temp folder would clash."""
-    handle = open(data_dir / "server.lock", "a+")
+    handle = open(data_dir / "server.lock", "a+")  # noqa: SIM115 (the lock lives as long as the process, not a block)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

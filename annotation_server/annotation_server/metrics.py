@@ -74,7 +74,7 @@ async def terms_metrics(conn: AsyncConnection, dataset_hex: str, key: str) -> Te
 async def numeric_metrics(
     conn: AsyncConnection, dataset_hex: str, key: str, kind: str
 ) -> IntegerMetadataMetrics | FloatMetadataMetrics:
-    value, json_value = member("r.metadata", key)
+    value, _ = member("r.metadata", key)
     row = (
         await conn.exec_driver_sql(
             f"SELECT min({value}), max({value}) FROM records r "
