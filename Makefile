@@ -19,6 +19,8 @@ repro: $(VENV)/.installed-base $(BWRAP)
 	dvc repro
 
 test: $(VENV)/.installed-dev $(CHROMIUM) $(BWRAP)
+	ruff check .
+	ruff format --check .
 	DVC_NO_ANALYTICS=1 pytest $(PYTEST_ARGS)
 
 $(BIN)/python:

@@ -1,7 +1,7 @@
 """Benchmark: analyze at scale: 50k tasks x 2 models x 3 annotators, 1,000 bootstrap resamples.
 
-Inputs are the test suite's synthetic annotations (`tests/synthetic_annotations.py`: known model qualities and
-annotator biases), 300k annotation rows.
+Inputs are the synthetic annotations the tests use too (`llm_feedback.testing.synthetic_annotations`: known model
+qualities and annotator biases), 300k annotation rows.
 
 Variants, each in a fresh subprocess so memory peaks do not mix:
 - `analyze`: the analyze stage's whole computation (`llm_feedback.analysis.analyze`): stale-score check,
@@ -47,7 +47,7 @@ def child(variant: str, tasks: int, resamples: int) -> dict:
 
     from llm_feedback.analysis import _Bootstrap, aggregate_scores, analyze, current_scores
     from llm_feedback.params import AnalyzeParams
-    from tests.synthetic_annotations import annotations_for, generations_for
+    from llm_feedback.testing.synthetic_annotations import annotations_for, generations_for
 
     ids = [f"{i:016x}" for i in range(tasks)]
     annotations = annotations_for(ids, MODELS, ANNOTATORS)
@@ -68,7 +68,7 @@ def child(variant: str, tasks: int, resamples: int) -> dict:
         sums = _Bootstrap.run(matrix, params)
         intervals = sums.means()
         means = {m: [intervals[k].low, intervals[k].high] for k, m in enumerate(models)}
-        totals, samples = sums.pair_counts()
+        _, samples = sums.pair_counts()
         rates = samples[:, 0, 0] / samples[:, 0, :].sum(axis=1)
         win = np.percentile(rates, [2.5, 97.5]).tolist()
     else:

@@ -29,15 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.dont_write_bytecode = True
-
 import yaml
 
 from llm_feedback.execution import split_statements
 from llm_feedback.params import ExecuteParams
 from llm_feedback.sandbox import Job, Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.dont_write_bytecode = True
 
 
 def programs(count: int) -> list[Job]:

@@ -5,7 +5,8 @@ into a list. The candidate is what the `format` stage does per model: `render_pr
 then one Arrow concatenation) plus the `chat_messages` column.
 
 Both run on the same seeded synthetic instructions (50 to 2,000 characters) with a tiny local ChatML tokenizer
-(`tests/tiny.py`; nothing touches the Hub). Each run is a fresh subprocess, so its memory is its own. It reports:
+(`llm_feedback.testing.tiny_models`; nothing touches the Hub). Each run is a fresh subprocess, so its memory is its
+own. It reports:
 - the wall time of the templating work only: not imports, pyarrow's one-time compute setup, tokenizer or data
   loading (compiling the chat template is part of the work, and both variants pay it); and prompts/s;
 - the peak RSS above the RSS just before the work, and the absolute peak RSS. Peaks are the process's own VmHWM,
@@ -43,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for bench.synthetic and tests.tiny
+sys.path.insert(0, str(ROOT))  # for bench.synthetic
 sys.dont_write_bytecode = True  # nothing written inside the repository, not even __pycache__
 os.environ["HF_HUB_OFFLINE"] = "1"  # transformers is imported lazily, after this; children inherit it
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "PyTorch was not found" on every run
@@ -111,7 +112,7 @@ def make_instructions(rows: int, seed: int) -> pa.Array:
 
 def prepare(folder: Path, rows: int, seed: int) -> None:
     """Write the instructions (Arrow IPC) and the tiny ChatML tokenizer that every child run loads."""
-    from tests.tiny import build_tokenizer
+    from llm_feedback.testing.tiny_models import build_tokenizer
 
     table = pa.table({"instruction": make_instructions(rows, seed)})
     with pa.OSFile(str(folder / INSTRUCTIONS_FILE), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
@@ -205,7 +206,7 @@ def run_variant(variant: str, folder: Path) -> dict[str, Any]:
 
 def spawn(variant: str, folder: Path) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--variant", variant, "--data", str(folder)]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant} run failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])

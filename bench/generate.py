@@ -1,8 +1,9 @@
 """Benchmark: requests/s of the generate stage's request path against the ideal and the reference notebook's loop.
 
-The server is the test suite's `FakeLLMServer` (`tests/llm_server.py`: real aiohttp on 127.0.0.1, OpenAI-compatible
-`POST /v1/chat/completions`) with 100 ms of latency per answer. It runs in this (parent) process; every measured
-client runs in a fresh subprocess, so the client never shares its CPU or GIL with the server (2 cores are enough).
+The server is the tests' `FakeLLMServer` (`llm_feedback.testing.fake_llm_server`: real aiohttp on 127.0.0.1,
+OpenAI-compatible `POST /v1/chat/completions`) with 100 ms of latency per answer. It runs in this (parent) process;
+every measured client runs in a fresh subprocess, so the client never shares its CPU or GIL with the server (2 cores
+are enough).
 
 Variants, all asking the same distinct instructions with the same sampling settings:
 - `sequential`: the reference notebook's way: a plain `for` loop calling a synchronous client once per request
@@ -46,13 +47,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for bench.synthetic and tests.llm_server
+sys.path.insert(0, str(ROOT))  # for bench.synthetic
 sys.dont_write_bytecode = True  # nothing written inside the repository, not even __pycache__
 
 from bench.synthetic import TASKS  # noqa: E402
 from llm_feedback.llm.base import Request  # noqa: E402  (after the settings above)
 from llm_feedback.params import GenerationParams  # noqa: E402
-from tests.llm_server import CHAT_PATH  # noqa: E402
+from llm_feedback.testing.fake_llm_server import CHAT_PATH  # noqa: E402
 
 LATENCY_S = 0.1
 CONCURRENCIES = (1, 8, 64)
@@ -110,7 +111,7 @@ def run_sequential(url: str, count: int) -> dict[str, Any]:
     """The reference notebook: one blocking call per instruction, collected into a list."""
     from huggingface_hub import InferenceClient
 
-    from tests.llm_server import canned_answer
+    from llm_feedback.testing.fake_llm_server import canned_answer
 
     client = InferenceClient(base_url=url + "/v1", timeout=TIMEOUT_S)
     gen = GENERATION
@@ -145,7 +146,7 @@ async def run_runner(url: str, count: int, concurrency: int) -> dict[str, Any]:
     from llm_feedback.llm.openai_backend import OpenAIBackend
     from llm_feedback.llm.runner import Limits, Outcome, run_requests
     from llm_feedback.params import ModelSpec
-    from tests.llm_server import canned_answer
+    from llm_feedback.testing.fake_llm_server import canned_answer
 
     spec = ModelSpec(backend="openai", model=MODEL, base_url=url + "/v1")
     backend = OpenAIBackend(spec, timeout_s=TIMEOUT_S)
@@ -185,7 +186,7 @@ async def run_ceiling(url: str, count: int, concurrency: int) -> dict[str, Any]:
     """The same requests from bare aiohttp: the most this server and machine allow a Python client."""
     import aiohttp
 
-    from tests.llm_server import canned_answer
+    from llm_feedback.testing.fake_llm_server import canned_answer
 
     gen = GENERATION
     slots = asyncio.Semaphore(concurrency)
@@ -337,7 +338,7 @@ def main() -> None:
         print(json.dumps(run_variant(args.variant, args.url, args.count)))
         return
 
-    from tests.llm_server import FakeLLMServer
+    from llm_feedback.testing.fake_llm_server import FakeLLMServer
 
     counts = {v: args.sequential_requests if concurrency_of(v) == 1 else args.requests for v in VARIANTS}
     runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}

@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +43,14 @@ from llm_feedback.annotation.records import build_records  # noqa: E402
 from llm_feedback.annotation.server import EmbeddedServer, start, stop  # noqa: E402
 from llm_feedback.artifacts import GENERATIONS, TASKS  # noqa: E402
 from llm_feedback.params import Params  # noqa: E402
-from tests.integration.annotation.annotating import owner_records  # noqa: E402
-from tests.integration.annotation.conftest import free_port  # noqa: E402
+from llm_feedback.testing.argilla_records import owner_records  # noqa: E402
+from llm_feedback.testing.ports import free_port  # noqa: E402
 
 MODELS = ["model-a", "model-b"]
 ANSWER = (
-    '```python\ndef solve(items):\n    """Return the items sorted."""\n    return sorted(items)\n\nassert solve([2, 1]) == [1, 2]\n```\n'
-    * 2
-)
+    '```python\ndef solve(items):\n    """Return the items sorted."""\n    return sorted(items)\n\n'
+    "assert solve([2, 1]) == [1, 2]\n```\n"
+) * 2
 
 
 def inputs(n: int) -> tuple[pa.Table, pa.Table]:
@@ -155,10 +156,10 @@ def main() -> None:
             receipt = None
             for i in range(args.repeat):
                 p = params(server.url, f"ours-{i}")
-                seconds, result = timed(lambda: push(p, tasks=tasks, generations=generations))
+                seconds, result = timed(partial(push, p, tasks=tasks, generations=generations))
                 assert result.created == n
                 push_new.append(seconds)
-                seconds, again = timed(lambda: push(p, tasks=tasks, generations=generations, previous=result.receipt))
+                seconds, again = timed(partial(push, p, tasks=tasks, generations=generations, previous=result.receipt))
                 assert again.unchanged == n and again.created == again.updated == 0
                 push_rerun.append(seconds)
                 receipt = result.receipt
@@ -167,7 +168,7 @@ def main() -> None:
                     tasks, generations=generations, models=MODELS, spec=spec, seed=p.annotation.seed
                 ).records
                 dicts = [{"id": r.record_id, **r.fields, **r.metadata} for r in built]
-                seconds, _ = timed(lambda: sdk_log(server.url, credentials.api_key, f"sdk-{i}", dicts, spec.build()))
+                seconds, _ = timed(partial(sdk_log, server.url, credentials.api_key, f"sdk-{i}", dicts, spec.build()))
                 baseline_push.append(seconds)
 
             annotate_all(server.url, credentials.api_key, receipt.dataset_id)

@@ -11,9 +11,60 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from llm_feedback.annotation.server import EmbeddedServer, start, stop
-from tests.integration.annotation.conftest import free_port
+from llm_feedback.testing.ports import free_port
 
-WORDS = ["the", "model", "returns", "a", "function", "that", "sorts", "the", "list", "in", "place", "and", "handles", "empty", "input", "correctly", "while", "the", "other", "response", "explains", "recursion", "with", "an", "example", "about", "trees", "graphs", "strings", "numbers", "parsing", "errors", "tests", "python", "markdown", "code", "review", "performance", "memory", "loop", "index", "value", "key", "dictionary", "class", "method", "argument", "result"]
+WORDS = [
+    *[
+        "the",
+        "model",
+        "returns",
+        "a",
+        "function",
+        "that",
+        "sorts",
+        "the",
+        "list",
+        "in",
+        "place",
+        "and",
+        "handles",
+        "empty",
+        "input",
+        "correctly",
+        "while",
+        "the",
+        "other",
+        "response",
+        "explains",
+        "recursion",
+        "with",
+        "an",
+        "example",
+        "about",
+        "trees",
+        "graphs",
+        "strings",
+        "numbers",
+        "parsing",
+        "errors",
+        "tests",
+        "python",
+        "markdown",
+        "code",
+        "review",
+        "performance",
+        "memory",
+        "loop",
+        "index",
+        "value",
+        "key",
+        "dictionary",
+        "class",
+        "method",
+        "argument",
+        "result",
+    ]
+]
 
 
 @dataclasses.dataclass

@@ -39,7 +39,7 @@ def timed(fn, repeats: int) -> tuple[float, float]:
         fn()
         samples.append((time.perf_counter() - start) * 1000)
     samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1, int(round(0.95 * len(samples))) - 1)]
+    return statistics.median(samples), samples[min(len(samples) - 1, round(0.95 * len(samples)) - 1)]
 
 
 def measure(url: str, api_key: str, dataset_name: str, records: int, repeats: int) -> None:
@@ -103,7 +103,7 @@ def measure(url: str, api_key: str, dataset_name: str, records: int, repeats: in
                     "scope": {"entity": "suggestion", "question": "score_response_1", "property": "score"},
                 }
             ],
-        ),  # fmt: skip
+        ),
         "submitted view": lambda: search(status_filter("submitted")),
         "response submit": submit,
         "progress (home page)": lambda: ann.get(f"{base}/datasets/{ds}/progress").raise_for_status(),
@@ -132,28 +132,30 @@ def main(argv: list[str] | None = None) -> int:
         measure(args.url, args.api_key, "latency", args.records, args.repeats)
         return 0
 
-    with tempfile.TemporaryDirectory(prefix="bench-latency-") as folder:
-        with running_server(args.server_python, Path(folder)) as server:
-            client = rg.Argilla(api_url=server.url, api_key=server.api_key, timeout=600, retries=1)
-            workspace = rg.Workspace(name="bench", client=client).create()
-            settings = pipeline_like_settings()
-            dataset = rg.Dataset(name="latency", workspace=workspace, settings=settings, client=client).create()
-            users = []
-            for name in ("ann1", "ann2"):
-                user = rg.User(username=name, password="annotator-password", role="annotator", client=client).create()
-                user.add_to_workspace(workspace)
-                users.append(user)
-            records = pipeline_like_records(args.records)
-            for i, record in enumerate(records):
-                for user, every in zip(users, (10, 20), strict=False):
-                    if i % every == 0:
-                        record.responses.add(rg.Response("score_response_1", i % 8, user_id=user.id))
-                        record.responses.add(rg.Response("score_response_2", (i + 3) % 8, user_id=user.id))
-            start = time.perf_counter()
-            dataset.records.log(records, batch_size=500)
-            print(f"logged {args.records} records in {time.perf_counter() - start:.0f} s", flush=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-latency-") as folder,
+        running_server(args.server_python, Path(folder)) as server,
+    ):
+        client = rg.Argilla(api_url=server.url, api_key=server.api_key, timeout=600, retries=1)
+        workspace = rg.Workspace(name="bench", client=client).create()
+        settings = pipeline_like_settings()
+        dataset = rg.Dataset(name="latency", workspace=workspace, settings=settings, client=client).create()
+        users = []
+        for name in ("ann1", "ann2"):
+            user = rg.User(username=name, password="annotator-password", role="annotator", client=client).create()
+            user.add_to_workspace(workspace)
+            users.append(user)
+        records = pipeline_like_records(args.records)
+        for i, record in enumerate(records):
+            for user, every in zip(users, (10, 20), strict=False):
+                if i % every == 0:
+                    record.responses.add(rg.Response("score_response_1", i % 8, user_id=user.id))
+                    record.responses.add(rg.Response("score_response_2", (i + 3) % 8, user_id=user.id))
+        start = time.perf_counter()
+        dataset.records.log(records, batch_size=500)
+        print(f"logged {args.records} records in {time.perf_counter() - start:.0f} s", flush=True)
 
-            measure(server.url, server.api_key, "latency", args.records, args.repeats)
+        measure(server.url, server.api_key, "latency", args.records, args.repeats)
     return 0
 
 

@@ -30,7 +30,7 @@ os.environ.update(
     }
 )
 
-from tests.tiny import build_tokenizer  # noqa: E402  (must follow the environment above)
+from llm_feedback.testing.tiny_models import build_tokenizer  # noqa: E402  (must follow the environment above)
 
 
 @pytest.fixture(autouse=True, scope="session")

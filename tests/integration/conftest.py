@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import huggingface_hub
 import pytest
 
-from tests.llm_server import FakeLLMServer
+from llm_feedback.testing.fake_llm_server import FakeLLMServer
 
 
 @pytest.fixture

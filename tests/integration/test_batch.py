@@ -12,8 +12,8 @@ from llm_feedback.llm.base import Request
 from llm_feedback.llm.batch import Batch, ask
 from llm_feedback.llm.factory import backend_for
 from llm_feedback.params import GenerateParams, GenerationParams, ModelSpec
-from tests.llm_server import CHAT_PATH, FakeLLMServer, canned_answer
-from tests.tiny import build_model
+from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer, canned_answer
+from llm_feedback.testing.tiny_models import build_model
 
 SHAPE = {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}
 

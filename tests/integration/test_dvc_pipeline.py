@@ -66,7 +66,7 @@ def test_fetch_and_format_rerun_only_what_changed_and_share_through_the_default_
 def test_a_team_pays_for_each_generation_once(tmp_path: Path) -> None:
     """After `dvc push`, a fresh clone's `dvc pull` + `dvc repro` sends nothing, and adding a model sends only its
     requests: the pulled generations artifact counts as a cache."""
-    from tests.llm_server import CHAT_PATH, FakeLLMServer
+    from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer
 
     with FakeLLMServer() as server:
         repo = copy_project(tmp_path / "project")

@@ -19,9 +19,9 @@ from llm_feedback.llm.hf_backend import HFBackend
 from llm_feedback.params import FetchParams, Params
 from llm_feedback.prompts import build_prompts
 from llm_feedback.sources import fetch_tasks
+from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer, canned_answer
+from llm_feedback.testing.tiny_models import build_model
 from tests.conftest import PROJECT_ROOT
-from tests.llm_server import CHAT_PATH, FakeLLMServer, canned_answer
-from tests.tiny import build_model
 
 FAST_RETRIES = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5.0}
 

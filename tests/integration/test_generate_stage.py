@@ -19,8 +19,8 @@ from llm_feedback.artifacts import PROMPTS, TASKS, write_table
 from llm_feedback.params import load_params
 from llm_feedback.prompts import build_prompts
 from llm_feedback.sources import fetch_tasks
+from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer
 from tests.conftest import PROJECT_ROOT
-from tests.llm_server import CHAT_PATH, FakeLLMServer
 
 FAKE_OPENAI_KEY = "sk-test-FAKE-0123456789abcdefghij"
 FAKE_HF_TOKEN = "hf_FAKEtoken0123456789abcdefghij"

@@ -16,8 +16,8 @@ import yaml
 
 from llm_feedback.artifacts import GENERATIONS, TASKS, write_table
 from llm_feedback.judge import PAIRWISE_SCHEMA, VERDICT_SCHEMA
+from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer
 from tests.conftest import PROJECT_ROOT
-from tests.llm_server import CHAT_PATH, FakeLLMServer
 
 pytestmark = pytest.mark.slow
 TASK_IDS = [f"task-{i}" for i in range(4)]

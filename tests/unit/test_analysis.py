@@ -21,7 +21,7 @@ from llm_feedback.artifacts import (
 )
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.report import write_metrics, write_plot_data, write_reports
-from tests.synthetic_annotations import annotations_for, generations_for
+from llm_feedback.testing.synthetic_annotations import annotations_for, generations_for
 
 IDS = [f"{i:016x}" for i in range(400)]
 QUALITY = {"strong": 5.5, "middle": 4.0, "weak": 2.5}

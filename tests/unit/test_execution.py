@@ -19,7 +19,7 @@ from llm_feedback.execution import (
 )
 from llm_feedback.params import ExecuteParams
 from llm_feedback.sandbox import Sandbox, _check, _records, _verdict
-from tests.synthetic_annotations import generations_for
+from llm_feedback.testing.synthetic_annotations import generations_for
 
 
 def test_code_comes_from_python_fences_in_order() -> None:

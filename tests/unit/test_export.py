@@ -28,8 +28,8 @@ from llm_feedback.artifacts import (
 from llm_feedback.errors import ConfigError
 from llm_feedback.export import Exported, build_exports, in_test_split, push_to_hub, write_exports
 from llm_feedback.params import AnalyzeParams, ExportParams
+from llm_feedback.testing.synthetic_annotations import generations_for
 from tests.project import copy_project, edit_params, run
-from tests.synthetic_annotations import generations_for
 
 TASK_IDS = ["t1", "t2", "t3", "t4"]
 GENERATIONS = generations_for(TASK_IDS, ["a", "b"])

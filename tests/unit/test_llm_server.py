@@ -12,7 +12,7 @@ import pytest
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.errors import InferenceTimeoutError, OverloadedError
 
-from tests.llm_server import CHAT_PATH, FakeLLMServer, canned_answer
+from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer, canned_answer
 
 INSTRUCTION = "Write a function that reverses a string."
 

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 from llm_feedback.errors import ConfigError
 from llm_feedback.params import FormatParams, ModelSpec
 from llm_feedback.prompts import build_prompts, chat_messages, load_tokenizer, render_prompts
-from tests.tiny import CHATML_TEMPLATE, build_tokenizer
+from llm_feedback.testing.tiny_models import CHATML_TEMPLATE, build_tokenizer
 
 INSTRUCTIONS = pa.array(
     ["Write `f`.", "  leading and trailing spaces  ", "{{ jinja }} <|im_end|> and é", "x" * 5000], pa.string()

@@ -101,21 +101,6 @@ class Annotator:
         assert response.status_code == 201, response.text
 
 
-def owner_records(url: str, api_key: str, dataset_id: str) -> list[dict]:
-    """Every record of a dataset as the owner sees it (uuid, external id, fields, responses)."""
-    items, offset = [], 0
-    while True:
-        page = httpx.get(
-            f"{url}/api/v1/datasets/{dataset_id}/records",
-            headers={"X-Argilla-Api-Key": api_key},
-            params={"include": "responses", "offset": offset, "limit": 1000},
-        ).json()
-        items += page["items"]
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"]:
-            return items
-
-
 def write_inputs(folder: Path, tasks: pa.Table, generations: pa.Table) -> None:
     import pyarrow.parquet as pq
 

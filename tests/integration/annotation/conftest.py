@@ -4,20 +4,14 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from llm_feedback.annotation.server import Credentials, EmbeddedServer, start, stop
+from llm_feedback.testing.ports import free_port
 from tests.integration.annotation.upstream import UpstreamTests
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclasses.dataclass

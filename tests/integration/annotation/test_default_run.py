@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from llm_feedback.annotation.receipt import read_receipt
-from tests.integration.annotation.annotating import owner_records
-from tests.integration.annotation.conftest import free_port
-from tests.llm_server import FakeLLMServer
+from llm_feedback.testing.argilla_records import owner_records
+from llm_feedback.testing.fake_llm_server import FakeLLMServer
+from llm_feedback.testing.ports import free_port
 from tests.project import copy_project, edit_params, run
 
 pytestmark = pytest.mark.slow

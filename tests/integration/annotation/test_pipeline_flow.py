@@ -14,9 +14,10 @@ from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
 from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.params import load_params
-from tests.integration.annotation.annotating import Annotator, owner_records
+from llm_feedback.testing.argilla_records import owner_records
+from llm_feedback.testing.fake_llm_server import FakeLLMServer, canned_answer
+from tests.integration.annotation.annotating import Annotator
 from tests.integration.annotation.conftest import RunningServer
-from tests.llm_server import FakeLLMServer, canned_answer
 from tests.project import copy_project, edit_params, run
 
 pytestmark = pytest.mark.slow

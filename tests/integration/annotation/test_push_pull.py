@@ -364,7 +364,7 @@ def test_a_dead_server_or_a_wrong_key_is_one_clear_line_at_once(
 ) -> None:
     import time
 
-    from tests.integration.annotation.conftest import free_port
+    from llm_feedback.testing.ports import free_port
 
     tasks = make_tasks(1)
     dead = params_for(f"http://127.0.0.1:{free_port()}", new_dataset(), MODELS[:2])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from llm_feedback.annotation.server import EmbeddedServer, ensure_venv
-from tests.integration.annotation.conftest import free_port
+from llm_feedback.testing.ports import free_port
 
 pytestmark = pytest.mark.slow
 

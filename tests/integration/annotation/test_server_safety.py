@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from llm_feedback.testing.ports import free_port
 from tests.conftest import PROJECT_ROOT
-from tests.integration.annotation.conftest import free_port
 
 pytestmark = pytest.mark.slow
 

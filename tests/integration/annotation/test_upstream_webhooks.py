@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.annotation.conftest import RunningServer, free_port
+from llm_feedback.testing.ports import free_port
+from tests.integration.annotation.conftest import RunningServer
 from tests.integration.annotation.upstream import UpstreamTests, running_redis
 
 pytestmark = pytest.mark.slow

@@ -19,8 +19,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from llm_feedback.testing.ports import free_port
 from tests.conftest import PROJECT_ROOT
-from tests.integration.annotation.conftest import free_port
 
 PYPROJECT = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
 SHIPPED = "llm_feedback/_annotation_server/"

@@ -13,8 +13,9 @@ subprocess (`dvc repro`, a stage), and latency is an `asyncio.sleep`, so one thr
         assert server.count("/v1/chat/completions") == expected
 
 Endpoints (paths are what the clients post to when given the server's URL):
-- `POST /v1/chat/completions`: OpenAI chat completions, non-streaming. The project's `openai` backend with `base_url=url + "/v1"`,
-  and `AsyncInferenceClient(model=url)` or `AsyncInferenceClient(base_url=url + "/v1")` `.chat_completion(...)`.
+- `POST /v1/chat/completions`: OpenAI chat completions, non-streaming. The project's `openai` backend with
+  `base_url=url + "/v1"`, and `AsyncInferenceClient(model=url)` or `AsyncInferenceClient(base_url=url + "/v1")`
+  `.chat_completion(...)`.
 - `GET /v1/models`: one model, `fake-model` (never faulted).
 - `POST /`: TGI's compat route, answers a one-element list. `AsyncInferenceClient(model=url).text_generation(...)`
   posts here: huggingface_hub uses a URL model verbatim as the request URL.
