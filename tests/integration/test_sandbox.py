@@ -322,7 +322,8 @@ ROUTES = {
             "guard = next((f for f in gc.get_objects() if getattr(f, '__name__', '') == 'guard'), None)\n"
             "names = guard.__code__.co_freevars if guard else ('x',)\n"
             "source = 'def outer():\\n' + ''.join(f'    {n} = None\\n' for n in names)\n"
-            "source += '    def guard(event, args):\\n        return (' + ', '.join(names) + ',)\\n    return guard\\n'\n"
+            "source += '    def guard(event, args):\\n        return (' + ', '.join(names) + "
+            "',)\\n    return guard\\n'\n"
             "scope = {}\nexec(source, scope)\nif guard:\n    guard.__code__ = scope['outer']().__code__\n"
         ),
         "tcp refused ConnectionRefusedError",

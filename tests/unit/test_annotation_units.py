@@ -284,7 +284,8 @@ def test_push_and_pull_lines_are_the_stages_summaries() -> None:
         receipt=receipt, created=44, updated=0, unchanged=0, skipped=0, copies=0, missing_answers=0, settings_changes=()
     )
     assert pushed.line(output=Path("data/push.json")) == (
-        "44 records in llm-feedback/code-answers at http://127.0.0.1:6900 (44 new; 0 updated; 0 unchanged) -> data/push.json"
+        "44 records in llm-feedback/code-answers at http://127.0.0.1:6900 (44 new; 0 updated; 0 unchanged) "
+        "-> data/push.json"
     )
     everything = replace(
         pushed,

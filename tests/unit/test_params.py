@@ -136,7 +136,7 @@ def test_a_key_pasted_into_api_key_env_is_not_echoed(tmp_path: Path) -> None:
     data = shipped()
     secret = "sk-live-0123456789abcdef"
     data["models"]["x"] = {"backend": "openai", "model": "m", "base_url": "http://h/v1", "api_key_env": secret}
-    with pytest.raises(ConfigError, match="models.x.api_key_env") as error:
+    with pytest.raises(ConfigError, match=r"models\.x\.api_key_env") as error:
         load_params(write_params(tmp_path, data))
     assert secret not in str(error.value)
 
