@@ -37,10 +37,10 @@ import httpx  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from llm_feedback.annotation.dataset_settings import DatasetSpec  # noqa: E402
+from llm_feedback.annotation.embedded import EmbeddedServer, start, stop  # noqa: E402
 from llm_feedback.annotation.pull import pull  # noqa: E402
 from llm_feedback.annotation.push import push  # noqa: E402
 from llm_feedback.annotation.records import build_records  # noqa: E402
-from llm_feedback.annotation.server import EmbeddedServer, start, stop  # noqa: E402
 from llm_feedback.artifacts import GENERATIONS, TASKS  # noqa: E402
 from llm_feedback.params import Params  # noqa: E402
 from llm_feedback.testing.argilla_records import owner_records  # noqa: E402

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import server_bulk, server_latency  # noqa: E402
-from llm_feedback.annotation.server import EmbeddedServer, ensure_venv  # noqa: E402
+from llm_feedback.annotation.embedded import EmbeddedServer, ensure_venv  # noqa: E402
 
 
 def main() -> int:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from llm_feedback.annotation.server import EmbeddedServer, start, stop
+from llm_feedback.annotation.embedded import EmbeddedServer, start, stop
 from llm_feedback.testing.ports import free_port
 
 WORDS = [

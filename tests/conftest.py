@@ -48,6 +48,6 @@ def tiny_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def server_venv() -> Path:
     """The annotation server's own virtualenv, built once (about a minute) and kept in .argilla/venv for later runs."""
-    from llm_feedback.annotation.server import EmbeddedServer, ensure_venv
+    from llm_feedback.annotation.embedded import EmbeddedServer, ensure_venv
 
     return ensure_venv(EmbeddedServer(data_dir=PROJECT_ROOT / ".argilla")).parent.parent

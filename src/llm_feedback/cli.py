@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from llm_feedback.annotation import server as embedded
+from llm_feedback.annotation import embedded
 from llm_feedback.annotation.annotators import add_annotators, annotators_file
 from llm_feedback.annotation.connection import resolve
 from llm_feedback.errors import ConfigError, PipelineError

@@ -1,1 +1,1 @@
-"""Argilla: the embedded annotation server and, later, the annotation dataset."""
+"""Argilla, embedded or hosted: the connection, the annotation dataset and its records, push, pull and annotators."""

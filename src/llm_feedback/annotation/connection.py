@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from llm_feedback.annotation import server as embedded
+from llm_feedback.annotation import embedded
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import ArgillaParams
 

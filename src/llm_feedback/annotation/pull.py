@@ -22,7 +22,7 @@ from llm_feedback.annotation.dataset_settings import (
     score_question,
 )
 from llm_feedback.annotation.receipt import Receipt
-from llm_feedback.annotation.server_records import list_records
+from llm_feedback.annotation.record_pages import list_records
 from llm_feedback.annotation.values import label_problem, score_problem, status_problem, text_problem
 from llm_feedback.artifacts import ANNOTATIONS, text_sha
 from llm_feedback.errors import InputError, PipelineError

@@ -14,8 +14,8 @@ import pyarrow as pa
 from llm_feedback.annotation.connection import Target, reporting_errors, resolve
 from llm_feedback.annotation.dataset_settings import DatasetSpec, describe_structure_change, structure_of
 from llm_feedback.annotation.receipt import Receipt
+from llm_feedback.annotation.record_pages import ServerRecord, list_records
 from llm_feedback.annotation.records import AnnotationRecord, build_records
-from llm_feedback.annotation.server_records import ServerRecord, list_records
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import Params
 

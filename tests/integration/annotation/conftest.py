@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_feedback.annotation.server import Credentials, EmbeddedServer, start, stop
+from llm_feedback.annotation.embedded import Credentials, EmbeddedServer, start, stop
 from llm_feedback.testing.ports import free_port
 from tests.integration.annotation.upstream import UpstreamTests
 

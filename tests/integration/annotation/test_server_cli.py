@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_feedback.annotation.server import EmbeddedServer, ensure_venv
+from llm_feedback.annotation.embedded import EmbeddedServer, ensure_venv
 from llm_feedback.testing.ports import free_port
 
 pytestmark = pytest.mark.slow

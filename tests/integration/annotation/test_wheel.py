@@ -30,7 +30,7 @@ OWN_PACKAGES = {"llm_feedback", "stages"}
 PUSH_A_RECORD = """
 import json
 import argilla as rg
-from llm_feedback.annotation.server_records import list_records
+from llm_feedback.annotation.record_pages import list_records
 
 client = rg.Argilla()  # ARGILLA_API_URL and ARGILLA_API_KEY
 workspace = rg.Workspace(name="team", client=client).create()
@@ -189,7 +189,7 @@ def test_a_wheel_installed_in_a_fresh_venv_starts_the_server_and_takes_a_record(
             timeout=300,
         )
 
-    found = run(python, "-c", "import llm_feedback.annotation.server as s; print(s.__file__, s.package_fingerprint())")
+    found = run(python, "-c", "import llm_feedback.annotation.embedded as s; print(s.__file__, s.package_fingerprint())")
     assert found.returncode == 0, found.stderr
     module, fingerprint = found.stdout.split()
     assert Path(module).is_relative_to(tmp_path / "venv")  # the wheel's copy, not the checkout's
