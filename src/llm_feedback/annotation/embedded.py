@@ -373,17 +373,20 @@ def _as_started(server: EmbeddedServer) -> EmbeddedServer:
 
 
 def _running_pid(server: EmbeddedServer) -> int | None:
-    """The recorded pid, if that process is still the one we started (same start time), else None."""
+    """The recorded pid, if that process is still the server we started: the same start time (when recorded; a
+    server.json of an earlier version has none) and the launcher's command line for this data folder."""
     try:
         recorded = json.loads(server.pid_file.read_text())
-        pid, started = int(recorded["pid"]), float(recorded["started"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
+        pid, started = int(recorded["pid"]), recorded.get("started")
         process = psutil.Process(pid)
-        if abs(process.create_time() - started) > 0.01 or process.status() == psutil.STATUS_ZOMBIE:
+        if started is not None and abs(process.create_time() - float(started)) > 0.01:
             return None
-    except psutil.Error:
+        command = process.cmdline()
+        if process.status() == psutil.STATUS_ZOMBIE or "annotation_server" not in command:
+            return None
+        if str(server.data_dir) not in command:
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, psutil.Error):
         return None
     return pid
 

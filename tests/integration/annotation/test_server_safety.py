@@ -114,11 +114,14 @@ def test_the_data_folder_and_every_file_in_it_are_private_and_an_old_one_is_tigh
 def test_stop_never_signals_a_process_that_reused_the_recorded_pid(tmp_path: Path) -> None:
     data = tmp_path / "argilla"
     data.mkdir()
-    for leader in (True, False):
-        # An unrelated process now holds the pid the server once had: in its own group, or not a group leader.
+    for leader, when in ((True, time.time() - 3600), (False, time.time() - 3600), (True, None)):
+        # An unrelated process now holds the pid the server once had: in its own group, or not a group leader; and
+        # a server.json of an earlier version, which recorded no start time.
         bystander = subprocess.Popen(["sleep", "60"], start_new_session=leader)
         try:
-            record = {"pid": bystander.pid, "started": time.time() - 3600, "host": "127.0.0.1", "port": free_port()}
+            record = {"pid": bystander.pid, "host": "127.0.0.1", "port": free_port()}
+            if when is not None:
+                record["started"] = when
             (data / "server.json").write_text(json.dumps(record))
             stopped = cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
             assert stopped.returncode == 0, stopped.stderr
