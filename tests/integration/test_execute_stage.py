@@ -3,21 +3,18 @@ no code; a rerun reuses every run; switched off, it writes an empty artifact."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from llm_feedback.artifacts import GENERATIONS, TASKS, write_table
-from llm_feedback.params import load_params
+from llm_feedback.artifacts import GENERATIONS
+from llm_feedback.params import FetchParams
 from llm_feedback.sources import fetch_tasks
 from tests.conftest import PROJECT_ROOT
+from tests.project import make_project, run_stage
 from tests.unit.test_sample import SOLUTIONS, stub_source
 
 pytestmark = pytest.mark.slow
@@ -39,10 +36,7 @@ def project(folder: Path, enabled: bool) -> Path:
         "compare": MODELS,
         "execute": {"enabled": enabled, "cpu_s": 5, "wall_s": 10},
     }
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    loaded = load_params(folder / "params.yaml")
-    tasks = fetch_tasks(loaded.fetch).table
-    write_table(tasks, folder / loaded.paths.tasks, TASKS)
+    tasks = fetch_tasks(FetchParams.model_validate(params["fetch"])).table
     names = {
         t: next(n for n in re.findall(r"`(\w+)`", text) if n in SOLUTIONS)  # the task's function or class
         for t, text in zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist())
@@ -63,25 +57,13 @@ def project(folder: Path, enabled: bool) -> Path:
         for t, name in names.items()
         for m in MODELS
     ]
-    write_table(pa.Table.from_pylist(rows, schema=GENERATIONS.schema), folder / loaded.paths.generations, GENERATIONS)
-    return folder
-
-
-def run_execute(folder: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stages.execute"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        timeout=600,
-    )
+    generations = pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
+    return make_project(folder, params=params, inputs={"tasks": tasks, "generations": generations})
 
 
 def test_reference_solutions_pass_stubs_fail_and_a_rerun_reuses_every_run(tmp_path: Path) -> None:
     folder = project(tmp_path, enabled=True)
-    first = run_execute(folder)
+    first = run_stage("execute", folder, timeout=600)
     assert first.returncode == 0, first.stderr
     assert (
         "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 0 reused" in first.stdout
@@ -96,7 +78,7 @@ def test_reference_solutions_pass_stubs_fail_and_a_rerun_reuses_every_run(tmp_pa
     reference = [r for r in table if r["model"] == "reference"]
     assert all(r["tests_passed"] == r["tests_total"] and r["tests_total"] >= 3 for r in reference)
 
-    again = run_execute(folder)
+    again = run_stage("execute", folder, timeout=600)
     assert (
         "execute: reference: 44 pass, 0 fail, 0 error, 0 timeout, 0 no_code (pass rate 100%); 44 reused" in again.stdout
     )
@@ -106,6 +88,6 @@ def test_reference_solutions_pass_stubs_fail_and_a_rerun_reuses_every_run(tmp_pa
 
 def test_switched_off_it_writes_an_empty_artifact(tmp_path: Path) -> None:
     folder = project(tmp_path, enabled=False)
-    result = run_execute(folder)
+    result = run_stage("execute", folder, timeout=600)
     assert result.returncode == 0 and "disabled (execute.enabled: false)" in result.stdout
     assert pq.read_table(folder / "data/executions.parquet").num_rows == 0

@@ -6,21 +6,18 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from llm_feedback.artifacts import PROMPTS, TASKS, write_table
-from llm_feedback.params import load_params
+from llm_feedback.params import Params
 from llm_feedback.prompts import build_prompts
 from llm_feedback.sources import fetch_tasks
 from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer
 from tests.conftest import PROJECT_ROOT
+from tests.project import make_project, run_stage, start_stage
 
 FAKE_OPENAI_KEY = "sk-test-FAKE-0123456789abcdefghij"
 FAKE_HF_TOKEN = "hf_FAKEtoken0123456789abcdefghij"
@@ -36,33 +33,15 @@ def project(folder: Path, server: FakeLLMServer, limit: int, generate: dict | No
         "compare": ["a"],
         "generate": {"backoff_initial_s": 0.01, "timeout_s": 5, **(generate or {})},
     }
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    loaded = load_params(folder / "params.yaml")
+    loaded = Params.model_validate(params)
     tasks = fetch_tasks(loaded.fetch).table
-    write_table(tasks, folder / loaded.paths.tasks, TASKS)
     prompts = build_prompts(tasks, models=loaded.models, compare=loaded.compare, params=loaded.format).prompts
-    write_table(prompts, folder / loaded.paths.prompts, PROMPTS)
-    return folder
+    return make_project(folder, params=params, inputs={"tasks": tasks, "prompts": prompts})
 
 
-def stage_env(key: str | None = FAKE_OPENAI_KEY) -> dict[str, str]:
-    """The stage's environment, with `key` in MY_LLM_KEY (None: the variable is not set)."""
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "MY_LLM_KEY": key or "", "HF_TOKEN": FAKE_HF_TOKEN}
-    if key is None:
-        del env["MY_LLM_KEY"]
-    return env
-
-
-def run_generate(folder: Path, key: str | None = FAKE_OPENAI_KEY) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stages.generate"],
-        cwd=folder,
-        env=stage_env(key),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def keys(key: str | None = FAKE_OPENAI_KEY) -> dict[str, str | None]:
+    """The stage's secrets: `key` in MY_LLM_KEY (None: the variable is not set), and a Hub token."""
+    return {"MY_LLM_KEY": key, "HF_TOKEN": FAKE_HF_TOKEN}
 
 
 def assert_nowhere(secret: str, folder: Path, *outputs: str) -> None:
@@ -83,13 +62,7 @@ def cached_rows(folder: Path) -> int:
 def test_killed_run_resumes_without_asking_twice(tmp_path: Path, server: FakeLLMServer) -> None:
     server.latency_s = 0.2
     folder = project(tmp_path, server, limit=20, generate={"concurrency": 2})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stages.generate"],
-        cwd=folder,
-        env=stage_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_stage("generate", folder, env=keys())
     deadline = time.monotonic() + 60
     while server.count(CHAT_PATH) < 8 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -100,7 +73,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path: Path, server: FakeLLM
     assert 4 <= saved < 20  # 8 asked, at most 2 in flight, and an answer or two may not be saved yet
     asked_before = server.count(CHAT_PATH, fault=None)
 
-    resumed = run_generate(folder)
+    resumed = run_stage("generate", folder, env=keys(), timeout=120)
     assert resumed.returncode == 0, resumed.stderr
     assert server.count(CHAT_PATH, fault=None) - asked_before == 20 - saved  # only the missing ones
     first = (folder / "data/generations.parquet").read_bytes()
@@ -108,7 +81,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path: Path, server: FakeLLM
     assert table.num_rows == 20 and table.column("error").null_count == 20
 
     asked_before = server.count(CHAT_PATH, fault=None)
-    again = run_generate(folder)
+    again = run_stage("generate", folder, env=keys(), timeout=120)
     assert again.returncode == 0
     assert server.count(CHAT_PATH, fault=None) == asked_before
     assert (folder / "data/generations.parquet").read_bytes() == first
@@ -118,7 +91,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path: Path, server: FakeLLM
 def test_too_many_failures_fail_the_stage_after_saving_everything(tmp_path: Path, server: FakeLLMServer) -> None:
     server.fail_marker = {"`is_palindrome`": "400"}
     folder = project(tmp_path, server, limit=3, generate={"max_error_rate": 0.2})
-    result = run_generate(folder)
+    result = run_stage("generate", folder, env=keys(), timeout=120)
     assert result.returncode == 1
     assert result.stdout.splitlines()[0].startswith("generate: a: 2 ok, 1 failed, ")
     error = result.stderr.strip().splitlines()[-1]
@@ -132,7 +105,7 @@ def test_too_many_failures_fail_the_stage_after_saving_everything(tmp_path: Path
 def test_secrets_reach_the_server_and_nothing_else(tmp_path: Path, server: FakeLLMServer) -> None:
     server.script = ["500"]
     folder = project(tmp_path, server, limit=3, generate={"progress_every_s": 0.001})
-    result = run_generate(folder)
+    result = run_stage("generate", folder, env=keys(), timeout=120)
     assert result.returncode == 0, result.stderr
     assert server.requests[0]["headers"]["authorization"] == f"Bearer {FAKE_OPENAI_KEY}"
     assert "generate: a: 3/3 (100%), 0 failed" in result.stderr  # plain progress lines when not on a terminal
@@ -147,7 +120,7 @@ def test_a_key_the_server_echoes_in_an_error_is_recorded_and_printed_scrubbed(
 ) -> None:
     server.fail_marker = {"`is_palindrome`": "401"}
     folder = project(tmp_path, server, limit=3)
-    result = run_generate(folder, key)
+    result = run_stage("generate", folder, env=keys(key), timeout=120)
     assert result.returncode == 1  # 1 of 3 failed, over the default error budget
     assert server.requests[0]["headers"]["authorization"] == f"Bearer {key}"
     error = pq.read_table(folder / "data/generations.parquet").column("error")[0].as_py()
@@ -160,7 +133,7 @@ def test_an_api_key_env_that_is_not_set_stops_the_stage_before_any_request(
     tmp_path: Path, server: FakeLLMServer
 ) -> None:
     folder = project(tmp_path, server, limit=3)
-    result = run_generate(folder, key=None)
+    result = run_stage("generate", folder, env=keys(None), timeout=120)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         (
@@ -169,7 +142,7 @@ def test_an_api_key_env_that_is_not_set_stops_the_stage_before_any_request(
         )
     ]
     assert server.count(fault=None) == 0 and not (folder / "data/generations.parquet").exists()
-    assert run_generate(folder, key="").returncode == 2  # set but empty is no key either
+    assert run_stage("generate", folder, env=keys(""), timeout=120).returncode == 2  # set but empty is no key either
     assert server.count(fault=None) == 0
 
 
@@ -178,7 +151,7 @@ def test_malformed_replies_are_row_errors_and_the_stage_goes_on(tmp_path: Path, 
     server.fail_marker = dict(faults)
     folder = project(tmp_path, server, limit=10, generate={"max_error_rate": 0.3})
     for _ in range(2):  # the rerun asks for the three again, and they are malformed again
-        result = run_generate(folder)
+        result = run_stage("generate", folder, env=keys(), timeout=120)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("generate: a: 7 ok, 3 failed, ")
         errors = pq.read_table(folder / "data/generations.parquet").column("error").to_pylist()
@@ -200,13 +173,13 @@ def test_a_corrupt_request_cache_stops_the_stage_with_one_line(
         cache.parent.mkdir(parents=True)
         cache.write_bytes(os.urandom(8192))
     else:
-        assert run_generate(folder).returncode == 0
+        assert run_stage("generate", folder, env=keys(), timeout=120).returncode == 0
         (folder / "data/generations.parquet").unlink()
         with cache.open("r+b") as file:
             file.truncate(cache.stat().st_size // 2)
     asked = server.count(fault=None)
     damaged = cache.read_bytes()
-    result = run_generate(folder)
+    result = run_stage("generate", folder, env=keys(), timeout=120)
     assert result.returncode == 1
     reason = "file is not a database" if damage == "garbage" else "database disk image is malformed"
     assert result.stderr.splitlines() == [
@@ -218,4 +191,4 @@ def test_a_corrupt_request_cache_stops_the_stage_with_one_line(
     assert server.count(fault=None) == asked and not (folder / "data/generations.parquet").exists()
     assert cache.read_bytes() == damaged
     cache.unlink()
-    assert run_generate(folder).returncode == 0  # doing what it says works
+    assert run_stage("generate", folder, env=keys(), timeout=120).returncode == 0  # doing what it says works

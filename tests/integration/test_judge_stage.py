@@ -4,24 +4,23 @@ wire, a rerun that asks nothing, and pairwise mode cancelling a judge that alway
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
-from llm_feedback.artifacts import GENERATIONS, TASKS, write_table
+from llm_feedback.artifacts import GENERATIONS
 from llm_feedback.judge import PAIRWISE_SCHEMA, VERDICT_SCHEMA
 from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer
 from tests.conftest import PROJECT_ROOT
+from tests.project import make_project, run_stage
 
 pytestmark = pytest.mark.slow
 TASK_IDS = [f"task-{i}" for i in range(4)]
 FULL_MARKS = {"comments_and_docstrings": 2, "test_example": 2, "runs_correctly": 3, "total": 7, "rationale": "Works."}
+# huggingface_hub refuses even loopback URLs when offline; the fake server is all these tests reach.
+ONLINE = {"HF_HUB_OFFLINE": "0"}
 ZERO = {"comments_and_docstrings": 0, "test_example": 0, "runs_correctly": 0, "total": 0, "rationale": "Broken."}
 
 
@@ -63,23 +62,14 @@ def project(
         },
         "generate": {"backoff_initial_s": 0.01, **(generate or {})},
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
     n = len(TASK_IDS)
-    write_table(
-        TASKS.validate(
-            pa.table(
-                {
-                    "task_id": TASK_IDS,
-                    "instruction": [f"Write f for {t}" for t in TASK_IDS],
-                    "source": ["s"] * n,
-                    "source_row": list(range(n)),
-                }
-            ),
-            "t",
-        ),
-        folder / "data/tasks.parquet",
-        TASKS,
+    tasks = pa.table(
+        {
+            "task_id": TASK_IDS,
+            "instruction": [f"Write f for {t}" for t in TASK_IDS],
+            "source": ["s"] * n,
+            "source_row": list(range(n)),
+        }
     )
     rows = [
         {
@@ -97,22 +87,8 @@ def project(
         for t in TASK_IDS
         for m in ("good", "bad")
     ]
-    write_table(pa.Table.from_pylist(rows, schema=GENERATIONS.schema), folder / "data/generations.parquet", GENERATIONS)
-    return folder
-
-
-def run_judge(folder: Path) -> subprocess.CompletedProcess[str]:
-    # huggingface_hub refuses even loopback URLs when offline; the fake server is all these tests reach.
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "HF_HUB_OFFLINE": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", "stages.judge"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    generations = pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
+    return make_project(folder, params=params, inputs={"tasks": tasks, "generations": generations})
 
 
 def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(
@@ -120,7 +96,7 @@ def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(
 ) -> None:
     server.answer = judge_answer(prefer_first=False)
     folder = project(tmp_path, server)
-    first = run_judge(folder)
+    first = run_stage("judge", folder, env=ONLINE)
     assert first.returncode == 0, first.stderr
     assert "judge: judge-llm scored 6 of 8 answers (2 unusable verdicts) -> data/judgments.parquet" in first.stdout
     assert "judge: judge-llm: 8/8 (100%), 0 failed" in first.stderr and "generate" not in first.stderr  # progress
@@ -136,7 +112,7 @@ def test_verdicts_are_parsed_or_recorded_as_errors_and_a_rerun_asks_nothing(
 
     before = (folder / "data/judgments.parquet").read_bytes()
     (folder / "data/cache/judgments.sqlite").unlink()  # the artifact alone is enough to ask nothing again
-    again = run_judge(folder)
+    again = run_stage("judge", folder, env=ONLINE)
     assert again.returncode == 0, again.stderr
     assert server.count(CHAT_PATH) == 8, "nothing is asked twice"
     assert (folder / "data/judgments.parquet").read_bytes() == before
@@ -147,7 +123,7 @@ def test_malformed_replies_are_unusable_verdicts_and_the_stage_goes_on(tmp_path:
     server.fail_marker = {"BAD-task-2": "list_content", "BAD-task-3": "empty_content", "GOOD-task-3": "text_usage"}
     folder = project(tmp_path, server, generate={"max_error_rate": 0.5})
     for _ in range(2):  # the rerun asks for the three again, and nothing crashes
-        result = run_judge(folder)
+        result = run_stage("judge", folder, env=ONLINE)
         assert result.returncode == 0, result.stderr
         assert "judge: judge-llm scored 3 of 8 answers (5 unusable verdicts)" in result.stdout
         rows = {(r["task_id"], r["model"]): r for r in pq.read_table(folder / "data/judgments.parquet").to_pylist()}
@@ -165,14 +141,14 @@ def test_malformed_replies_are_unusable_verdicts_and_the_stage_goes_on(tmp_path:
 
 def test_pairwise_asks_both_orders_and_a_first_position_bias_cancels(tmp_path: Path, server: FakeLLMServer) -> None:
     server.answer = judge_answer(prefer_first=True)
-    biased = run_judge(project(tmp_path / "biased", server, pairwise=True))
+    biased = run_stage("judge", project(tmp_path / "biased", server, pairwise=True), env=ONLINE)
     assert biased.returncode == 0, biased.stderr
     assert "4 pairs compared in both orders" in biased.stdout
     pairs = pq.read_table(tmp_path / "biased/data/judge_pairwise.parquet").to_pylist()
     assert [(p["a_first"], p["b_first"], p["verdict"]) for p in pairs] == [("good", "bad", "tie")] * 4
 
     server.answer = judge_answer(prefer_first=False)
-    fair = run_judge(project(tmp_path / "fair", server, pairwise=True))
+    fair = run_stage("judge", project(tmp_path / "fair", server, pairwise=True), env=ONLINE)
     assert fair.returncode == 0, fair.stderr
     pairs = pq.read_table(tmp_path / "fair/data/judge_pairwise.parquet").to_pylist()
     assert [(p["a_first"], p["b_first"], p["verdict"]) for p in pairs] == [("good", "good", "good")] * 4
@@ -183,7 +159,7 @@ def test_pairwise_requests_ask_for_the_pairwise_shape_and_score_requests_for_the
 ) -> None:
     """On a TGI endpoint the schema is a grammar the judge cannot leave: the wrong one forces the wrong JSON."""
     tgi = {"backend": "hf", "endpoint_url": server.url, "tokenizer": str(tiny_tokenizer)}
-    result = run_judge(project(tmp_path, server, judge_model=tgi, pairwise=True))
+    result = run_stage("judge", project(tmp_path, server, judge_model=tgi, pairwise=True), env=ONLINE)
     assert result.returncode == 0, result.stderr
     bodies = [r["body"] for r in server.requests if r["path"] == "/"]
     pairwise = [b for b in bodies if "<answer_A>" in b["inputs"]]
@@ -203,7 +179,9 @@ def test_the_judge_samples_greedily_whatever_its_models_own_generation_settings(
         "base_url": f"{server.url}/v1",
         "generation": {"temperature": 0.7, "max_new_tokens": 64, "top_p": 0.9, "seed": 5, "stop": ["}"]},
     }
-    result = run_judge(project(tmp_path, server, judge_model=judge_model, pairwise=True, max_new_tokens=300))
+    result = run_stage(
+        "judge", project(tmp_path, server, judge_model=judge_model, pairwise=True, max_new_tokens=300), env=ONLINE
+    )
     assert result.returncode == 0, result.stderr
     bodies = [r["body"] for r in server.requests if r["path"] == CHAT_PATH]
     assert len(bodies) == 16
@@ -214,6 +192,6 @@ def test_the_judge_samples_greedily_whatever_its_models_own_generation_settings(
 
 def test_switched_off_it_writes_empty_artifacts(tmp_path: Path, server: FakeLLMServer) -> None:
     folder = project(tmp_path, server, enabled=False)
-    result = run_judge(folder)
+    result = run_stage("judge", folder, env=ONLINE)
     assert result.returncode == 0 and "disabled (judge.enabled: false)" in result.stdout
     assert pq.read_table(folder / "data/judgments.parquet").num_rows == 0 and server.count(CHAT_PATH) == 0

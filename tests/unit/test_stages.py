@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,13 +11,7 @@ import pytest
 import yaml
 
 from tests.conftest import PROJECT_ROOT
-
-
-def run_stage(stage: str, folder: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", f"stages.{stage}"], cwd=folder, env=env, capture_output=True, text=True
-    )
+from tests.project import make_project, run_stage
 
 
 def project(folder: Path, tokenizer: Path, **fetch: object) -> Path:
@@ -28,8 +19,7 @@ def project(folder: Path, tokenizer: Path, **fetch: object) -> Path:
     params["fetch"].update({"path": str(PROJECT_ROOT / "data/sample/tasks.yaml"), **fetch})
     for spec in params["models"].values():
         spec["tokenizer"] = str(tokenizer)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    return folder
+    return make_project(folder, params=params)
 
 
 def test_fetch_then_format(tmp_path: Path, tiny_tokenizer: Path) -> None:
@@ -137,7 +127,8 @@ def written_files(folder: Path) -> list[Path]:
         ),
         (
             lambda t: t.replace("workspace: llm-feedback", "workspace: my team"),
-            r"params.yaml: annotation.workspace: 'my team' is not a name Argilla takes: use letters, digits, '-' and '_'",
+            r"params.yaml: annotation.workspace: 'my team' is not a name Argilla takes: "
+            r"use letters, digits, '-' and '_'",
         ),
     ],
 )

@@ -4,7 +4,6 @@ way, and a private-Space-style server that wants `Authorization: Bearer $HF_TOKE
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import stat
@@ -15,37 +14,35 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
 from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
 from llm_feedback.errors import PipelineError
+from llm_feedback.testing.argilla_records import owner_records
 from tests.conftest import PROJECT_ROOT
 from tests.integration.annotation.annotating import (
     Annotator,
     make_generations,
     make_tasks,
-    owner_records,
     params_for,
-    write_inputs,
     writer_of,
 )
 from tests.integration.annotation.conftest import RunningServer
+from tests.project import make_project, run_stage, start_stage
 
 MODELS = ["alpha", "beta"]
 FAKE_HF_TOKEN = "hf_FAKEspaceToken0123456789abcdef"
 
 
 def project(folder: Path, argilla: dict, tasks: int, **annotation) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     table = make_tasks(tasks)
-    write_inputs(folder, table, make_generations(table, MODELS))
     params = {
         "argilla": argilla,
         "annotation": {
@@ -56,24 +53,12 @@ def project(folder: Path, argilla: dict, tasks: int, **annotation) -> Path:
         "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
         "compare": MODELS,
     }
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    return folder
+    return make_project(folder, params=params, inputs={"tasks": table, "generations": make_generations(table, MODELS)})
 
 
 def local(server: RunningServer) -> dict:
     """Params for the embedded server: `url: local` with its folder and port."""
     return {"url": "local", "data_dir": str(server.data_dir), "port": server.server.port}
-
-
-def stage(name: str, folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", f"stages.{name}"],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **env},
-        timeout=300,
-    )
 
 
 def dataset_total(server: RunningServer, name: str) -> int | None:
@@ -91,7 +76,7 @@ def test_push_and_pull_stages_on_the_embedded_server_keep_its_key_out(
     argilla_server: RunningServer, tmp_path: Path
 ) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 6, dataset="stage-local")
-    pushed = stage("push", folder, HF_TOKEN=FAKE_HF_TOKEN)
+    pushed = run_stage("push", folder, env={"HF_TOKEN": FAKE_HF_TOKEN})
     assert pushed.returncode == 0, pushed.stderr
     assert (
         f"push: 6 records in llm-feedback/stage-local at {argilla_server.url} (6 new; 0 updated; 0 unchanged)"
@@ -100,14 +85,14 @@ def test_push_and_pull_stages_on_the_embedded_server_keep_its_key_out(
     receipt = json.loads((folder / "data/push.json").read_text())
     assert receipt["url"] == argilla_server.url and receipt["records"] == 6 and len(receipt["blinding"]) == 6
 
-    pulled = stage("pull", folder)
+    pulled = run_stage("pull", folder)
     assert pulled.returncode == 0, pulled.stderr
     assert "pull: 0 of 6 records annotated" in pulled.stdout
     first = (folder / "data/annotations.parquet").read_bytes()
-    assert stage("pull", folder).returncode == 0
+    assert run_stage("pull", folder).returncode == 0
     assert (folder / "data/annotations.parquet").read_bytes() == first, "an unchanged server gives the same bytes"
 
-    again = stage("push", folder)
+    again = run_stage("push", folder)
     assert "(0 new; 0 updated; 6 unchanged)" in again.stdout
     for text in [
         pushed.stdout,
@@ -125,13 +110,7 @@ def test_a_push_killed_half_way_completes_on_rerun_without_duplicates(
     argilla_server: RunningServer, tmp_path: Path
 ) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 3000, dataset="stage-killed", batch_size=100)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stages.push"],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-    )
+    process = start_stage("push", folder)
     deadline = time.monotonic() + 120
     while (dataset_total(argilla_server, "stage-killed") or 0) < 300:
         assert process.poll() is None, "the push finished before it could be killed"
@@ -143,7 +122,7 @@ def test_a_push_killed_half_way_completes_on_rerun_without_duplicates(
     assert part is not None and 300 <= part < 3000
     assert not (folder / "data/push.json").exists(), "no receipt for a push that did not finish"
 
-    rerun = stage("push", folder)
+    rerun = run_stage("push", folder)
     assert rerun.returncode == 0, rerun.stderr
     assert f"({3000 - part} new; 0 updated; {part} unchanged)" in rerun.stdout
     receipt = json.loads((folder / "data/push.json").read_text())
@@ -163,9 +142,9 @@ def test_annotators_add_creates_logins_shown_once_and_kept_private(
     argilla_server: RunningServer, tmp_path: Path
 ) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 2, dataset="stage-annotators")
-    assert stage("push", folder).returncode == 0
+    assert run_stage("push", folder).returncode == 0
     command = [str(Path(sys.executable).parent / "llm-feedback"), "annotators", "add", "rater-1", "rater-2"]
-    first = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    first = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120, check=False)
     assert first.returncode == 0, first.stderr
     passwords = dict(line.split(": password ") for line in first.stdout.splitlines() if ": password " in line)
     assert set(passwords) == {"rater-1", "rater-2"}
@@ -177,10 +156,10 @@ def test_annotators_add_creates_logins_shown_once_and_kept_private(
     visible = [d["name"] for d in rater.client.get("/api/v1/me/datasets").json()["items"]]
     assert "stage-annotators" in visible, "the annotator sees the workspace's datasets"
 
-    second = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120)
+    second = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=120, check=False)
     assert "rater-1: exists, password unchanged (already in the workspace)" in second.stdout
     assert passwords["rater-1"] not in second.stdout
-    bad = subprocess.run(command[:-2] + ["Rater"], cwd=folder, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(command[:-2] + ["Rater"], cwd=folder, capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "annotator name 'Rater'" in bad.stderr
 
 
@@ -188,7 +167,7 @@ class _BearerProxy(BaseHTTPRequestHandler):
     """Forwards to Argilla only requests that carry the Space's bearer token, as a private HF Space does."""
 
     upstream = ""
-    seen_tokens: list[str] = []
+    seen_tokens: ClassVar[list[str]] = []
 
     def _forward(self) -> None:
         auth = self.headers.get("Authorization", "")
@@ -264,7 +243,7 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     argilla_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 4, dataset="stage-bad-values")
-    assert stage("push", folder).returncode == 0
+    assert run_stage("push", folder).returncode == 0
     dataset_id = json.loads((folder / "data/push.json").read_text())["dataset_id"]
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_server.api_key)
     params = params_for(argilla_server.url, "unused", MODELS)
@@ -285,7 +264,7 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     tamper(argilla_server, "stage-bad-values", records[1]["external_id"], "$.score_response_2.value", 1_000_000)
     tamper(argilla_server, "stage-bad-values", records[2]["external_id"], "$.to_correct", {"value": "zzz"})
 
-    pulled = stage("pull", folder)
+    pulled = run_stage("pull", folder)
     assert pulled.returncode == 0, pulled.stderr
     assert (
         "; 3 responses will not count, they hold a value outside the dataset's settings (column problem; first: "
@@ -297,7 +276,7 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     assert {r["record_id"] for r in rows if r["problem"]} == {r["external_id"] for r in records[:3]}
     assert {r["to_correct"] for r in rows} == {None}
 
-    analyzed = stage("analyze", folder)
+    analyzed = run_stage("analyze", folder)
     assert analyzed.returncode == 0, analyzed.stderr
     assert "3 responses left out for a value outside the dataset's settings" in analyzed.stdout
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -308,7 +287,7 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     )
     assert {m: (v["mean"], v["scores"]) for m, v in metrics["models"].items()} == {"alpha": (6.0, 1), "beta": (2.0, 1)}
 
-    exported = stage("export", folder)
+    exported = run_stage("export", folder)
     assert exported.returncode == 0, exported.stderr
     sft = [row for path in (folder / "data/export/sft").glob("*.parquet") for row in pq.read_table(path).to_pylist()]
     assert [(row["task_id"], row["model"], row["score"]) for row in sft] == [(records[3]["external_id"], "alpha", 6.0)]
@@ -318,7 +297,7 @@ def test_a_workspace_name_argilla_refuses_is_one_line_before_the_server_is_asked
     argilla_server: RunningServer, tmp_path: Path
 ) -> None:
     folder = project(tmp_path / "p", local(argilla_server), 2, dataset="stage-workspace", workspace="Code Review")
-    pushed = stage("push", folder)
+    pushed = run_stage("push", folder)
     assert pushed.returncode == 2
     assert pushed.stderr.splitlines() == [
         (
