@@ -277,8 +277,9 @@ def test_values_outside_the_settings_and_repeats_never_reach_the_metrics() -> No
     assert set(result.submitted["score"]) <= set(range(8))
     assert result.line().endswith(f"; {result.left_out.line()}")
     assert result.left_out.line() == (
-        f"6 responses left out for a value outside the dataset's settings (first: record {ids[0]} by z: score 1000000 for "
-        f"model {response_rows(clean, ids[0], 'x')[0]['model']} is not on the 0-7 scale); 1 repeated responses of an "
+        f"6 responses left out for a value outside the dataset's settings (first: record {ids[0]} by z: "
+        f"score 1000000 for model {response_rows(clean, ids[0], 'x')[0]['model']} is not on the 0-7 scale); "
+        "1 repeated responses of an "
         "annotator on a record left out (the latest counts)"
     )
 

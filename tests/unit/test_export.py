@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -206,7 +207,7 @@ def test_files_load_with_datasets_and_pass_trls_format_helpers(tmp_path: Path, t
 class FakeHub:
     """Stands in for the Hugging Face Hub, which tests cannot reach."""
 
-    calls: list[tuple] = []
+    calls: ClassVar[list[tuple]] = []
 
     def __init__(self, token: str) -> None:
         FakeHub.calls.append(("init", token))

@@ -95,5 +95,5 @@ def test_unloadable_tokenizer_names_the_model_and_what_to_set(tmp_path: Path) ->
 
 def test_tokenizer_without_chat_template_is_refused(tmp_path: Path) -> None:
     folder = build_tokenizer(tmp_path / "base", chat_template=None)
-    with pytest.raises(ConfigError, match="models.base: tokenizer '.*' has no chat template"):
+    with pytest.raises(ConfigError, match=r"models\.base: tokenizer '.*' has no chat template"):
         load_tokenizer("base", ModelSpec(backend="transformers", model=str(folder)))

@@ -18,11 +18,11 @@ from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
 from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGMENTS, text_sha
 from llm_feedback.errors import ConfigError, PipelineError
+from llm_feedback.testing.argilla_records import owner_records
 from tests.integration.annotation.annotating import (
     Annotator,
     make_generations,
     make_tasks,
-    owner_records,
     params_for,
     writer_of,
 )
@@ -223,7 +223,7 @@ def test_published_settings_change_in_place_or_stop_with_the_options(hosted: Run
     annotators(hosted, tmp_path, ["ann-recreate"])["ann-recreate"].respond(
         record["id"], "submitted", {"score_response_1": 2, "score_response_2": 2}
     )
-    with pytest.raises(PipelineError, match="submitted responses on 1 records.*annotation.force"):
+    with pytest.raises(PipelineError, match=r"submitted responses on 1 records.*annotation\.force"):
         push(
             params_for(hosted.url, dataset, MODELS, recreate=True),
             tasks=tasks,

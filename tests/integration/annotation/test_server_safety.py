@@ -208,7 +208,8 @@ def test_a_port_held_by_something_else_is_named_at_once(
     result = cli("server", "start", "--data-dir", str(data), "--port", str(silent_listener), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        f"llm-feedback: error: port {silent_listener} is in use by something that is not Argilla; use --port or argilla.port"
+        f"llm-feedback: error: port {silent_listener} is in use by something that is not Argilla; "
+        "use --port or argilla.port"
     )
     assert time.monotonic() - began < 30
     assert server_processes(data) == [] and not (data / "server.json").exists()
@@ -295,6 +296,7 @@ def test_a_corrupt_database_is_one_line(tmp_path: Path, server_venv: Path) -> No
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(
-        f"llm-feedback: error: the annotation server exited at start-up: {data / 'argilla.db'} is not an SQLite database"
+        "llm-feedback: error: the annotation server exited at start-up: "
+        f"{data / 'argilla.db'} is not an SQLite database"
     )
     assert server_processes(data) == [] and not (data / "server.json").exists()

@@ -34,7 +34,9 @@ from llm_feedback.annotation.record_pages import list_records
 
 client = rg.Argilla()  # ARGILLA_API_URL and ARGILLA_API_KEY
 workspace = rg.Workspace(name="team", client=client).create()
-settings = rg.Settings(fields=[rg.TextField(name="prompt")], questions=[rg.LabelQuestion(name="ok", labels=["yes", "no"])])
+settings = rg.Settings(
+    fields=[rg.TextField(name="prompt")], questions=[rg.LabelQuestion(name="ok", labels=["yes", "no"])]
+)
 dataset = rg.Dataset(name="from-a-wheel", workspace=workspace, settings=settings, client=client).create()
 dataset.records.log([rg.Record(id="r1", fields={"prompt": "hello"})])
 print(json.dumps([[r.record_id, r.fields] for r in list_records(client, str(dataset.id), {}, "reading")]))
@@ -189,7 +191,9 @@ def test_a_wheel_installed_in_a_fresh_venv_starts_the_server_and_takes_a_record(
             timeout=300,
         )
 
-    found = run(python, "-c", "import llm_feedback.annotation.embedded as s; print(s.__file__, s.package_fingerprint())")
+    found = run(
+        python, "-c", "import llm_feedback.annotation.embedded as s; print(s.__file__, s.package_fingerprint())"
+    )
     assert found.returncode == 0, found.stderr
     module, fingerprint = found.stdout.split()
     assert Path(module).is_relative_to(tmp_path / "venv")  # the wheel's copy, not the checkout's
