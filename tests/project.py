@@ -87,6 +87,19 @@ def start_stage(name: str, folder: Path, *, env: Mapping[str, str | None] | None
     )
 
 
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`llm-feedback <args>` (as `python -m llm_feedback.cli`) in `cwd`; the caller judges the exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "llm_feedback.cli", *args],
+        cwd=cwd,
+        env={**os.environ, "PATH": _venv_path()},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _stage_command(name: str) -> list[str]:
     return [sys.executable, "-m", f"stages.{name}"]
 

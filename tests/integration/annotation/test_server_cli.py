@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -14,21 +11,9 @@ import pytest
 
 from llm_feedback.annotation.embedded import EmbeddedServer, ensure_venv
 from llm_feedback.testing.ports import free_port
+from tests.project import run_cli
 
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        [sys.executable, "-m", "llm_feedback.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_start_status_stop_restart(tmp_path: Path, server_venv: Path) -> None:
@@ -39,7 +24,7 @@ def test_start_status_stop_restart(tmp_path: Path, server_venv: Path) -> None:
     (data / "venv").symlink_to(server_venv)
     common = ("--data-dir", str(data), "--port", port)
 
-    first = cli("server", "start", *common, cwd=tmp_path)
+    first = run_cli("server", "start", *common, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     credentials = json.loads((data / "credentials.json").read_text())
     assert stat.S_IMODE((data / "credentials.json").stat().st_mode) == 0o600
@@ -48,11 +33,11 @@ def test_start_status_stop_restart(tmp_path: Path, server_venv: Path) -> None:
     assert credentials["password"] not in {"1234", "12345678", "argilla.apikey"}
 
     try:
-        again = cli("server", "start", *common, cwd=tmp_path)
+        again = run_cli("server", "start", *common, cwd=tmp_path)
         assert again.returncode == 0
         assert again.stdout.strip() == f"annotation server already running at http://127.0.0.1:{port}"
 
-        status = cli("server", "status", "--data-dir", str(data), cwd=tmp_path)
+        status = run_cli("server", "status", "--data-dir", str(data), cwd=tmp_path)
         assert status.returncode == 0
         assert (
             f"running at http://127.0.0.1:{port}: pid " in status.stdout
@@ -68,12 +53,12 @@ def test_start_status_stop_restart(tmp_path: Path, server_venv: Path) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 201
     finally:
-        stopped = cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
+        stopped = run_cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
     assert stopped.stdout.strip() == "annotation server stopped"
-    down = cli("server", "status", "--data-dir", str(data), "--port", port, cwd=tmp_path)
+    down = run_cli("server", "status", "--data-dir", str(data), "--port", port, cwd=tmp_path)
     assert down.returncode == 3 and "not running" in down.stdout
 
-    restarted = cli("server", "start", *common, cwd=tmp_path)
+    restarted = run_cli("server", "start", *common, cwd=tmp_path)
     try:
         assert restarted.returncode == 0, restarted.stderr
         assert credentials["api_key"] not in restarted.stdout + restarted.stderr  # only the first start shows it
@@ -85,13 +70,13 @@ def test_start_status_stop_restart(tmp_path: Path, server_venv: Path) -> None:
         ) as response:
             assert [w["name"] for w in json.loads(response.read())["items"]] == ["team"]  # data survived the restart
     finally:
-        cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
+        run_cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
     log = (data / "server.log").read_text()
     assert credentials["api_key"] not in log and credentials["password"] not in log
 
 
 def test_refuses_a_non_loopback_address_without_the_flag(tmp_path: Path) -> None:
-    result = cli("server", "start", "--data-dir", str(tmp_path / "a"), "--host", "0.0.0.0", cwd=tmp_path)
+    result = run_cli("server", "start", "--data-dir", str(tmp_path / "a"), "--host", "0.0.0.0", cwd=tmp_path)
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0" in result.stderr and "--allow-remote" in result.stderr
     assert not (tmp_path / "a").exists()

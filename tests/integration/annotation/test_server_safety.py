@@ -21,24 +21,12 @@ import pytest
 
 from llm_feedback.testing.ports import free_port
 from tests.conftest import PROJECT_ROOT
+from tests.project import run_cli
 
 pytestmark = pytest.mark.slow
 
 NOBODY = 65534  # reads as another local user would
 PRIVATE_FILES = ("argilla.db", "argilla.db-wal", "argilla.db-shm", "credentials.json", "server.log", "server.json")
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run(
-        [sys.executable, "-m", "llm_feedback.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -81,7 +69,7 @@ def test_the_data_folder_and_every_file_in_it_are_private_and_an_old_one_is_tigh
     (data / "server.log").write_text("an old log\n")
     (data / "server.log").chmod(0o644)
     common = ("--data-dir", str(data), "--port", str(free_port()))
-    started = cli("server", "start", *common, cwd=open_folder)
+    started = run_cli("server", "start", *common, cwd=open_folder)
     assert started.returncode == 0, started.stderr
     try:
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
@@ -95,20 +83,20 @@ def test_the_data_folder_and_every_file_in_it_are_private_and_an_old_one_is_tigh
         attempt = read_as_nobody(data / "argilla.db")
         assert attempt.returncode != 0 and "Permission denied" in attempt.stderr, attempt.stdout
     finally:
-        assert cli("server", "stop", "--data-dir", str(data), cwd=open_folder).returncode == 0
+        assert run_cli("server", "stop", "--data-dir", str(data), cwd=open_folder).returncode == 0
 
     # A folder someone loosened while it was stopped is tightened again on the next start.
     for name in ("argilla.db", "credentials.json"):
         (data / name).chmod(0o644)
     data.chmod(0o755)
-    restarted = cli("server", "start", *common, cwd=open_folder)
+    restarted = run_cli("server", "start", *common, cwd=open_folder)
     try:
         assert restarted.returncode == 0, restarted.stderr
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
         assert stat.S_IMODE((data / "argilla.db").stat().st_mode) == 0o600
         assert stat.S_IMODE((data / "credentials.json").stat().st_mode) == 0o600
     finally:
-        cli("server", "stop", "--data-dir", str(data), cwd=open_folder)
+        run_cli("server", "stop", "--data-dir", str(data), cwd=open_folder)
 
 
 def test_stop_never_signals_a_process_that_reused_the_recorded_pid(tmp_path: Path) -> None:
@@ -123,12 +111,12 @@ def test_stop_never_signals_a_process_that_reused_the_recorded_pid(tmp_path: Pat
             if when is not None:
                 record["started"] = when
             (data / "server.json").write_text(json.dumps(record))
-            stopped = cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
+            stopped = run_cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
             assert stopped.returncode == 0, stopped.stderr
             assert stopped.stdout.strip() == "annotation server was not running"
             assert bystander.poll() is None, "the unrelated process was not signalled"
             assert not (data / "server.json").exists(), "the stale record is gone"
-            status = cli("server", "status", "--data-dir", str(data), cwd=tmp_path)
+            status = run_cli("server", "status", "--data-dir", str(data), cwd=tmp_path)
             assert status.returncode == 3 and "not running" in status.stdout
         finally:
             bystander.kill()
@@ -139,7 +127,7 @@ def test_two_starts_at_once_give_one_server_and_stop_finds_it(tmp_path: Path, se
     data = data_folder(tmp_path, server_venv)
     common = ("--data-dir", str(data), "--port", str(free_port()))
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda _: cli("server", "start", *common, cwd=tmp_path), range(2)))
+        results = list(pool.map(lambda _: run_cli("server", "start", *common, cwd=tmp_path), range(2)))
     try:
         assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
         outputs = sorted(r.stdout.splitlines()[0] for r in results)
@@ -152,7 +140,7 @@ def test_two_starts_at_once_give_one_server_and_stop_finds_it(tmp_path: Path, se
         credentials = json.loads((data / "credentials.json").read_text())
         assert credentials["api_key"] in "".join(r.stdout for r in results)
     finally:
-        stopped = cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
+        stopped = run_cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
     assert stopped.stdout.strip() == "annotation server stopped", stopped.stderr
     assert server_processes(data) == [], "nothing orphaned"
 
@@ -163,17 +151,17 @@ def test_stop_and_status_work_when_params_yaml_has_an_error_elsewhere(tmp_path: 
     params = (PROJECT_ROOT / "params.yaml").read_text()
     params = params.replace("data_dir: .argilla", f"data_dir: {data.name}").replace("port: 6900", f"port: {port}")
     (tmp_path / "params.yaml").write_text(params.replace("  limit: null", "  limt: null"))  # a typo in fetch:
-    started = cli("server", "start", cwd=tmp_path)
+    started = run_cli("server", "start", cwd=tmp_path)
     try:
         assert started.returncode == 0, started.stderr
         assert "fetch.limt: unknown key" in started.stderr and "only its argilla: section" in started.stderr
-        status = cli("server", "status", cwd=tmp_path)
+        status = run_cli("server", "status", cwd=tmp_path)
         assert status.returncode == 0 and f"running at http://127.0.0.1:{port}" in status.stdout, status.stderr
         (tmp_path / "params.yaml").write_text("argilla: [not, a, mapping\n")  # now not even YAML
-        by_folder = cli("server", "status", "--data-dir", str(data), cwd=tmp_path)
+        by_folder = run_cli("server", "status", "--data-dir", str(data), cwd=tmp_path)
         assert by_folder.returncode == 0, by_folder.stderr
     finally:
-        stopped = cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
+        stopped = run_cli("server", "stop", "--data-dir", str(data), cwd=tmp_path)
     assert stopped.returncode == 0 and stopped.stdout.strip() == "annotation server stopped", stopped.stderr
     assert server_processes(data) == []
 
@@ -205,7 +193,7 @@ def test_a_port_held_by_something_else_is_named_at_once(
 ) -> None:
     data = data_folder(tmp_path, server_venv)
     began = time.monotonic()
-    result = cli("server", "start", "--data-dir", str(data), "--port", str(silent_listener), cwd=tmp_path)
+    result = run_cli("server", "start", "--data-dir", str(data), "--port", str(silent_listener), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"llm-feedback: error: port {silent_listener} is in use by something that is not Argilla; "
@@ -246,7 +234,7 @@ def test_corrupt_credentials_are_one_line_naming_the_file(tmp_path: Path, server
     fd = os.open(data / "credentials.json", os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, damage.encode())
     os.close(fd)
-    result = cli("server", "start", "--data-dir", str(data), "--port", str(free_port()), cwd=tmp_path)
+    result = run_cli("server", "start", "--data-dir", str(data), "--port", str(free_port()), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.startswith(f"llm-feedback: error: {data / 'credentials.json'}: not valid credentials (")
     assert "delete it" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -256,7 +244,7 @@ def test_corrupt_credentials_are_one_line_naming_the_file(tmp_path: Path, server
 def test_a_data_folder_that_is_a_file_or_not_writable_is_one_line(open_folder: Path) -> None:
     a_file = open_folder / "argilla"
     a_file.write_text("not a folder")
-    result = cli("server", "start", "--data-dir", str(a_file), cwd=open_folder)
+    result = run_cli("server", "start", "--data-dir", str(a_file), cwd=open_folder)
     assert result.returncode == 1
     assert (
         result.stderr.strip()
@@ -291,7 +279,7 @@ def test_a_data_folder_that_is_a_file_or_not_writable_is_one_line(open_folder: P
 def test_a_corrupt_database_is_one_line(tmp_path: Path, server_venv: Path) -> None:
     data = data_folder(tmp_path, server_venv)
     (data / "argilla.db").write_bytes(os.urandom(8192))
-    result = cli("server", "start", "--data-dir", str(data), "--port", str(free_port()), cwd=tmp_path)
+    result = run_cli("server", "start", "--data-dir", str(data), "--port", str(free_port()), cwd=tmp_path)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
