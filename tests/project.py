@@ -53,7 +53,7 @@ def make_project(folder: Path, *, params: Mapping[str, Any], inputs: Mapping[str
     return folder
 
 
-def stage_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
+def _stage_env(env: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """This process's environment as `dvc repro` in the project's venv passes it on: this checkout importable, the
     venv's commands first; `env` sets variables (None unsets one)."""
     merged = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "PATH": _venv_path()}
@@ -72,7 +72,7 @@ def run_stage(
     return subprocess.run(
         _stage_command(name),
         cwd=folder,
-        env=stage_env(env),
+        env=_stage_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -83,7 +83,7 @@ def run_stage(
 def start_stage(name: str, folder: Path, *, env: Mapping[str, str | None] | None = None) -> subprocess.Popen[bytes]:
     """The same run in the background with its output discarded, for a test that kills it half way."""
     return subprocess.Popen(
-        _stage_command(name), cwd=folder, env=stage_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _stage_command(name), cwd=folder, env=_stage_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
 
 
