@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pyarrow as pa
@@ -100,10 +99,3 @@ class Annotator:
         response = self.client.post(f"/api/v1/records/{record_uuid}/responses", json=body)
         assert response.status_code == 201, response.text
 
-
-def write_inputs(folder: Path, tasks: pa.Table, generations: pa.Table) -> None:
-    import pyarrow.parquet as pq
-
-    (folder / "data").mkdir(parents=True, exist_ok=True)
-    pq.write_table(tasks, folder / "data/tasks.parquet")
-    pq.write_table(generations, folder / "data/generations.parquet")
