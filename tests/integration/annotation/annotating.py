@@ -98,4 +98,3 @@ class Annotator:
         }
         response = self.client.post(f"/api/v1/records/{record_uuid}/responses", json=body)
         assert response.status_code == 201, response.text
-
