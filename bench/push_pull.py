@@ -41,9 +41,10 @@ from llm_feedback.annotation.embedded import EmbeddedServer, start, stop  # noqa
 from llm_feedback.annotation.pull import pull  # noqa: E402
 from llm_feedback.annotation.push import push  # noqa: E402
 from llm_feedback.annotation.records import build_records  # noqa: E402
-from llm_feedback.artifacts import GENERATIONS, TASKS  # noqa: E402
+from llm_feedback.artifacts import TASKS  # noqa: E402
 from llm_feedback.params import Params  # noqa: E402
 from llm_feedback.testing.argilla_records import owner_records  # noqa: E402
+from llm_feedback.testing.generations import answered  # noqa: E402
 from llm_feedback.testing.ports import free_port  # noqa: E402
 
 MODELS = ["model-a", "model-b"]
@@ -66,23 +67,7 @@ def inputs(n: int) -> tuple[pa.Table, pa.Table]:
         ),
         "tasks",
     )
-    rows = [
-        {
-            "task_id": t,
-            "model": m,
-            "response": f"# {m} {t}\n{ANSWER}",
-            "finish_reason": "stop",
-            "prompt_tokens": 1,
-            "completion_tokens": 1,
-            "latency_s": 0.1,
-            "attempts": 1,
-            "error": None,
-            "request_hash": t + m,
-        }
-        for t in ids
-        for m in MODELS
-    ]
-    return tasks, pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
+    return tasks, answered({(t, m): f"# {m} {t}\n{ANSWER}" for t in ids for m in MODELS})
 
 
 def params(url: str, dataset: str) -> Params:

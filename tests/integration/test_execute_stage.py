@@ -6,13 +6,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llm_feedback.artifacts import GENERATIONS
 from llm_feedback.params import FetchParams
 from llm_feedback.sources import fetch_tasks
+from llm_feedback.testing.generations import answered
 from tests.conftest import PROJECT_ROOT
 from tests.project import make_project, run_stage
 from tests.unit.test_sample import SOLUTIONS, stub_source
@@ -41,23 +40,7 @@ def project(folder: Path, enabled: bool) -> Path:
         t: next(n for n in re.findall(r"`(\w+)`", text) if n in SOLUTIONS)  # the task's function or class
         for t, text in zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist())
     }
-    rows = [
-        {
-            "task_id": t,
-            "model": m,
-            "response": answers(name)[m],
-            "finish_reason": "stop",
-            "prompt_tokens": 1,
-            "completion_tokens": 1,
-            "latency_s": 0.1,
-            "attempts": 1,
-            "error": None,
-            "request_hash": t + m,
-        }
-        for t, name in names.items()
-        for m in MODELS
-    ]
-    generations = pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
+    generations = answered({(t, m): answers(name)[m] for t, name in names.items() for m in MODELS})
     return make_project(folder, params=params, inputs={"tasks": tasks, "generations": generations})
 
 

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llm_feedback.artifacts import GENERATIONS
 from llm_feedback.judge import PAIRWISE_SCHEMA, VERDICT_SCHEMA
 from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer
+from llm_feedback.testing.generations import answered
 from tests.conftest import PROJECT_ROOT
 from tests.project import make_project, run_stage
 
@@ -71,23 +71,13 @@ def project(
             "source_row": list(range(n)),
         }
     )
-    rows = [
+    generations = answered(
         {
-            "task_id": t,
-            "model": m,
-            "response": f"```python\n# {m.upper()}-{t}\ndef f():\n    return 1\n```",
-            "finish_reason": "stop",
-            "prompt_tokens": 1,
-            "completion_tokens": 1,
-            "latency_s": 0.1,
-            "attempts": 1,
-            "error": None,
-            "request_hash": t + m,
+            (t, m): f"```python\n# {m.upper()}-{t}\ndef f():\n    return 1\n```"
+            for t in TASK_IDS
+            for m in ("good", "bad")
         }
-        for t in TASK_IDS
-        for m in ("good", "bad")
-    ]
-    generations = pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
+    )
     return make_project(folder, params=params, inputs={"tasks": tasks, "generations": generations})
 
 
