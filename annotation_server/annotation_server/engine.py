@@ -56,7 +56,7 @@ class SQLiteSearchEngine(SearchEngine):
         async with async_engine.begin() as conn:
             await fts.ensure(conn, dataset.id.hex)
             for name in (await Catalog.load(conn, dataset.id.hex)).metadata_types:
-                await conn.exec_driver_sql(indexes.metadata_index_sql(name))
+                await _index_metadata(conn, name)
 
     async def delete_index(self, dataset: Dataset) -> None:
         vectors.invalidate(dataset.id.hex)
@@ -65,7 +65,7 @@ class SQLiteSearchEngine(SearchEngine):
 
     async def configure_metadata_property(self, dataset: Dataset, metadata_property: MetadataProperty) -> None:
         async with async_engine.begin() as conn:
-            await conn.exec_driver_sql(indexes.metadata_index_sql(metadata_property.name))
+            await _index_metadata(conn, metadata_property.name)
 
     async def configure_index_vectors(self, vector_settings: VectorSettings) -> None:
         vectors.invalidate(vector_settings.dataset_id.hex)
@@ -214,6 +214,15 @@ class SQLiteSearchEngine(SearchEngine):
             return set()
         rows = await conn.exec_driver_sql(f"SELECT r.id FROM records r WHERE {plan.where}", params.values)
         return {row[0] for row in rows}
+
+
+async def _index_metadata(conn: AsyncConnection, name: str) -> None:
+    """A metadata key's index; none for a name this SQLite cannot write in a JSON path (filters on it say so)."""
+    try:
+        sql = indexes.metadata_index_sql(name)
+    except ValueError:
+        return
+    await conn.exec_driver_sql(sql)
 
 
 def _uuid(value: str) -> UUID:

@@ -7,7 +7,11 @@ so that a query's expression matches the expression index built for it character
 
 from __future__ import annotations
 
+import functools
+import json
+import sqlite3
 from collections.abc import Iterable
+from contextlib import closing
 from typing import Any
 from uuid import UUID
 
@@ -42,13 +46,38 @@ def identifier(value: str) -> str:
 
 def member(column: str, key: str) -> tuple[str, str]:
     """(SQL value, JSON text) of `column[key]`: `->>` yields TEXT/INTEGER/REAL (JSON text for arrays), `->` JSON."""
-    if key.startswith("$"):  # `->` would read a leading "$" as a JSON path
-        if '"' in key:
-            raise ValueError(f"unsupported JSON key {key!r}")
-        path = literal(f'$."{key}"')
-    else:
-        path = literal(key)
+    path = literal(json_path(key))
     return f"({column} ->> {path})", f"({column} -> {path})"
+
+
+def json_path(key: str) -> str:
+    """The right operand of `->` and `->>` that reads the object member `key`, whatever characters it holds.
+
+    An ordinary name is written as itself, which SQLite reads as `$.name` (the metadata indexes of existing databases
+    were built on that expression). A name SQLite would read as a path or misread (empty; a leading `$` or digit; a
+    `.`, `[`, `"`, `\\` or control character) is quoted, `$."name"`, escaped as SQLAlchemy stores it (json.dumps).
+    Raises ValueError when this SQLite cannot name the key at all.
+    """
+    if key and key[0] not in "$0123456789" and not any(c in '.["\\' or c < " " or c == "\x7f" for c in key):
+        return key
+    return _quoted_path(key)
+
+
+@functools.lru_cache(maxsize=1024)
+def _quoted_path(key: str) -> str:
+    """SQLite reads a quoted name's `\\"` since 3.47; before, it ends the name at that quote, but compares an
+    unquoted name with the stored (escaped) text, so a name with a `"` and no `.` or `[` is written unquoted there.
+    Which form this SQLite reads is asked of it, on the key itself."""
+    escaped = json.dumps(key)[1:-1]
+    stored = json.dumps({key: 1})
+    with closing(sqlite3.connect(":memory:")) as db:
+        for path in (f'$."{escaped}"', f"$.{escaped}"):
+            try:
+                if db.execute("SELECT ? ->> ?", (stored, path)).fetchone() == (1,):
+                    return path
+            except sqlite3.OperationalError:  # a malformed path
+                continue
+    raise ValueError(f"SQLite {sqlite3.sqlite_version} cannot name the JSON key {key!r} in a path")
 
 
 def uuid_hex(value: Any) -> str | None:
@@ -73,12 +102,19 @@ def numeric_variants(values: Iterable[str]) -> list[Any]:
 
 
 def as_number(value: Any) -> int | float | None:
+    """An int or float for a number or numeric text (integers exact: float() rounds them past 2**53), else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         return value
+    text = str(value)
     try:
-        number = float(str(value))
+        number: int | float = int(text)
     except ValueError:
-        return None
-    return int(number) if number.is_integer() and abs(number) < 2**63 else number
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        if number.is_integer():
+            number = int(number)
+    return number if isinstance(number, float) or -(2**63) <= number < 2**63 else float(number)
