@@ -212,8 +212,7 @@ class SQLiteSearchEngine(SearchEngine):
         plan = await planner.Plan.build(conn, dataset_hex, query, filter, params, ranked=False)
         if plan is None:
             return set()
-        rows = await conn.exec_driver_sql(f"SELECT r.id FROM records r WHERE {plan.where}", params.values)
-        return {row[0] for row in rows}
+        return await planner.record_ids(conn, plan, params)
 
 
 async def _index_metadata(conn: AsyncConnection, name: str) -> None:

@@ -2,24 +2,28 @@
 
 Relevance (a text query without a sort) ranks FTS5 hits by bm25; everything else is a query over `records r`.
 The count and the page run at the same time on two pooled connections (SQLite in WAL mode has concurrent readers,
-aiosqlite runs each connection in its own thread).
+aiosqlite runs each connection in its own thread). A text query nested deeper than FTS5 parses is refused with a
+ValueError (Argilla's HTTP 422), whose one line names the query's problem and shows no SQL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 from argilla_server.database import async_engine
 from argilla_server.search_engine.base import Filter, TextQuery
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from annotation_server import fts
 from annotation_server.catalog import Catalog
 from annotation_server.filters import EVERYTHING, FilterBuilder
 from annotation_server.sqlbits import Params
-from annotation_server.text_query import compile_query
+from annotation_server.text_query import FTS5_TOO_DEEP, QueryTooComplex, compile_query
 
 _PRIME = 2147483647  # 2**31 - 1
 
@@ -104,8 +108,27 @@ async def count_and_page(
         count_sql = f"SELECT count(*) FROM records r WHERE {plan.where}"
         page_sql = f"SELECT r.id, NULL FROM records r WHERE {plan.where} ORDER BY {', '.join(order)}, r.rowid {window}"
     # Two connections, two threads: the count and the page run at the same time (SQLite in WAL mode).
-    total, rows = await asyncio.gather(_scalar(count_sql, params), _rows(page_sql, params))
+    with _refusing_deep_text_queries():
+        total, rows = await asyncio.gather(_scalar(count_sql, params), _rows(page_sql, params))
     return int(total or 0), [(rid, rank) for rid, rank in rows]
+
+
+async def record_ids(conn: AsyncConnection, plan: Plan, params: Params) -> set[str]:
+    """Ids (hex) of every record the plan selects: a similarity search's filter and text query."""
+    with _refusing_deep_text_queries():
+        rows = (await conn.exec_driver_sql(f"SELECT r.id FROM records r WHERE {plan.where}", params.values)).all()
+    return {record_id for (record_id,) in rows}
+
+
+@contextlib.contextmanager
+def _refusing_deep_text_queries() -> Iterator[None]:
+    """FTS5 parses a MATCH expression as the query runs: one nested deeper than its parser holds is refused."""
+    try:
+        yield
+    except OperationalError as error:
+        if FTS5_TOO_DEEP in str(error.orig):
+            raise QueryTooComplex() from None
+        raise
 
 
 async def _scalar(sql: str, params: Params) -> Any:

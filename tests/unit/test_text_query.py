@@ -4,14 +4,28 @@ query evaluated in Python. Whatever a user types, FTS5 sees only quoted words an
 
 from __future__ import annotations
 
+import inspect
 import random
 import re
 import sqlite3
+import sys
 from collections.abc import Iterator
 
 import pytest
 
-from annotation_server.text_query import Bool, Compiled, Node, Not, Phrase, Term, compile_query, parse
+from annotation_server.text_query import (
+    FTS5_TOO_DEEP,
+    MAX_DEPTH,
+    Bool,
+    Compiled,
+    Node,
+    Not,
+    Phrase,
+    QueryTooComplex,
+    Term,
+    compile_query,
+    parse,
+)
 from tests.unit.conftest import imports_beyond_stdlib
 
 # annotation_server.fts.TOKENIZER, written out: fts.py imports SQLAlchemy, which this venv does not hold
@@ -46,6 +60,10 @@ def test_the_parser_needs_only_the_standard_library() -> None:
         ("alpha beta | gamma", Bool("OR", (Bool("AND", (t("alpha"), t("beta"))), t("gamma")))),
         ("alpha | (beta gamma)", Bool("OR", (t("alpha"), Bool("AND", (t("beta"), t("gamma")))))),
         ("-(alpha | beta) gamma", Bool("AND", (Not(Bool("OR", (t("alpha"), t("beta")))), t("gamma")))),
+        ("(alpha | beta) | gamma", Bool("OR", (t("alpha"), t("beta"), t("gamma")))),
+        ("alpha | (beta | gamma)", Bool("OR", (t("alpha"), Bool("OR", (t("beta"), t("gamma")))))),
+        ("-(-alpha)", t("alpha")),  # a negated negation is the clause itself
+        ("-(-(-alpha)) beta", Bool("AND", (Not(t("alpha")), t("beta")))),
         ("((alpha))", t("alpha")),
         ('"alpha beta"', Phrase(("alpha", "beta"))),
         ('"alpha beta"~2', Phrase(("alpha", "beta"), 2)),
@@ -350,15 +368,81 @@ def test_random_hostile_text_never_makes_an_fts5_syntax_error(fts) -> None:
                 fts_hits(db, set(rows), compiled)  # sqlite3.OperationalError on any FTS5 syntax error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(sqlite3.OperationalError, RecursionError),
-    reason="a long query nests one group per clause: FTS5's parser stack overflows (~20 alternations), "
-    "then Python's recursion limit; the server answers 500",
-)
-@pytest.mark.parametrize("query", ["alpha | -beta " * 20, "alpha | beta gamma " * 50, "(" * 1000 + "alpha"])
-def test_a_long_query_is_searched_or_refused_cleanly(fts, query: str) -> None:
-    db, rows = fts
-    compiled = compile_query(query)
+LONG = [
+    "alpha | -beta " * 20,
+    "alpha | -beta " * 95,
+    "alpha | beta gamma " * 50,
+    "alpha | beta gamma " * 92,  # as deep as FTS5's parser goes for this fold with a field restriction
+    "-(alpha -(beta " * 100,
+    "alpha (beta | (gamma -(delta " * 20,
+    "alpha " * 1000 + "-beta " * 1000,
+    "(" * 20_000 + "alpha",  # deeper than Python's recursion limit: the parser keeps its own stack
+    "-(" * 20_001 + "alpha",
+]
+
+
+@pytest.mark.parametrize("query", LONG, ids=[f"{q[:16]}...({len(q)} chars)" for q in LONG])
+def test_a_long_query_is_searched_as_written(fts, query: str) -> None:
+    for columns in (None, ["c0"]):
+        assert run(fts, query, columns) == python_hits(fts[1], query, columns)
+
+
+def test_a_query_fts5_cannot_parse_fails_with_the_message_the_planner_refuses() -> None:
+    """Past FTS5's parser stack the planner answers QueryTooComplex (HTTP 422), keyed on FTS5's own message."""
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE docs USING fts5(c0)")
+    compiled = compile_query("alpha | beta gamma " * 96)
     assert compiled is not None
-    assert fts_hits(db, set(rows), compiled) == python_hits(rows, query, None)
+    with pytest.raises(sqlite3.OperationalError, match=re.escape(FTS5_TOO_DEEP)):
+        db.execute("SELECT rowid FROM docs WHERE docs MATCH ?", (compiled.expression,)).fetchall()
+    db.close()
+
+
+@pytest.mark.parametrize("query", ["alpha | beta gamma " * 200, "(alpha | (beta -(gamma " * 5000])
+def test_a_query_nested_past_fts5s_depth_is_refused_before_it_runs(query: str) -> None:
+    """SQLite 3.45+ refuses FTS5 expressions nested deeper than 256; older versions recurse on the C stack."""
+    with pytest.raises(QueryTooComplex) as refusal:
+        compile_query(query)
+    assert isinstance(refusal.value, ValueError), "Argilla answers a ValueError with HTTP 422"
+    message = str(refusal.value)
+    assert "\n" not in message and "text query" in message and "MATCH" not in message
+
+
+def test_the_depth_limit_is_the_one_newer_sqlite_enforces() -> None:
+    assert MAX_DEPTH == 256
+
+
+def test_parsing_and_compiling_take_a_few_python_frames_whatever_the_nesting() -> None:
+    """The server compiles deep inside its own stack (ASGI, middleware, the engine): no frame per group or clause."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(len(inspect.stack()) + 60)
+    try:
+        for query in [*LONG, "alpha | beta gamma " * 200, "(alpha | (beta -(gamma " * 5000, "x -(y | -(z " * 300]:
+            try:
+                compile_query(query)
+            except QueryTooComplex:
+                pass
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def nested_query(rng: random.Random, depth: int) -> str:
+    clauses = []
+    for _ in range(rng.randint(1, 4)):
+        if depth and rng.random() < 0.5:
+            clause = "(" + nested_query(rng, depth - 1) + ")"
+        else:
+            clause = rng.choice([*VOCABULARY, '"alpha beta"', "al*", '"near or"~1'])
+        clauses.append(rng.choice(["", "", "-"]) + clause)
+    return clauses[0] + "".join(rng.choice([" ", " | ", " + "]) + clause for clause in clauses[1:])
+
+
+def test_random_nested_and_long_queries_compile_to_the_same_set_as_the_query(fts) -> None:
+    rng = random.Random(7)
+    queries = [nested_query(rng, 5) for _ in range(200)]
+    queries += [" ".join(nested_query(rng, 1) for _ in range(rng.randint(20, 40))) for _ in range(40)]
+    for query in queries:
+        if parse(query) is None:
+            continue
+        for columns in (None, ["c1"]):
+            assert run(fts, query, columns) == python_hits(fts[1], query, columns), (query, columns)
