@@ -340,6 +340,41 @@ def test_text_query_on_one_field_and_relevance_order(world: World) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def _left_fold(tokens: set[str], clauses: list[tuple[str, str, bool]]) -> bool:
+    """A query of bare clauses as Lucene's SimpleQueryParser folds it: (operator, word, negated), left to right."""
+    value = False
+    for operator, word, negated in clauses:
+        clause = (word in tokens) != negated
+        value = clause if operator == "" else (value or clause) if operator == "|" else (value and clause)
+    return value
+
+
+def test_a_long_text_query_is_answered(world: World) -> None:
+    alternations = [("" if i == 0 else " ", "alpha", False) for i in range(20)]
+    alternations = [step for first in alternations for step in (first, ("|", "beta", True))]
+    ids, total = world.owner.search_all(world.dataset.id, body(text="alpha | -beta " * 20))
+    assert set(ids) == expected(lambda r: _left_fold(r.tokens(), alternations)) and total == len(ids)
+    folds = [step for i in range(90) for step in ((" ", "alpha", False), ("|", "beta", False), (" ", "gamma", False))]
+    folds[0] = ("", "alpha", False)
+    ids, total = world.owner.search_all(world.dataset.id, body(text="alpha | beta gamma " * 90))
+    assert set(ids) == expected(lambda r: _left_fold(r.tokens(), folds)) and total == len(ids)
+
+
+@pytest.mark.parametrize("repeats", [96, 200], ids=["past FTS5's parser", "past FTS5's depth"])
+def test_a_text_query_too_deep_to_search_is_refused_in_one_line_without_sql(world: World, repeats: int) -> None:
+    query = {"text": {"q": "alpha | beta gamma " * repeats}}
+    for me, api, extra in (
+        (False, world.owner, {}),
+        (True, world.ann1, {"vector": {"name": "emb", "value": [1, 0, 0]}}),
+    ):
+        prefix = "/api/v1/me" if me else "/api/v1"
+        response = api.post(f"{prefix}/datasets/{world.dataset.id}/records/search", {"query": {**query, **extra}})
+        assert response.status_code == 422, response.text[:300]
+        detail = response.json()["detail"]
+        assert detail.startswith("text query too complex") and "\n" not in detail, detail
+        assert not re.search(r"SELECT|MATCH|annotation_fts|sqlite", response.text, re.IGNORECASE), response.text[:300]
+
+
 # ---- filters ----
 
 
@@ -359,6 +394,49 @@ def test_metadata_filters(world: World) -> None:
     # terms on a number arrive as strings, as the UI sends them
     ids, total = world.owner.search_all(ds.id, body(terms(metadata_scope("n"), ["14", "15", "21"])))
     assert set(ids) == {"r015"} and total == 1
+
+
+BIG = 2**53 + 1  # float(BIG) == BIG - 1
+
+
+def test_metadata_names_that_look_like_json_paths_and_integers_past_2_53(world: World) -> None:
+    client = world.client
+    names = ["a.b", 'q"k', 'a."b']
+    odd = rg.Settings(
+        fields=[rg.TextField(name="text")],
+        questions=[rg.LabelQuestion(name="pref", labels=["a", "b"])],
+        metadata=[*(rg.TermsMetadataProperty(name=name) for name in names), rg.IntegerMetadataProperty(name="big")],
+    )
+    ds = rg.Dataset(name="odd-names", workspace=client.workspaces("team"), settings=odd, client=client).create()
+    ds.records.log(
+        [
+            rg.Record(id="r0", fields={"text": "zero"}, metadata={"a.b": "x", 'q"k': "y", 'a."b': "z", "big": BIG}),
+            rg.Record(id="r1", fields={"text": "one"}, metadata={"a.b": "w", "big": BIG - 1}),
+            rg.Record(id="r2", fields={"text": "two"}, metadata={}),
+        ]
+    )
+    owner = world.owner
+
+    def found(*filters: dict, sort=None) -> list[str]:
+        return owner.search_all(ds.id, body(*filters, sort=sort))[0]
+
+    assert found(terms(metadata_scope("a.b"), ["x"])) == ["r0"]
+    assert found(terms(metadata_scope('q"k'), ["y"])) == ["r0"]
+    assert found(sort=[(metadata_scope("a.b"), "asc")]) == ["r1", "r0", "r2"]
+    properties = {p["name"]: p["id"] for p in owner.get(f"/api/v1/me/datasets/{ds.id}/metadata-properties")["items"]}
+    metrics = owner.get(f"/api/v1/metadata-properties/{properties['a.b']}/metrics")
+    assert metrics["values"] == [{"term": "w", "count": 1}, {"term": "x", "count": 1}]
+    # a name this SQLite cannot write in a JSON path (a quote and a dot, before SQLite 3.47) is refused by name
+    response = owner.post(f"/api/v1/datasets/{ds.id}/records/search", body(terms(metadata_scope('a."b'), ["z"])))
+    if response.status_code == 422:
+        assert "cannot name the JSON key" in response.json()["detail"] and "SELECT" not in response.text
+    else:
+        assert [item["record"]["external_id"] for item in response.json()["items"]] == ["r0"], response.text[:300]
+    # integers past 2**53 as text, as the UI sends them (Argilla's schema makes a JSON number in a range a float)
+    assert found(terms(metadata_scope("big"), [str(BIG)])) == ["r0"]
+    assert found(terms(metadata_scope("big"), [str(BIG - 1)])) == ["r1"]
+    assert found(range_(metadata_scope("big"), ge=str(BIG))) == ["r0"]
+    client.datasets(name="odd-names", workspace="team").delete()
 
 
 def test_record_filters(world: World) -> None:
