@@ -65,9 +65,9 @@ def json_path(key: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _quoted_path(key: str) -> str:
-    """SQLite reads a quoted name's `\\"` since 3.47; before, it ends the name at that quote, but compares an
-    unquoted name with the stored (escaped) text, so a name with a `"` and no `.` or `[` is written unquoted there.
-    Which form this SQLite reads is asked of it, on the key itself."""
+    """SQLite 3.47+ reads a quoted name's `\\"`; earlier versions end the name at that quote, and those before 3.45
+    compare an unquoted name with the stored (escaped) text, so there a name with a `"` and no `.` or `[` is written
+    unquoted. Which form this SQLite reads is asked of it, on the key itself."""
     escaped = json.dumps(key)[1:-1]
     stored = json.dumps({key: 1})
     with closing(sqlite3.connect(":memory:")) as db:
