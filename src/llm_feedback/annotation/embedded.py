@@ -178,9 +178,8 @@ def prepare_data_dir(server: EmbeddedServer) -> None:
                 path = Path(root, name)
                 if not path.is_symlink():
                     os.chmod(path, 0o700 if path.is_dir() else stat.S_IMODE(path.lstat().st_mode) & 0o600)
-        probe = data_dir / ".write-test"
-        probe.touch()
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-"):  # unique: starts may run at once
+            pass
     except OSError as e:
         problem = "not writable" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "cannot be used"
         raise PipelineError(f"{data_dir}: {problem} as the server's data folder ({e.strerror}: {e.filename})") from None
