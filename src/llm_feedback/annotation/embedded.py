@@ -268,7 +268,8 @@ def start(server: EmbeddedServer, allow_remote: bool = False) -> tuple[Credentia
         credentials, created = ensure_credentials(server)
         _check_port_free(server)
         env = {k: v for k, v in os.environ.items() if k not in SECRET_VARIABLES}
-        with server.log_file.open("ab") as log:
+        log_fd = os.open(server.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(log_fd, "ab") as log:
             process = subprocess.Popen(
                 [
                     str(python),

@@ -44,6 +44,9 @@ def test_a_fresh_clone_starts_its_server_and_pushes_with_the_shipped_params(tmp_
             started = run(["llm-feedback", "server", "start"], clone)
             assert f"annotation server running at http://127.0.0.1:{port}" in started.stdout
             assert stat.S_IMODE((clone / ".argilla").stat().st_mode) == 0o700
+            files = [p for p in (clone / ".argilla").iterdir() if p.is_file() and not p.is_symlink()]
+            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+            assert "server.log" in modes and set(modes.values()) == {0o600}, modes
             credentials = json.loads((clone / ".argilla" / "credentials.json").read_text())
 
             pushed = run(["dvc", "repro", "push"], clone)

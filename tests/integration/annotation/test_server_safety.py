@@ -135,6 +135,8 @@ def test_two_starts_at_once_give_one_server_and_stop_finds_it(tmp_path: Path, se
         assert outputs[1].startswith("annotation server running at"), outputs
         assert sum("password:" in r.stdout for r in results) == 1, "the new login is shown once"
         assert len(server_processes(data)) == 1
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data.iterdir() if p.is_file() and not p.is_symlink()}
+        assert modes and set(modes.values()) == {0o600}, modes  # a new folder's files too, the log among them
         recorded = json.loads((data / "server.json").read_text())
         assert psutil.Process(recorded["pid"]).is_running()
         credentials = json.loads((data / "credentials.json").read_text())
