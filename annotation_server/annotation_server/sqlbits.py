@@ -55,10 +55,11 @@ def json_path(key: str) -> str:
 
     An ordinary name is written as itself, which SQLite reads as `$.name` (the metadata indexes of existing databases
     were built on that expression). A name SQLite would read as a path or misread (empty; a leading `$` or digit; a
-    `.`, `[`, `"`, `\\` or control character) is quoted, `$."name"`, escaped as SQLAlchemy stores it (json.dumps).
+    `.`, `[`, `"`, `\\`, control or non-ASCII character) is quoted, `$."name"`, escaped as SQLAlchemy stores it
+    (json.dumps): SQLite before 3.45 compares a name with the stored text, which spells `í` as `\\u00ed`.
     Raises ValueError when this SQLite cannot name the key at all.
     """
-    if key and key[0] not in "$0123456789" and not any(c in '.["\\' or c < " " or c == "\x7f" for c in key):
+    if key and key[0] not in "$0123456789" and not any(c in '.["\\' or not " " <= c < "\x7f" for c in key):
         return key
     return _quoted_path(key)
 
