@@ -43,9 +43,37 @@ def metadata_index_sql(key: str) -> str:
     """One index per metadata key (shared by the datasets that use it), on its value and JSON type: filters, sorts,
     min/max and term counts read it in order. Lists are found by value too: a list's value is its JSON text, which
     starts with "[" (see `LIST_RANGE`)."""
+    return f"CREATE INDEX IF NOT EXISTS {_metadata_index_definition(key)}"
+
+
+def _metadata_index_definition(key: str) -> str:
     value, json_value = member("metadata", key)
     name = identifier(metadata_index_name(key))
-    return f"CREATE INDEX IF NOT EXISTS {name} ON records (dataset_id, {value}, json_type{json_value})"
+    return f"{name} ON records (dataset_id, {value}, json_type{json_value})"
+
+
+# The metadata indexes a database holds, with the SQL SQLite kept for each (its CREATE without `IF NOT EXISTS`).
+STORED_METADATA_INDEXES = (
+    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE 'annotation\\_ix\\_md\\_%' ESCAPE '\\'"
+)
+
+
+def metadata_index_repairs(*, key: str, stored_sql: str | None) -> list[str]:
+    """Statements that leave `key` with the index this code builds, given the SQL of the one the database holds.
+
+    An index built by an earlier version on another expression keeps its name under `IF NOT EXISTS`: filters on the
+    key would then run unindexed, and an old path SQLite reads as malformed (`1e3`, `a[`) fails every insert. Such an
+    index is dropped and built again; one that matches is left alone; a key no path can name keeps no index.
+    """
+    name = identifier(metadata_index_name(key))
+    drop = [] if stored_sql is None else [f"DROP INDEX {name}"]
+    try:
+        definition = _metadata_index_definition(key)
+    except ValueError:
+        return drop
+    if stored_sql == f"CREATE INDEX {definition}":
+        return []
+    return [*drop, f"CREATE INDEX {definition}"]
 
 
 def list_range(value: str) -> str:
