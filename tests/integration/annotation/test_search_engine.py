@@ -439,6 +439,35 @@ def test_metadata_names_that_look_like_json_paths_and_integers_past_2_53(world: 
     client.datasets(name="odd-names", workspace="team").delete()
 
 
+def test_a_metadata_name_beyond_ascii_is_found(world: World) -> None:
+    client = world.client
+    settings = rg.Settings(
+        fields=[rg.TextField(name="text")],
+        questions=[rg.LabelQuestion(name="pref", labels=["a", "b"])],
+        metadata=[rg.TermsMetadataProperty(name="país"), rg.IntegerMetadataProperty(name="año")],
+    )
+    ds = rg.Dataset(name="accents", workspace=client.workspaces("team"), settings=settings, client=client).create()
+    ds.records.log(
+        [
+            rg.Record(id="r0", fields={"text": "zero"}, metadata={"país": "España", "año": 1999}),
+            rg.Record(id="r1", fields={"text": "one"}, metadata={"país": "Perú", "año": 2024}),
+            rg.Record(id="r2", fields={"text": "two"}, metadata={}),
+        ]
+    )
+    owner = world.owner
+
+    def found(*filters: dict, sort=None) -> list[str]:
+        return owner.search_all(ds.id, body(*filters, sort=sort))[0]
+
+    assert found(terms(metadata_scope("país"), ["Perú"])) == ["r1"]
+    assert found(range_(metadata_scope("año"), ge=2000)) == ["r1"]
+    assert found(sort=[(metadata_scope("año"), "asc")]) == ["r0", "r1", "r2"]
+    properties = {p["name"]: p["id"] for p in owner.get(f"/api/v1/me/datasets/{ds.id}/metadata-properties")["items"]}
+    metrics = owner.get(f"/api/v1/metadata-properties/{properties['país']}/metrics")
+    assert metrics["values"] == [{"term": "España", "count": 1}, {"term": "Perú", "count": 1}]
+    client.datasets(name="accents", workspace="team").delete()
+
+
 def test_record_filters(world: World) -> None:
     ds = world.dataset
     completed = submitted_ids(world)
