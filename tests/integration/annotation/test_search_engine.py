@@ -7,11 +7,13 @@ The owner works through the argilla SDK; annotators through the REST endpoints t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import random
 import re
 import secrets
+import sqlite3
 import subprocess
 import threading
 import time
@@ -21,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+from llm_feedback.annotation.embedded import start, stop
 
 rg = pytest.importorskip("argilla")
 requests = pytest.importorskip("requests")
@@ -466,6 +470,34 @@ def test_a_metadata_name_beyond_ascii_is_found(world: World) -> None:
     metrics = owner.get(f"/api/v1/metadata-properties/{properties['país']}/metrics")
     assert metrics["values"] == [{"term": "España", "count": 1}, {"term": "Perú", "count": 1}]
     client.datasets(name="accents", workspace="team").delete()
+
+
+@pytest.mark.slow  # a restart
+def test_a_metadata_index_an_earlier_version_built_is_rebuilt_at_start_up(world: World, argilla_server) -> None:
+    client = world.client
+    settings = rg.Settings(
+        fields=[rg.TextField(name="text")],
+        questions=[rg.LabelQuestion(name="pref", labels=["a", "b"])],
+        metadata=[rg.TermsMetadataProperty(name="región")],
+    )
+    ds = rg.Dataset(name="old-index", workspace=client.workspaces("team"), settings=settings, client=client).create()
+    ds.records.log([rg.Record(id="r0", fields={"text": "zero"}, metadata={"región": "Norte"})])
+    index = "annotation_ix_md_" + hashlib.sha1("región".encode()).hexdigest()[:16]
+    database = argilla_server.data_dir / "argilla.db"
+    stop(argilla_server.server)
+    with sqlite3.connect(database) as db:
+        current = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()[0]
+        db.execute(f'DROP INDEX "{index}"')
+        path = "'región'"  # how an earlier version wrote the name
+        db.execute(
+            f'CREATE INDEX "{index}" ON records (dataset_id, (metadata ->> {path}), json_type(metadata -> {path}))'
+        )
+    start(argilla_server.server)
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone() == (current,)
+    found = world.owner.search_all(ds.id, body(terms(metadata_scope("región"), ["Norte"])))[0]
+    assert found == ["r0"]
+    client.datasets(name="old-index", workspace="team").delete()
 
 
 def test_record_filters(world: World) -> None:
