@@ -216,12 +216,13 @@ class SQLiteSearchEngine(SearchEngine):
 
 
 async def _index_metadata(conn: AsyncConnection, name: str) -> None:
-    """A metadata key's index; none for a name this SQLite cannot write in a JSON path (filters on it say so)."""
-    try:
-        sql = indexes.metadata_index_sql(name)
-    except ValueError:
-        return
-    await conn.exec_driver_sql(sql)
+    """A metadata key's index as this code builds it, replacing one an earlier version left (see
+    `indexes.metadata_index_repairs`); none for a name this SQLite cannot write in a JSON path (filters on it say
+    so)."""
+    index = indexes.metadata_index_name(name)
+    found = await conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :n", {"n": index})
+    for statement in indexes.metadata_index_repairs(key=name, stored_sql=found.scalar()):
+        await conn.exec_driver_sql(statement)
 
 
 def _uuid(value: str) -> UUID:

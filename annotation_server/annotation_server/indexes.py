@@ -42,17 +42,13 @@ def metadata_index_name(key: str) -> str:
 def metadata_index_sql(key: str) -> str:
     """One index per metadata key (shared by the datasets that use it), on its value and JSON type: filters, sorts,
     min/max and term counts read it in order. Lists are found by value too: a list's value is its JSON text, which
-    starts with "[" (see `LIST_RANGE`)."""
-    return f"CREATE INDEX IF NOT EXISTS {_metadata_index_definition(key)}"
-
-
-def _metadata_index_definition(key: str) -> str:
+    starts with "[" (see `LIST_RANGE`). Written as SQLite keeps it in `sqlite_master.sql`, so the two compare."""
     value, json_value = member("metadata", key)
     name = identifier(metadata_index_name(key))
-    return f"{name} ON records (dataset_id, {value}, json_type{json_value})"
+    return f"CREATE INDEX {name} ON records (dataset_id, {value}, json_type{json_value})"
 
 
-# The metadata indexes a database holds, with the SQL SQLite kept for each (its CREATE without `IF NOT EXISTS`).
+# The metadata indexes a database holds, with the SQL SQLite kept for each.
 STORED_METADATA_INDEXES = (
     "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND name LIKE 'annotation\\_ix\\_md\\_%' ESCAPE '\\'"
 )
@@ -63,17 +59,18 @@ def metadata_index_repairs(*, key: str, stored_sql: str | None) -> list[str]:
 
     An index built by an earlier version on another expression keeps its name under `IF NOT EXISTS`: filters on the
     key would then run unindexed, and an old path SQLite reads as malformed (`1e3`, `a[`) fails every insert. Such an
-    index is dropped and built again; one that matches is left alone; a key no path can name keeps no index.
+    index is dropped and built again; one that matches is left alone; a key no path can name keeps no index. A new
+    index is created `IF NOT EXISTS` (SQLite keeps it without those words): another connection may build it first.
     """
     name = identifier(metadata_index_name(key))
     drop = [] if stored_sql is None else [f"DROP INDEX {name}"]
     try:
-        definition = _metadata_index_definition(key)
+        wanted = metadata_index_sql(key)
     except ValueError:
         return drop
-    if stored_sql == f"CREATE INDEX {definition}":
+    if stored_sql == wanted:
         return []
-    return [*drop, f"CREATE INDEX {definition}"]
+    return [*drop, wanted.replace("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1)]
 
 
 def list_range(value: str) -> str:

@@ -500,6 +500,28 @@ def test_a_metadata_index_an_earlier_version_built_is_rebuilt_at_start_up(world:
     client.datasets(name="old-index", workspace="team").delete()
 
 
+def test_a_metadata_index_an_earlier_version_left_is_rebuilt_when_a_dataset_uses_the_name(
+    world: World, argilla_server
+) -> None:
+    index = "annotation_ix_md_" + hashlib.sha1(b"ciudad.barrio").hexdigest()[:16]
+    database = argilla_server.data_dir / "argilla.db"
+    with sqlite3.connect(database) as db:  # left by a dataset since deleted
+        db.execute(f"CREATE INDEX \"{index}\" ON records (dataset_id, (metadata ->> 'ciudad.barrio'))")
+    client = world.client
+    settings = rg.Settings(
+        fields=[rg.TextField(name="text")],
+        questions=[rg.LabelQuestion(name="pref", labels=["a", "b"])],
+        metadata=[rg.TermsMetadataProperty(name="ciudad.barrio")],
+    )
+    ds = rg.Dataset(name="left-index", workspace=client.workspaces("team"), settings=settings, client=client).create()
+    ds.records.log([rg.Record(id="r0", fields={"text": "zero"}, metadata={"ciudad.barrio": "Centro"})])
+    with sqlite3.connect(database) as db:
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = ?", (index,)).fetchone()
+    assert """(metadata ->> '$."ciudad.barrio"')""" in sql, sql
+    assert world.owner.search_all(ds.id, body(terms(metadata_scope("ciudad.barrio"), ["Centro"])))[0] == ["r0"]
+    client.datasets(name="left-index", workspace="team").delete()
+
+
 def test_record_filters(world: World) -> None:
     ds = world.dataset
     completed = submitted_ids(world)
