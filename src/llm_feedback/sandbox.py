@@ -126,7 +126,7 @@ class Sandbox:
         self.python = os.path.abspath(shutil.which(python) or python) if python else sandbox_python()
         self.audit_guard = audit_guard
         self.harness = HARNESS.read_text()
-        self.prefixes = _prefixes(self.python)
+        self.mounts = _read_only_mounts(_prefixes(self.python))
         self.bwrap = self._usable_bwrap(bwrap)
 
     @property
@@ -241,7 +241,7 @@ class Sandbox:
             "--new-session",
             "--hostname",
             "sandbox",
-            *_read_only_mounts(self.prefixes),
+            *self.mounts,
             "--dev",
             "/dev",
             "--proc",
