@@ -23,6 +23,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
@@ -159,18 +161,25 @@ def ensure_credentials(server: EmbeddedServer) -> tuple[Credentials, bool]:
 # the data folder
 
 
-def prepare_data_dir(server: EmbeddedServer) -> None:
-    """Create the data folder 0700, or tighten an existing one: every file in it 0600, every folder 0700.
-
-    The server's virtualenv is left as it is (its programs must stay executable; the 0700 folder above it already
-    keeps others out), and symbolic links are never followed.
-    """
+def create_data_dir(server: EmbeddedServer) -> None:
+    """The data folder, created 0700 (or made 0700): the manager's lock lives in it, so this comes first."""
     data_dir = server.data_dir
     if data_dir.exists() and not data_dir.is_dir():
         raise PipelineError(f"{data_dir}: not a folder (argilla.data_dir / --data-dir must name a folder)")
-    try:
+    with _data_dir_errors(data_dir):
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(data_dir, 0o700)
+
+
+def tighten_data_dir(server: EmbeddedServer) -> None:
+    """Before a server starts: every file in its folder 0600, every folder 0700, and the folder writable.
+
+    The server's virtualenv is left as it is (its programs must stay executable; the 0700 folder above it already
+    keeps others out), and symbolic links are never followed. A running server needs none of this: it was started
+    with umask 077.
+    """
+    data_dir = server.data_dir
+    with _data_dir_errors(data_dir):
         for root, folders, files in os.walk(data_dir):
             if Path(root) == data_dir and server.venv.parent == data_dir:
                 folders[:] = [name for name in folders if name != server.venv.name]
@@ -180,6 +189,12 @@ def prepare_data_dir(server: EmbeddedServer) -> None:
                     os.chmod(path, 0o700 if path.is_dir() else stat.S_IMODE(path.lstat().st_mode) & 0o600)
         with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".write-test-"):  # unique: starts may run at once
             pass
+
+
+@contextmanager
+def _data_dir_errors(data_dir: Path) -> Iterator[None]:
+    try:
+        yield
     except OSError as e:
         problem = "not writable" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "cannot be used"
         raise PipelineError(f"{data_dir}: {problem} as the server's data folder ({e.strerror}: {e.filename})") from None
@@ -260,10 +275,11 @@ def start(server: EmbeddedServer, allow_remote: bool = False) -> tuple[Credentia
             f"refusing to listen on {server.host}: annotators' data would be reachable from the network; "
             "pass --allow-remote if that is what you want"
         )
-    prepare_data_dir(server)
+    create_data_dir(server)
     with _managing(server):
         if _running_pid(server) is not None and _version(server) is not None:
             return None, True
+        tighten_data_dir(server)
         python = ensure_venv(server)
         credentials, created = ensure_credentials(server)
         _check_port_free(server)
