@@ -120,10 +120,7 @@ class Sandbox:
         missing or fails)."""
         self.limits = Limits.of(settings)
         self.workers = max(1, min(settings.workers or os.cpu_count() or 1, os.cpu_count() or 1))
-        python = settings.python
-        if python is not None and not (shutil.which(python) and os.access(shutil.which(python) or "", os.X_OK)):
-            raise ConfigError(f"execute.python: {python!r} is not an executable interpreter")
-        self.python = os.path.abspath(shutil.which(python) or python) if python else sandbox_python()
+        self.python = sandbox_python() if settings.python is None else _interpreter(settings.python)
         self.audit_guard = audit_guard
         self.harness = HARNESS.read_text()
         self.mounts = _read_only_mounts(_prefixes(self.python))
@@ -295,6 +292,14 @@ class Sandbox:
 def _as_user(uid: int | None) -> dict:
     """Popen's arguments that start the process as `uid` (its own group, no others); none for None."""
     return {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
+
+
+def _interpreter(python: str) -> str:
+    """execute.python's absolute path; `shutil.which` also checks that it is an executable file."""
+    found = shutil.which(python)
+    if found is None:
+        raise ConfigError(f"execute.python: {python!r} is not an executable interpreter")
+    return os.path.abspath(found)
 
 
 def sandbox_python() -> str:
