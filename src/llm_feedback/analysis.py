@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from llm_feedback.annotation.values import OTHER_OPTIONS, SCALE, STATUSES
+from llm_feedback.annotation.values import OTHER_OPTIONS, SCALE, STATUSES, status_problem
 from llm_feedback.artifacts import SCORES, text_sha
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import (
@@ -162,7 +162,7 @@ def _why(row: pd.Series, check: str) -> str:
     if check == "problem":
         return row["problem"]
     if check == "status":
-        return f"status {row['status']!r} is not one of {', '.join(STATUSES)}"
+        return status_problem(row["status"])
     if check == "score":
         return f"score {int(row['score'])} for model {row['model']} is not on the {SCALE.start}-{SCALE.stop - 1} scale"
     return f"to_correct {row['to_correct']!r} is none of the record's models, combination or neither"
