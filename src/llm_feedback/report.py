@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from llm_feedback.analysis import Analysis
-from llm_feedback.annotation.values import SCALE
+from llm_feedback.annotation.values import SCALE, STATUSES
 from llm_feedback.artifacts import atomic_folder, atomic_path
 
 RESPONSE_LINES = 40  # of each answer in lowest.md
@@ -78,24 +78,18 @@ def _report(analysis: Analysis, charts: list[str], how_to_annotate: str) -> str:
     counts = m["counts"]
     lines = ["# Which model answers better", ""]
     responses = counts["responses"]
-    lines += [
-        f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; {counts['annotated_records']} of "
-        f"{counts['records']} records annotated; responses: {responses['submitted']} submitted, "
-        f"{responses['draft']} draft, {responses['discarded']} discarded"
-        + (f"; {counts['stale_scores']} scores of answers since regenerated left out" if counts["stale_scores"] else "")
-        + (
-            f"; {counts['invalid_responses']} responses with values outside the dataset's settings left out"
-            if counts["invalid_responses"]
-            else ""
-        )
-        + (
-            f"; {counts['duplicate_responses']} repeated responses of one annotator counted once"
-            if counts["duplicate_responses"]
-            else ""
-        )
-        + ".",
-        "",
+    summary = [
+        f"{counts['scored_tasks']} of {counts['tasks']} tasks scored",
+        f"{counts['annotated_records']} of {counts['records']} records annotated",
+        "responses: " + ", ".join(f"{responses[s]} {s}" for s in STATUSES),
     ]
+    left_out = {
+        "stale_scores": "scores of answers since regenerated left out",
+        "invalid_responses": "responses with values outside the dataset's settings left out",
+        "duplicate_responses": "repeated responses of one annotator counted once",
+    }
+    summary += [f"{counts[key]} {what}" for key, what in left_out.items() if counts[key]]
+    lines += ["; ".join(summary) + ".", ""]
     if not counts["scored_tasks"]:
         lines += ["**No submitted scores yet.** " + how_to_annotate, ""]
         return "\n".join(lines)
