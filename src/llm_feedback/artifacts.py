@@ -152,9 +152,8 @@ ANNOTATIONS = ArtifactSchema(
             pa.field("annotator", pa.string(), nullable=False),
             pa.field("model", pa.string(), nullable=False),
             pa.field("position", pa.int64(), nullable=False),  # 1 = shown as Response 1
-            pa.field(
-                "response_sha", pa.string(), nullable=False
-            ),  # of the text rated: tells a stale score from a current one
+            # of the text rated: tells a stale score from a current one
+            pa.field("response_sha", pa.string(), nullable=False),
             pa.field("score", pa.int64()),  # null in a draft or discard without this rating
             pa.field("status", pa.string(), nullable=False),  # submitted | draft | discarded
             pa.field("to_correct", pa.string()),  # a model name, "combination" or "neither"
