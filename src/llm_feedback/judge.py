@@ -195,14 +195,12 @@ def run_judge(
     prompts: dict[Key, str] = {}
     for (task_id, model), answer in answers.items():
         prompts[("score", task_id, model)] = score_prompt(rubric, instructions[task_id], answer)
-    if settings.pairwise:
-        for task_id, instruction in instructions.items():
-            present = [m for m in params.compare if (task_id, m) in answers]
-            for a, b in itertools.combinations(present, 2):
-                for first, second in ((a, b), (b, a)):
-                    prompts[("pair", task_id, first, second)] = pairwise_prompt(
-                        rubric, instruction, answers[(task_id, first)], answers[(task_id, second)]
-                    )
+    pairs = _pairs(answers, params.compare) if settings.pairwise else []
+    for task_id, a, b in pairs:
+        for first, second in ((a, b), (b, a)):
+            prompts[("pair", task_id, first, second)] = pairwise_prompt(
+                rubric, instructions[task_id], answers[(task_id, first)], answers[(task_id, second)]
+            )
     batch = ask(
         judge_requests(prompts, judge=judge, spec=params.models[judge], settings=settings),
         models=params.models,
@@ -215,7 +213,7 @@ def run_judge(
     return Judged(
         judge,
         _judgments(batch.answers, answers, judge),
-        _pairwise(batch.answers, answers, params.compare, judge),
+        _pairwise(batch.answers, pairs, judge),
         batch.summaries,
     )
 
@@ -276,32 +274,34 @@ def _judgments(replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], 
     return pa.Table.from_pylist(rows, schema=JUDGMENTS.schema)
 
 
-def _pairwise(
-    replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], str], compare: Sequence[str], judge: str
-) -> pa.Table:
+def _pairs(answers: Mapping[tuple[str, str], str], compare: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(task, a, b) for every two compared models that both answered the task, by task, in `compare`'s order."""
+    return [
+        (task_id, a, b)
+        for task_id in sorted({t for t, _ in answers})
+        for a, b in itertools.combinations([m for m in compare if (task_id, m) in answers], 2)
+    ]
+
+
+def _pairwise(replies: Mapping[Key, Answer], pairs: Sequence[tuple[str, str, str]], judge: str) -> pa.Table:
     rows = []
-    tasks = sorted({t for t, _ in answers})
-    for task_id in tasks:
-        present = [m for m in compare if (task_id, m) in answers]
-        for a, b in itertools.combinations(present, 2):
-            if ("pair", task_id, a, b) not in replies:
-                continue
-            first, error_ab = _preference(replies[("pair", task_id, a, b)], a, b)
-            second, error_ba = _preference(replies[("pair", task_id, b, a)], b, a)
-            error = error_ab or error_ba
-            verdict = None if error else (first if first == second else "tie")
-            rows.append(
-                {
-                    "task_id": task_id,
-                    "model_a": a,
-                    "model_b": b,
-                    "judge": judge,
-                    "a_first": first,
-                    "b_first": second,
-                    "verdict": verdict,
-                    "error": error,
-                }
-            )
+    for task_id, a, b in pairs:
+        first, error_ab = _preference(replies[("pair", task_id, a, b)], a, b)
+        second, error_ba = _preference(replies[("pair", task_id, b, a)], b, a)
+        error = error_ab or error_ba
+        verdict = None if error else (first if first == second else "tie")
+        rows.append(
+            {
+                "task_id": task_id,
+                "model_a": a,
+                "model_b": b,
+                "judge": judge,
+                "a_first": first,
+                "b_first": second,
+                "verdict": verdict,
+                "error": error,
+            }
+        )
     return pa.Table.from_pylist(rows, schema=JUDGE_PAIRWISE.schema)
 
 
