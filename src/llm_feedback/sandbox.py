@@ -382,11 +382,9 @@ def _reachable_by_all(path: Path) -> bool:
     return True
 
 
-def _namespace_init(info: int | None) -> int | None:
+def _namespace_init(info: int) -> int | None:
     """A pidfd for the first process of the run's PID namespace, from what bubblewrap writes to its --info-fd
-    (then closes, or never writes when it fails); None without bubblewrap or without that process."""
-    if info is None:
-        return None
+    (then closes, or never writes when it fails); None without that process."""
     with os.fdopen(info, "rb") as stream:
         text = stream.read()
     try:
