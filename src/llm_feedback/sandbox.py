@@ -188,31 +188,23 @@ class Sandbox:
 
     def _start(self, report: int, err, cwd: str, uid: int | None) -> tuple[subprocess.Popen, int | None]:
         """The run's process, and with bubblewrap a pidfd for the first process of its PID namespace."""
+        options = {
+            "stdin": subprocess.PIPE,
+            "stdout": subprocess.DEVNULL,
+            "stderr": err,
+            "env": {**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd},
+            "start_new_session": True,
+            "close_fds": True,
+        }
         if self.bwrap is None:
-            process = subprocess.Popen(
-                self._command(self.harness),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                cwd=cwd,
-                env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd},
-                start_new_session=True,
-                close_fds=True,
-                pass_fds=(report,),
-            )
-            return process, None
+            return subprocess.Popen(self._command(self.harness), cwd=cwd, pass_fds=(report,), **options), None
         info, info_write = os.pipe()
         try:
             process = subprocess.Popen(
                 self._command(self.harness, info_fd=info_write),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
                 cwd="/",
-                env={**ENVIRONMENT, "HOME": cwd, "TMPDIR": cwd},
-                start_new_session=True,
-                close_fds=True,
                 pass_fds=(report, info_write),
+                **options,
                 **_as_user(uid),
             )
         except BaseException:
