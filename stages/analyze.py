@@ -16,7 +16,8 @@ from llm_feedback.artifacts import (
     write_table,
 )
 from llm_feedback.params import load_params
-from llm_feedback.report import write_metrics, write_plot_data, write_reports
+from llm_feedback.plot_data import write_plot_data
+from llm_feedback.report import write_metrics, write_reports
 from llm_feedback.stage import run_stage
 
 

@@ -1,9 +1,8 @@
 """What analyze shows people: `reports/report.md` with PNG charts (readable on any Markdown viewer, without DVC),
-`reports/lowest.md` for error analysis, and the small CSV files `dvc plots` draws."""
+`reports/lowest.md` for error analysis."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
@@ -14,6 +13,7 @@ import pyarrow as pa
 from llm_feedback.analysis import Analysis
 from llm_feedback.annotation.values import SCALE, STATUSES
 from llm_feedback.artifacts import atomic_folder, atomic_path
+from llm_feedback.plot_data import score_distribution
 
 RESPONSE_LINES = 40  # of each answer in lowest.md
 
@@ -21,29 +21,6 @@ RESPONSE_LINES = 40  # of each answer in lowest.md
 def write_metrics(metrics: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-
-
-def write_plot_data(analysis: Analysis, folder: Path) -> None:
-    """plots/: mean_scores.csv, win_rates.csv and score_distribution/<model>.csv, for `dvc plots show`."""
-    metrics = analysis.metrics
-    with atomic_folder(folder) as staging:
-        (staging / "score_distribution").mkdir()
-        _csv(
-            staging / "mean_scores.csv",
-            ["model", "mean", "ci_low", "ci_high"],
-            [[m, v["mean"], v["ci_low"], v["ci_high"]] for m, v in metrics["models"].items()],
-        )
-        _csv(
-            staging / "win_rates.csv",
-            ["pair_outcome", "rate"],
-            [
-                [f"{pair.replace('_vs_', ' vs ')}: {o}", v[o]]
-                for pair, v in metrics["pairwise"].items()
-                for o in ("win", "tie", "loss")
-            ],
-        )
-        for model, counts in _distribution(analysis).items():
-            _csv(staging / "score_distribution" / f"{model}.csv", ["score", "count"], [[s, counts[s]] for s in SCALE])
 
 
 def write_reports(
@@ -54,19 +31,6 @@ def write_reports(
         charts = _charts(analysis, staging) if analysis.metrics["counts"]["scored_tasks"] else []
         (staging / "report.md").write_text(_report(analysis, charts, how_to_annotate), encoding="utf-8")
         (staging / "lowest.md").write_text(_lowest(analysis, tasks, generations, lowest), encoding="utf-8")
-
-
-def _csv(path: Path, header: list[str], rows: list[list]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def _distribution(analysis: Analysis) -> dict[str, dict[int, int]]:
-    """How often each model got each score (every submitted score, not the per-task aggregate)."""
-    counts = analysis.submitted.groupby(["model", "score"]).size()
-    return {m: {s: int(counts.get((m, float(s)), 0)) for s in SCALE} for m in analysis.models}
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -194,7 +158,7 @@ def _charts(analysis: Analysis, folder: Path) -> list[str]:
     lines.append(_save(fig, folder / "mean_scores.png", "Mean score per model"))
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    distribution = _distribution(analysis)
+    distribution = score_distribution(analysis)
     width = 0.8 / max(len(distribution), 1)
     for k, (model, counts) in enumerate(distribution.items()):
         ax.bar([s + k * width for s in SCALE], [counts[s] for s in SCALE], width=width, label=model)

@@ -20,7 +20,8 @@ from llm_feedback.artifacts import (
     write_table,
 )
 from llm_feedback.params import AnalyzeParams
-from llm_feedback.report import write_metrics, write_plot_data, write_reports
+from llm_feedback.plot_data import write_plot_data
+from llm_feedback.report import write_metrics, write_reports
 from llm_feedback.testing.synthetic_annotations import annotations_for, generations_for
 
 IDS = [f"{i:016x}" for i in range(400)]
