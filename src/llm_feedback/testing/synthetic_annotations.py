@@ -1,5 +1,6 @@
 """Annotations as pull writes them, made up with known truths: each model has a true mean quality and each annotator
-a bias, so tests (and bench/analyze.py) know what analyze should find."""
+a bias, so tests (and bench/analyze.py) know what analyze should find. The table builders are shared with
+`simulated_study`, whose generative model is richer."""
 
 from __future__ import annotations
 
@@ -7,28 +8,85 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from llm_feedback.artifacts import ANNOTATIONS, GENERATIONS, text_sha
 
+STAMP = datetime(2026, 1, 1, tzinfo=UTC)
 
-def generations_for(task_ids: list[str], models: list[str]) -> pa.Table:
-    n = len(task_ids)
+
+def response_text(task_id: str, model: str) -> str:
+    return f"```python\n# {model} answers {task_id}\n```"
+
+
+def generations_table(
+    task_id: pa.Array | list[str],
+    model: pa.Array | list[str],
+    response: list[str],
+    completion_tokens: np.ndarray | None = None,
+) -> pa.Table:
+    """The generations artifact of one answer per row, every call a first-attempt success."""
+    n = len(response)
+    tokens = np.full(n, 20) if completion_tokens is None else completion_tokens
     return GENERATIONS.validate(
         pa.table(
             {
-                "task_id": [t for m in models for t in task_ids],
-                "model": [m for m in models for _ in task_ids],
-                "response": [f"```python\n# {m} answers {t}\n```" for m in models for t in task_ids],
-                "finish_reason": ["stop"] * (n * len(models)),
-                "prompt_tokens": pa.array([10] * (n * len(models)), pa.int64()),
-                "completion_tokens": pa.array([20] * (n * len(models)), pa.int64()),
-                "latency_s": [0.1] * (n * len(models)),
-                "attempts": pa.array([1] * (n * len(models)), pa.int64()),
-                "error": pa.array([None] * (n * len(models)), pa.string()),
-                "request_hash": [f"{t}{m}" for m in models for t in task_ids],
+                "task_id": task_id,
+                "model": model,
+                "response": pa.array(response, pa.string()),
+                "finish_reason": pa.array(["stop"] * n, pa.string()),
+                "prompt_tokens": pa.array(np.full(n, 10), pa.int64()),
+                "completion_tokens": pa.array(tokens, pa.int64()),
+                "latency_s": pa.array(np.full(n, 0.1), pa.float64()),
+                "attempts": pa.array(np.ones(n, dtype=np.int64), pa.int64()),
+                "error": pa.nulls(n, pa.string()),
+                "request_hash": pc.binary_join_element_wise(task_id, model, ""),
             }
         ),
         "generations",
+    )
+
+
+def annotations_table(
+    *,
+    record_id: pa.Array,
+    task_id: pa.Array,
+    annotator: pa.Array,
+    model: pa.Array,
+    position: np.ndarray,
+    response_sha: pa.Array,
+    score: pa.Array | np.ndarray,
+    status: pa.Array | list[str],
+) -> pa.Table:
+    """The annotations artifact, one row per (record, annotator, model); nothing to correct, no comments."""
+    n = len(position)
+    return ANNOTATIONS.validate(
+        pa.table(
+            {
+                "record_id": record_id,
+                "task_id": task_id,
+                "annotator": annotator,
+                "model": model,
+                "position": pa.array(position, pa.int64()),
+                "response_sha": response_sha,
+                "score": pa.array(score, pa.int64()),
+                "status": pa.array(status, pa.string()),
+                "to_correct": pa.nulls(n, pa.string()),
+                "corrected_response": pa.nulls(n, pa.string()),
+                "comments": pa.nulls(n, pa.string()),
+                "updated_at": pa.array([STAMP] * n, pa.timestamp("us", tz="UTC")),
+                "problem": pa.nulls(n, pa.string()),
+            }
+        ),
+        "annotations",
+    )
+
+
+def generations_for(task_ids: list[str], models: list[str]) -> pa.Table:
+    return generations_table(
+        [t for _ in models for t in task_ids],
+        [m for m in models for _ in task_ids],
+        [response_text(t, m) for m in models for t in task_ids],
     )
 
 
@@ -45,27 +103,16 @@ def annotations_for(
     raw = true[:, None, :] + offsets[None, :, None] + rng.normal(0, noise, (n, a, m))
     scores = np.clip(np.rint(raw), 0, 7).astype(np.int64)  # (n, a, m)
     model_at = np.array(models)[order]  # (n, m)
-    shas = {(t, x): text_sha(f"```python\n# {x} answers {t}\n```") for t in task_ids for x in models}
+    shas = {(t, x): text_sha(response_text(t, x)) for t in task_ids for x in models}
     task = np.repeat(np.array(task_ids), a * m)
     model = np.repeat(model_at[:, None, :], a, axis=1).reshape(-1)
-    stamp = datetime(2026, 1, 1, tzinfo=UTC)
-    return ANNOTATIONS.validate(
-        pa.table(
-            {
-                "record_id": task,
-                "task_id": task,
-                "annotator": np.tile(np.repeat(np.array(annotators), m), n),
-                "model": model,
-                "position": pa.array(np.tile(np.arange(1, m + 1), n * a), pa.int64()),
-                "response_sha": [shas[(t, x)] for t, x in zip(task, model)],
-                "score": pa.array(scores.reshape(-1), pa.int64()),
-                "status": ["submitted"] * (n * a * m),
-                "to_correct": pa.array([None] * (n * a * m), pa.string()),
-                "corrected_response": pa.array([None] * (n * a * m), pa.string()),
-                "comments": pa.array([None] * (n * a * m), pa.string()),
-                "updated_at": pa.array([stamp] * (n * a * m), pa.timestamp("us", tz="UTC")),
-                "problem": pa.array([None] * (n * a * m), pa.string()),
-            }
-        ),
-        "annotations",
+    return annotations_table(
+        record_id=pa.array(task),
+        task_id=pa.array(task),
+        annotator=pa.array(np.tile(np.repeat(np.array(annotators), m), n)),
+        model=pa.array(model),
+        position=np.tile(np.arange(1, m + 1), n * a),
+        response_sha=pa.array([shas[(t, x)] for t, x in zip(task, model)]),
+        score=scores.reshape(-1),
+        status=["submitted"] * (n * a * m),
     )

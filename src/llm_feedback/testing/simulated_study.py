@@ -1,0 +1,247 @@
+"""A generative model of an annotation study with a known truth, to show that analyze's verdict is calibrated.
+
+Each task has an effect shared by every model's answer (some tasks are harder), each annotator a leniency and a noise
+level (or is random, or adversarial), each display position an additive bias, and answers a length that annotators may
+reward. A score is clip(round(true mean + task effect + leniency + position effect + length reward + noise), 0, 7).
+`simulate` writes the annotations and generations artifacts exactly as pull and generate do, and computes what analyze
+should find: the expected observed scores, which (because of the rounding and the clipping at 0 and 7) are the models'
+true means only approximately, so the truths here are exact expectations of what is observed, not the inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+from scipy.stats import nbinom, norm
+
+from llm_feedback.artifacts import text_sha
+from llm_feedback.testing.synthetic_annotations import annotations_table, generations_table
+
+TOP = 7  # the rating scale is 0..TOP
+LINE = "x = x + 1"  # every body line of an answer: its length in characters and tokens follows its lines
+BLOCK = "```python\npass\n```"
+SHAPE = 2  # of the negative binomial behind answer lengths: a spread wide enough for style control to see
+
+
+@dataclass(frozen=True, kw_only=True)
+class Annotator:
+    """ "honest": the model above; "random": uniform 0..7 whatever the answer; "adversarial": 7 minus the honest
+    score."""
+
+    leniency: float = 0.0
+    noise: float = 1.0
+    kind: Literal["honest", "random", "adversarial"] = "honest"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Style:
+    """A model's answers: lines of text (1 + a negative binomial with this mean minus one) and fenced code blocks
+    (Poisson)."""
+
+    lines: float = 4.0
+    code_blocks: float = 1.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Population:
+    """Who is rated and who rates. `means` are the models' true mean qualities on the 0-7 scale, in compare order.
+    `annotators_per_task`: how many annotators, drawn at random from the pool, rate each task (None: all of them).
+    `position_bias`: points added at each display position (absent: 0). `draft_rate` and `discard_rate`: the share of
+    responses (one annotator on one record) left as a draft or discarded; their scores (7 minus the honest one) must
+    not count. `length_reward`: points an honest annotator adds per 100 lines of an answer."""
+
+    tasks: int
+    means: dict[str, float]
+    annotators: dict[str, Annotator]
+    task_sd: float = 1.0
+    annotators_per_task: int | None = None
+    position_bias: dict[int, float] = field(default_factory=dict)
+    draft_rate: float = 0.0
+    discard_rate: float = 0.0
+    styles: dict[str, Style] = field(default_factory=dict)
+    length_reward: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.draft_rate + self.discard_rate < 1:
+            raise ValueError("draft_rate + discard_rate must be in [0, 1)")
+        if self.annotators_per_task is not None and not 1 <= self.annotators_per_task <= len(self.annotators):
+            raise ValueError(f"annotators_per_task must be 1..{len(self.annotators)} (the pool) or None")
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.means)
+
+    def style(self, model: str) -> Style:
+        return self.styles.get(model, Style())
+
+
+@dataclass(frozen=True)
+class Simulated:
+    """The two artifacts, and what analyze should find in them. Pairs are keyed `a_vs_b`, a before b in compare
+    order. `means`: each model's expected observed (aggregated by mean) score; `difference`: the expected per-task
+    difference of a pair; `quality_difference`: the same had length earned nothing (what a style-controlled
+    difference estimates); `position_effect`: the expected score at each position from 2 on, minus at position 1,
+    within models; `bad`: the random and adversarial annotators."""
+
+    annotations: pa.Table
+    generations: pa.Table
+    compare: list[str]
+    means: dict[str, float]
+    difference: dict[str, float]
+    quality_difference: dict[str, float]
+    position_effect: dict[int, float]
+    bad: frozenset[str]
+
+
+def simulate(population: Population, *, seed: int | None = None) -> Simulated:
+    """One study drawn from `population` (with `seed` in place of the population's own, for replicates)."""
+    rng = np.random.default_rng(population.seed if seed is None else seed)
+    models, pool = population.models, list(population.annotators)
+    n, m = population.tasks, len(models)
+    k = population.annotators_per_task or len(pool)
+    raters = [population.annotators[a] for a in pool]
+
+    lines, blocks = _styles(population, rng)  # (n, m) by model
+    order = np.argsort(rng.random((n, m)), axis=1)  # the model shown at each position
+    chosen = np.argsort(rng.random((n, len(pool))), axis=1)[:, :k]  # (n, k) annotators of each task
+    tasks = np.arange(n)[:, None]
+    latent = (
+        np.array(list(population.means.values()))[order]
+        + population.length_reward * lines[tasks, order] / 100
+        + np.array([population.position_bias.get(p, 0.0) for p in range(1, m + 1)])
+        + rng.normal(0, population.task_sd, (n, 1))
+    )[:, None, :] + np.array([r.leniency for r in raters])[chosen][:, :, None]
+    noise = np.array([r.noise for r in raters])[chosen][:, :, None] * rng.standard_normal((n, k, m))
+    honest = np.clip(np.rint(latent + noise), 0, TOP).astype(np.int64)
+    kind = np.array([r.kind for r in raters])[chosen][:, :, None]
+    scores = np.where(kind == "random", rng.integers(0, TOP + 1, (n, k, m)), honest)
+    scores = np.where(kind == "adversarial", TOP - honest, scores)
+
+    draw = rng.random((n, k))
+    status = np.where(
+        draw < population.draft_rate,
+        1,
+        np.where(draw < population.draft_rate + population.discard_rate, 2, 0),
+    )
+    scores = np.where(status[:, :, None] > 0, TOP - scores, scores)  # what a draft or discard holds, not to count
+
+    names = _names("task", n)
+    responses = [
+        "\n".join([f"# {model} answers {task}", *[LINE] * int(lines[t, j]), *[BLOCK] * int(blocks[t, j])])
+        for j, model in enumerate(models)
+        for t, task in enumerate(names.to_pylist())
+    ]  # model-major, as generations_table takes them
+    shas = pa.array([text_sha(r) for r in responses])
+    generations = generations_table(
+        names.take(pa.array(np.tile(np.arange(n), m))),
+        pa.array(models).take(pa.array(np.repeat(np.arange(m), n))),
+        responses,
+        completion_tokens=(8 + 5 * lines + 4 * blocks).T.reshape(-1),
+    )
+
+    task_of_row = np.repeat(np.arange(n), k * m)
+    model_of_row = np.repeat(order[:, None, :], k, axis=1).reshape(-1)
+    annotations = annotations_table(
+        record_id=_names("record", n).take(pa.array(task_of_row)),
+        task_id=names.take(pa.array(task_of_row)),
+        annotator=pa.array(pool).take(pa.array(np.repeat(chosen.reshape(-1), m))),
+        model=pa.array(models).take(pa.array(model_of_row)),
+        position=np.tile(np.arange(1, m + 1), n * k),
+        response_sha=shas.take(pa.array(model_of_row * n + task_of_row)),
+        score=scores.reshape(-1),
+        status=pa.array(["submitted", "draft", "discarded"]).take(pa.array(np.repeat(status.reshape(-1), m))),
+    )
+    return _with_truths(population, annotations, generations)
+
+
+def regenerate_lowest(simulated: Simulated, *, model: str, count: int) -> Simulated:
+    """The study after `model`'s `count` lowest-rated answers (by their mean submitted score) were generated anew,
+    once rated: their scores are stale now. The truths are unchanged: the new answers are as good as the old ones."""
+    rows = simulated.annotations.to_pandas()
+    rated = rows[(rows["model"] == model) & (rows["status"] == "submitted")]
+    lowest = rated.groupby("task_id", sort=False)["score"].mean().sort_values(kind="stable").index[:count]
+    generations = simulated.generations.to_pandas()
+    again = (generations["model"] == model) & generations["task_id"].isin(lowest)
+    generations.loc[again, "response"] += "\n# generated again"
+    table = pa.Table.from_pandas(generations, schema=simulated.generations.schema, preserve_index=False)
+    return dataclasses.replace(simulated, generations=table)
+
+
+def expected_scores(population: Population, *, length_reward: float | None = None) -> np.ndarray:
+    """(models, annotators, positions): each annotator's expected score of each model's answer at each position,
+    over tasks, answer lengths and noise. An honest score is a rounded, clipped normal, whose mean is a sum of normal
+    tail probabilities: E[clip(round(X), 0, 7)] = sum over j = 1..7 of P(X >= j - 1/2)."""
+    reward = population.length_reward if length_reward is None else length_reward
+    positions = np.array([population.position_bias.get(p, 0.0) for p in range(1, len(population.means) + 1)])
+    result = []
+    for model, mean in population.means.items():
+        lengths, weights = _length_distribution(population.style(model))
+        per_annotator = []
+        for rater in population.annotators.values():
+            centre = mean + rater.leniency + positions[:, None] + reward * lengths[None, :] / 100  # (positions, L)
+            sd = float(np.hypot(rater.noise, population.task_sd))
+            if sd > 0:
+                honest = norm.cdf((centre[..., None] - np.arange(1, TOP + 1) + 0.5) / sd).sum(axis=-1) @ weights
+            else:
+                honest = np.clip(np.rint(centre), 0, TOP) @ weights
+            per_annotator.append(
+                {"honest": honest, "random": np.full_like(honest, TOP / 2), "adversarial": TOP - honest}[rater.kind]
+            )
+        result.append(per_annotator)
+    return np.array(result)
+
+
+def _with_truths(population: Population, annotations: pa.Table, generations: pa.Table) -> Simulated:
+    """Under random assignment every annotator and position is equally likely for every answer (and the annotators
+    behind a task's mean are exchangeable), so the expected aggregated score averages over both."""
+    models = population.models
+    observed = expected_scores(population)
+    means = observed.mean(axis=(1, 2))
+    quality = expected_scores(population, length_reward=0.0).mean(axis=(1, 2))
+    pairs = list(itertools.combinations(range(len(models)), 2))
+    by_position = observed.mean(axis=(0, 1))
+    return Simulated(
+        annotations=annotations,
+        generations=generations,
+        compare=models,
+        means={model: float(means[i]) for i, model in enumerate(models)},
+        difference={f"{models[i]}_vs_{models[j]}": float(means[i] - means[j]) for i, j in pairs},
+        quality_difference={f"{models[i]}_vs_{models[j]}": float(quality[i] - quality[j]) for i, j in pairs},
+        position_effect={p: float(by_position[p - 1] - by_position[0]) for p in range(2, len(models) + 1)},
+        bad=frozenset(name for name, a in population.annotators.items() if a.kind != "honest"),
+    )
+
+
+def _styles(population: Population, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Lines and code blocks of every answer, (tasks, models)."""
+    n = population.tasks
+    lines, blocks = [], []
+    for model in population.models:
+        style = population.style(model)
+        lines.append(1 + rng.negative_binomial(SHAPE, _length_p(style), n))
+        blocks.append(rng.poisson(style.code_blocks, n))
+    return np.stack(lines, axis=1), np.stack(blocks, axis=1)
+
+
+def _length_p(style: Style) -> float:
+    if style.lines < 1:
+        raise ValueError(f"an answer has at least one line, not {style.lines}")
+    return SHAPE / (SHAPE + style.lines - 1)
+
+
+def _length_distribution(style: Style) -> tuple[np.ndarray, np.ndarray]:
+    """The answer lengths one model writes, and their probabilities (all but 1e-12 of the mass)."""
+    p = _length_p(style)
+    extra = np.arange(int(nbinom.ppf(1 - 1e-12, SHAPE, p)) + 1)
+    weights = nbinom.pmf(extra, SHAPE, p)
+    return 1.0 + extra, weights / weights.sum()
+
+
+def _names(prefix: str, n: int) -> pa.Array:
+    return pa.array([f"{prefix}-{i:06d}" for i in range(n)])
