@@ -1,8 +1,10 @@
-"""analyze: annotation rows -> which model wins, how sure we are, and whether annotators (and a judge) agree.
+"""analyze: annotation rows -> the verdict (which model wins, how sure we are), what biases the scores, and whether
+annotators (and a judge) agree.
 
 Only submitted scores of answers that are still current count (a score given to text that generate has since
-replaced is stale). Several annotators of one task are aggregated per `analyze.aggregate`; tasks are the unit of
-resampling for every interval.
+replaced is stale). Several annotators of one task are aggregated per `analyze.aggregate`. The verdict rests on the
+complete cases: tasks where every compared model's current answer has a current score, so no model is judged on a
+selected subset of tasks. Tasks are the unit of resampling for every interval.
 """
 
 from __future__ import annotations
@@ -15,16 +17,15 @@ import pandas as pd
 import pyarrow as pa
 
 from llm_feedback.annotation.values import OTHER_OPTIONS, SCALE, STATUSES, status_problem
+from llm_feedback.annotator_agreement import Agreement, annotator_agreement
 from llm_feedback.artifacts import SCORES, text_sha
+from llm_feedback.effects import Effects, estimate_effects
+from llm_feedback.errors import ConfigError
+from llm_feedback.model_comparison import ModelComparison, compare_models
 from llm_feedback.params import AnalyzeParams
-from llm_feedback.stats import (
-    Interval,
-    bootstrap_sums,
-    bradley_terry_intervals,
-    ordinal_alpha,
-    pair_outcomes,
-    ratio_intervals,
-)
+from llm_feedback.stats import Interval, ordinal_alpha
+from llm_feedback.style import style_features
+from llm_feedback.verdict import verdict_line
 
 
 @dataclass(frozen=True)
@@ -44,26 +45,48 @@ class Analysis:
         """The per-task scores as the scores artifact: export builds training data from exactly these."""
         return pa.Table.from_pandas(self.scores, schema=SCORES.schema, preserve_index=False)
 
+    def caveats(self) -> list[str]:
+        """What the reader of the verdict must know: tasks it leaves out and why, annotators who look random."""
+        counts = self.metrics["counts"]
+        parts = []
+        incomplete = counts["incomplete_tasks"]
+        if incomplete["stale"]:
+            parts.append(
+                f"{incomplete['stale']} tasks left out: an answer changed after it was rated (re-rate them: push "
+                "with annotation.on_annotated_change: new_record marks them needs_rating)"
+            )
+        if incomplete["unscored"]:
+            parts.append(f"{incomplete['unscored']} tasks left out: not every compared model's answer is scored yet")
+        flagged = [f"{a} ({v['flagged'].split(':')[0]})" for a, v in self.metrics["annotators"].items() if v["flagged"]]
+        if flagged:
+            parts.append(
+                f"annotators who look random or adversarial: {', '.join(flagged)} (see the report; "
+                "analyze.exclude_annotators leaves them out)"
+            )
+        if counts["excluded_annotators"]:
+            parts.append(f"left out by analyze.exclude_annotators: {', '.join(counts['excluded_annotators'])}")
+        left_out = self.left_out.line()
+        return [*parts, left_out] if left_out else parts
+
     def line(self) -> str:
         counts = self.metrics["counts"]
-        ranking = ", ".join(f"{m} {v['mean']:.2f}" for m, v in self.ranking())
-        left_out = self.left_out.line()
-        return (
-            f"{counts['scored_tasks']} of {counts['tasks']} tasks scored; mean score: {ranking or 'none yet'}"
-            f"{'; ' + left_out if left_out else ''}"
-        )
+        scored = f"{counts['scored_tasks']} of {counts['tasks']} tasks scored"
+        return "; ".join([self.metrics["verdict"], scored, *self.caveats()])
 
 
 def aggregate_scores(rows: pd.DataFrame, how: str) -> pd.DataFrame:
-    """One score per (task, model) from its annotators: mean, median, or the most frequent (ties: the lower)."""
+    """One score per (task, model) from its annotators: mean, median, or the most frequent score, a tie between
+    several going to the median of all the scores (taking the lower, as a plain mode does, would pull every model
+    down with two or three noisy raters)."""
     if rows.empty:
         return pd.DataFrame({"task_id": [], "model": [], "score": [], "n": []})
     groups = rows.groupby(["task_id", "model"], sort=True)["score"]
     counts = groups.size().rename("n")
     if how == "majority":
         tally = rows.groupby(["task_id", "model", "score"]).size().rename("votes").reset_index()
-        tally = tally.sort_values(["task_id", "model", "votes", "score"], ascending=[True, True, False, True])
-        score = tally.drop_duplicates(["task_id", "model"]).set_index(["task_id", "model"])["score"].astype(float)
+        top = tally["votes"] == tally.groupby(["task_id", "model"])["votes"].transform("max")
+        modes = tally[top].groupby(["task_id", "model"])["score"]
+        score = modes.first().where(modes.size() == 1, groups.median()).astype(float)
     else:
         score = getattr(groups, how)().astype(float)
     return pd.concat([score.rename("score"), counts], axis=1).reset_index()
@@ -83,24 +106,79 @@ def analyze(
     """`records`: how many records the dataset holds (the push receipt's count); the optional tables are the judge's
     and execute's artifacts, None when those stages are off."""
     rows, left_out = usable_annotations(annotations.to_pandas())
-    models = list(compare) + sorted(set(rows["model"]) - set(compare))
+    rows, excluded = _without_annotators(rows, params.exclude_annotators)
+    models = list(compare)
     submitted, stale = current_scores(rows, generations)
     scores = aggregate_scores(submitted, params.aggregate)
-
-    sums = _Bootstrap.run(_score_matrix(scores, models), params)
+    complete = _complete_cases(scores, models)
+    compared = submitted[submitted["model"].isin(models) & submitted["task_id"].isin(complete.index)]
+    comparison = compare_models(
+        complete.to_numpy(dtype=float), models, params=params, style=_style(generations, complete.index, models)
+    )
+    effects = estimate_effects(compared, confidence=params.confidence)
+    agreement = annotator_agreement(submitted, confidence=params.confidence)
+    means = {m: interval.estimate for m, interval in zip(models, comparison.means)}
     metrics = {
-        "counts": {**_counts(rows, generations, records, scores, stale), **left_out.counts()},
-        "models": _model_means(sums, submitted, models),
-        "pairwise": _pairwise(sums, models),
-        "bradley_terry": _bradley_terry(sums, models) if len(models) >= 3 else None,
+        "verdict": verdict_line(
+            [p.comparison for p in comparison.pairs],
+            means,
+            confidence=params.confidence,
+            min_difference=params.min_difference,
+        ),
+        "counts": {
+            **_counts(rows, generations, records, scores, len(stale)),
+            "complete_tasks": len(complete),
+            "incomplete_tasks": _incomplete(scores, complete.index, stale),
+            "excluded_annotators": excluded,
+            **left_out.counts(),
+        },
+        "models": _model_means(comparison, compared, effects),
+        "pairwise": _pairwise(comparison),
+        "bradley_terry": _ratings(comparison.bradley_terry, models),
+        "bradley_terry_style_controlled": _ratings(comparison.bradley_terry_style, models),
         "corrections": _corrections(submitted, rows, models),
         "agreement": _agreement(submitted),
-        "annotators": _annotators(submitted),
-        "position": _positions(submitted),
+        "annotators": _annotators(submitted, effects, agreement),
+        "position": _positions(compared, effects),
         "judge": _judge(judgments, scores, models, judge_pairwise) if judgments is not None else None,
         "execution": _execution(executions, scores, models) if executions is not None else None,
     }
     return Analysis(json_safe(metrics), scores, submitted, models, left_out)
+
+
+def _without_annotators(rows: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of everyone but the annotators `analyze.exclude_annotators` names; a name with no responses is a typo."""
+    unknown = sorted(set(names) - set(rows["annotator"]))
+    if unknown and not rows.empty:
+        known = ", ".join(sorted(set(rows["annotator"])))
+        raise ConfigError(f"analyze.exclude_annotators: no responses by {', '.join(unknown)} (annotators: {known})")
+    return rows[~rows["annotator"].isin(names)], sorted(set(names))
+
+
+def _complete_cases(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """(tasks, models) scores of the tasks every compared model has a score for, sorted by task."""
+    if scores.empty:
+        return pd.DataFrame(columns=models, dtype=float)
+    wide = scores[scores["model"].isin(models)].pivot(index="task_id", columns="model", values="score")
+    return wide.reindex(columns=models).dropna().sort_index()
+
+
+def _incomplete(scores: pd.DataFrame, complete: pd.Index, stale: pd.DataFrame) -> dict:
+    """Tasks with some scores that the verdict leaves out: because a rated answer changed since (stale), or because
+    some compared answer has no score yet."""
+    scored = set(scores["task_id"]) if not scores.empty else set()
+    left_out = scored - set(complete)
+    stale_tasks = left_out & set(stale["task_id"])
+    return {"stale": len(stale_tasks), "unscored": len(left_out - stale_tasks)}
+
+
+def _style(generations: pa.Table, tasks: pd.Index, models: list[str]) -> np.ndarray:
+    """(tasks, models, features) style features of the answers on the complete cases, in the matrix's order."""
+    frame = generations.select(["task_id", "model", "response"]).to_pandas()
+    frame = frame[frame["model"].isin(models) & frame["task_id"].isin(tasks)].drop_duplicates(["task_id", "model"])
+    features = style_features(frame["response"]).set_axis(pd.MultiIndex.from_frame(frame[["task_id", "model"]]))
+    wanted = pd.MultiIndex.from_product([tasks, models], names=["task_id", "model"])
+    return features.reindex(wanted).fillna(0.0).to_numpy().reshape(len(tasks), len(models), -1)
 
 
 @dataclass(frozen=True)
@@ -168,14 +246,15 @@ def _why(row: pd.Series, check: str) -> str:
     return f"to_correct {row['to_correct']!r} is none of the record's models, combination or neither"
 
 
-def current_scores(rows: pd.DataFrame, generations: pa.Table) -> tuple[pd.DataFrame, int]:
-    """Submitted scores of answers generate still holds; and how many scores were left out as stale."""
+def current_scores(rows: pd.DataFrame, generations: pa.Table) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Submitted scores of answers generate still holds; and the stale ones, given to text since replaced."""
     submitted = rows[(rows["status"] == "submitted") & rows["score"].notna()]
     submitted = submitted.merge(_current_shas(generations), on=["task_id", "model"], how="left")
     is_current = (submitted["response_sha"] == submitted["current_sha"]).to_numpy()
+    stale = submitted[~is_current].drop(columns="current_sha")
     submitted = submitted[is_current].drop(columns="current_sha")
     submitted["score"] = submitted["score"].astype(float)
-    return submitted, int((~is_current).sum())
+    return submitted, stale
 
 
 def _current_shas(generations: pa.Table) -> pd.DataFrame:
@@ -188,13 +267,6 @@ def _current_shas(generations: pa.Table) -> pd.DataFrame:
             "current_sha": [text_sha(r) for r in answered.column("response").to_pylist()],
         }
     )
-
-
-def _score_matrix(scores: pd.DataFrame, models: list[str]) -> np.ndarray:
-    if scores.empty:
-        return np.empty((0, len(models)))
-    wide = scores.pivot(index="task_id", columns="model", values="score").reindex(columns=models)
-    return wide.to_numpy(dtype=float)
 
 
 def _counts(rows: pd.DataFrame, generations: pa.Table, records: int | None, scores: pd.DataFrame, stale: int) -> dict:
@@ -217,81 +289,62 @@ def _interval(interval: Interval, digits: int = 4) -> dict:
     return {"value": rounded(interval.estimate), "ci_low": rounded(interval.low), "ci_high": rounded(interval.high)}
 
 
-@dataclass(frozen=True)
-class _Bootstrap:
-    """Per-task columns (score sums and counts per model; win, tie and loss per pair) summed over all tasks and over
-    every resample of tasks, in one pass."""
-
-    models: int
-    pairs: list[tuple[int, int]]
-    totals: np.ndarray
-    samples: np.ndarray
-    confidence: float
-
-    @classmethod
-    def run(cls, matrix: np.ndarray, params: AnalyzeParams) -> _Bootstrap:
-        n, m = matrix.shape
-        present = np.isfinite(matrix)
-        pairs, outcomes = pair_outcomes(matrix, params.tie_margin)
-        columns = np.hstack([np.where(present, matrix, 0.0), present, outcomes.reshape(n, len(pairs) * 3)])
-        totals, samples = bootstrap_sums(columns, params.bootstrap, params.seed)
-        return cls(m, pairs, totals, samples, params.confidence)
-
-    def means(self) -> list[Interval]:
-        m = self.models
-        return ratio_intervals(
-            self.totals[:m], self.totals[m : 2 * m], self.samples[:, :m], self.samples[:, m : 2 * m], self.confidence
-        )
-
-    def pair_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """(pairs, 3) and (resamples, pairs, 3) counts of win, tie and loss."""
-        p = len(self.pairs)
-        return (
-            self.totals[2 * self.models :].reshape(p, 3),
-            self.samples[:, 2 * self.models :].reshape(self.samples.shape[0], p, 3),
-        )
-
-
-def _model_means(sums: _Bootstrap, submitted: pd.DataFrame, models: list[str]) -> dict:
-    n_scores = submitted.groupby("model").size()
+def _model_means(comparison: ModelComparison, compared: pd.DataFrame, effects: Effects) -> dict:
+    """Each model's mean on the complete cases (BCa interval), also as if shown equally often in every position."""
+    n_scores = compared.groupby("model").size()
     result = {}
-    for k, (model, interval) in enumerate(zip(models, sums.means())):
+    for model, interval in zip(comparison.models, comparison.means):
         mean = _interval(interval)
+        shift = effects.position_shift.get(model)
+        corrected = None if mean["value"] is None or shift is None else round(interval.estimate - shift, 4)
         result[model] = {
             "mean": mean["value"],
             "ci_low": mean["ci_low"],
             "ci_high": mean["ci_high"],
-            "tasks": int(sums.totals[sums.models + k]),
+            "position_corrected": corrected,
+            "tasks": comparison.tasks,
             "scores": int(n_scores.get(model, 0)),
         }
     return result
 
 
-def _pairwise(sums: _Bootstrap, models: list[str]) -> dict:
-    totals, samples = sums.pair_counts()
-    valid, sample_valid = totals.sum(axis=1, keepdims=True), samples.sum(axis=2, keepdims=True)
-    width = len(sums.pairs) * 3
-    intervals = ratio_intervals(
-        totals.reshape(width),
-        np.repeat(valid, 3, axis=1).reshape(width),
-        samples.reshape(len(samples), width),
-        np.repeat(sample_valid, 3, axis=2).reshape(len(samples), width),
-        sums.confidence,
-    )
+def _pairwise(comparison: ModelComparison) -> dict:
+    """Per pair (first minus second, in compare order): the difference, its test, and the win/tie/loss rates."""
     result = {}
-    for k, (i, j) in enumerate(sums.pairs):
-        entry: dict = {"tasks": int(valid[k, 0])}
-        for o, outcome in enumerate(("win", "tie", "loss")):
-            interval = _interval(intervals[k * 3 + o])
-            entry[outcome] = interval["value"]
-            entry[f"{outcome}_ci_low"], entry[f"{outcome}_ci_high"] = interval["ci_low"], interval["ci_high"]
-        result[f"{models[i]}_vs_{models[j]}"] = entry
+    for pair in comparison.pairs:
+        c = pair.comparison
+        difference = _interval(c.difference)
+        entry: dict = {
+            "difference": difference["value"],
+            "ci_low": difference["ci_low"],
+            "ci_high": difference["ci_high"],
+            "p_value": None if c.p_value is None else round(c.p_value, 6),
+            "p_holm": None if c.p_holm is None else round(c.p_holm, 6),
+            "decided": c.decided,
+            "tasks": c.tasks,
+            "sd": None if pair.sd is None else round(pair.sd, 4),
+            "tasks_for_power": c.tasks_for_power,
+        }
+        for name, rate in pair.rates.items():
+            interval = _interval(rate)
+            entry[name], entry[f"{name}_ci_low"], entry[f"{name}_ci_high"] = (
+                interval["value"],
+                interval["ci_low"],
+                interval["ci_high"],
+            )
+        styled = _interval(pair.style_controlled)
+        entry["style_controlled"] = {
+            "difference": styled["value"],
+            "ci_low": styled["ci_low"],
+            "ci_high": styled["ci_high"],
+        }
+        result[f"{c.first}_vs_{c.second}"] = entry
     return result
 
 
-def _bradley_terry(sums: _Bootstrap, models: list[str]) -> dict:
-    totals, samples = sums.pair_counts()
-    intervals = bradley_terry_intervals(totals, samples, sums.pairs, len(models), sums.confidence)
+def _ratings(intervals: list[Interval] | None, models: list[str]) -> dict | None:
+    if intervals is None:
+        return None
     result = {}
     for model, interval in zip(models, intervals):
         entry = _interval(interval, digits=1)
@@ -330,20 +383,38 @@ def _alpha(rows: pd.DataFrame, unit: list[str]) -> dict:
     return {"alpha": None if alpha is None else round(alpha, 4), "records": records}
 
 
-def _annotators(submitted: pd.DataFrame) -> dict:
+def _annotators(submitted: pd.DataFrame, effects: Effects, agreement: dict[str, Agreement]) -> dict:
+    """Per annotator: how much they score, their leniency (offset from the average annotator on the same tasks,
+    models and positions) and how well they agree with the others."""
     result = {}
     for annotator, rows in submitted.groupby("annotator", sort=True):
-        result[str(annotator)] = {
+        name = str(annotator)
+        leniency = _interval(effects.leniency.get(name, Interval(None, None, None)))
+        agrees = agreement.get(name, Agreement(0, None, None, None, None))
+        result[name] = {
             "records": int(rows["record_id"].nunique()),
             "mean_score": round(float(rows["score"].mean()), 4),
+            "leniency": leniency["value"],
+            "leniency_ci_low": leniency["ci_low"],
+            "leniency_ci_high": leniency["ci_high"],
+            "shared_answers": agrees.shared,
+            "agreement": None if agrees.correlation is None else round(agrees.correlation, 4),
+            "agreement_ci_low": None if agrees.ci_low is None else round(agrees.ci_low, 4),
+            "agreement_ci_high": None if agrees.ci_high is None else round(agrees.ci_high, 4),
+            "flagged": agrees.flagged,
         }
     return result
 
 
-def _positions(submitted: pd.DataFrame) -> dict:
+def _positions(compared: pd.DataFrame, effects: Effects) -> dict:
+    """Each display position's effect on the score relative to position 1, estimated within tasks, models and
+    annotators; and the raw mean score by position (confounded with which model was shown there)."""
     return {
-        str(int(position)): {"mean_score": round(float(rows["score"].mean()), 4), "scores": len(rows)}
-        for position, rows in submitted.groupby("position", sort=True)
+        "effect": {str(p): _interval(interval) for p, interval in effects.position.items()},
+        "mean_score": {
+            str(int(position)): {"mean_score": round(float(rows["score"].mean()), 4), "scores": len(rows)}
+            for position, rows in compared.groupby("position", sort=True)
+        },
     }
 
 

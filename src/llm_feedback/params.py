@@ -302,7 +302,10 @@ class AnalyzeParams(Strict):
     aggregate: Literal["mean", "median", "majority"] = "mean"
     tie_margin: Float = Field(default=0.0, ge=0.0, le=7.0)
     bootstrap: Int = Field(default=1000, ge=100, le=100_000)
+    permutations: Int = Field(default=10_000, ge=100, le=1_000_000)  # sign flips behind each pair's p-value
     confidence: Float = Field(default=0.95, gt=0.5, lt=1.0)
+    min_difference: Float = Field(default=0.5, gt=0.0, le=7.0)  # the gap the "tasks for 80% power" figure is for
+    exclude_annotators: list[str] = Field(default_factory=list)
     seed: Int = 0
     lowest: Int = Field(default=20, ge=0)
 
