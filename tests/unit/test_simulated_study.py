@@ -8,9 +8,17 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import norm
 
 from llm_feedback.artifacts import ANNOTATIONS, GENERATIONS, text_sha
-from llm_feedback.testing.simulated_study import Annotator, Population, Style, regenerate_lowest, simulate
+from llm_feedback.testing.simulated_study import (
+    Annotator,
+    Population,
+    Style,
+    outcome_rates,
+    regenerate_lowest,
+    simulate,
+)
 
 HONEST = {"harsh": Annotator(leniency=-0.5, noise=0.6), "fair": Annotator(noise=0.8), "kind": Annotator(leniency=0.4)}
 MID = Population(tasks=20_000, means={"a": 3.8, "b": 3.3, "c": 3.0}, annotators=HONEST, task_sd=0.5)
@@ -160,6 +168,26 @@ def test_longer_answers_earn_the_length_reward_and_quality_difference_leaves_it_
     per_task = study.annotations.to_pandas().groupby(["task_id", "model"])["score"].mean().unstack()
     paired = per_task["terse"] - per_task["verbose"]
     assert within(paired.mean(), study.difference["terse_vs_verbose"], paired.std() / np.sqrt(len(paired)))
+
+
+def test_outcome_rates_are_the_chances_of_a_win_a_tie_and_a_loss() -> None:
+    """Two equal models rated once with noise 1 and no task effect: a tie is two independent draws from the same
+    rounded, clipped normal landing on the same score."""
+    one = Population(tasks=1, means={"a": 3.2, "b": 3.2}, annotators={"x": Annotator()}, task_sd=0.0, draft_rate=0.3)
+    edges = norm.cdf(np.arange(0.5, 7.0) - 3.2)
+    score = np.diff(np.concatenate([[0.0], edges, [1.0]]))
+    tie = float(np.sum(score**2))
+    rates = outcome_rates(one, draws=400_000)
+    assert rates.keys() == {"a_vs_b"}
+    assert rates["a_vs_b"] == pytest.approx(((1 - tie) / 2, tie, (1 - tie) / 2), abs=0.004)
+    wide = outcome_rates(one, tie_margin=1.0, draws=400_000)["a_vs_b"]
+    assert wide[1] == pytest.approx(tie + 2 * float(np.sum(score[1:] * score[:-1])), abs=0.004)
+    exact = Population(tasks=1, means={"a": 5.0, "b": 2.0, "c": 2.0}, annotators={"x": Annotator(noise=0.0)})
+    assert outcome_rates(dataclasses.replace(exact, task_sd=0.0), draws=1000) == {
+        "a_vs_b": (1.0, 0.0, 0.0),
+        "a_vs_c": (1.0, 0.0, 0.0),
+        "b_vs_c": (0.0, 1.0, 0.0),
+    }
 
 
 def test_regenerating_the_lowest_rated_answers_changes_only_those() -> None:
