@@ -178,7 +178,7 @@ def _style(generations: pa.Table, tasks: pd.Index, models: list[str]) -> np.ndar
     frame = frame[frame["model"].isin(models) & frame["task_id"].isin(tasks)].drop_duplicates(["task_id", "model"])
     features = style_features(frame["response"]).set_axis(pd.MultiIndex.from_frame(frame[["task_id", "model"]]))
     wanted = pd.MultiIndex.from_product([tasks, models], names=["task_id", "model"])
-    return features.reindex(wanted).fillna(0.0).to_numpy().reshape(len(tasks), len(models), -1)
+    return features.reindex(wanted).fillna(0.0).to_numpy().reshape(len(tasks), len(models), features.shape[1])
 
 
 @dataclass(frozen=True)

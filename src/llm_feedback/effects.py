@@ -43,7 +43,7 @@ def estimate_effects(rows: pd.DataFrame, *, confidence: float) -> Effects:
     within = design - design.groupby(tasks).transform("mean")
     score = rows["score"].to_numpy(dtype=float)
     score = score - pd.Series(score).groupby(tasks).transform("mean").to_numpy()
-    identified = within.columns[(within.abs() > 1e-12).any()]
+    identified = within.columns[_independent(within.to_numpy())]
     if len(identified) == 0:
         return Effects.empty()
     groups = pd.factorize(tasks)[0]
@@ -68,6 +68,19 @@ def estimate_effects(rows: pd.DataFrame, *, confidence: float) -> Effects:
         leniency=_leniency(rows, identified, contrast),
         position_shift=_position_shift(rows, position),
     )
+
+
+def _independent(design: np.ndarray) -> list[int]:
+    """Columns that are not combinations of earlier ones (a level seen only where it is confounded with others, e.g.
+    an annotator who never shares a task, tells nothing within tasks), found on the small Gram matrix."""
+    gram = design.T @ design
+    kept: list[int] = []
+    for column in range(gram.shape[0]):
+        candidate = [*kept, column]
+        block = gram[np.ix_(candidate, candidate)]
+        if np.linalg.matrix_rank(block, tol=1e-9 * max(1.0, float(np.trace(block)))) == len(candidate):
+            kept.append(column)
+    return kept
 
 
 def _dummies(rows: pd.DataFrame, column: str, reference=None) -> pd.DataFrame:

@@ -11,9 +11,9 @@ import pandas as pd
 import pyarrow as pa
 
 from llm_feedback.analysis import Analysis
-from llm_feedback.annotation.values import SCALE, STATUSES
+from llm_feedback.annotation.values import STATUSES
 from llm_feedback.artifacts import atomic_folder, atomic_path
-from llm_feedback.plot_data import score_distribution
+from llm_feedback.report_charts import write_charts
 
 RESPONSE_LINES = 40  # of each answer in lowest.md
 
@@ -28,87 +28,195 @@ def write_reports(
 ) -> None:
     """reports/report.md (+ PNG charts) and reports/lowest.md, replaced together."""
     with atomic_folder(folder) as staging:
-        charts = _charts(analysis, staging) if analysis.metrics["counts"]["scored_tasks"] else []
+        charts = write_charts(analysis, staging) if analysis.metrics["counts"]["scored_tasks"] else {}
         (staging / "report.md").write_text(_report(analysis, charts, how_to_annotate), encoding="utf-8")
         (staging / "lowest.md").write_text(_lowest(analysis, tasks, generations, lowest), encoding="utf-8")
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def _fmt(value: float | None, digits: int = 2, sign: str = "") -> str:
+    return "n/a" if value is None else f"{value:{sign}.{digits}f}"
 
 
-def _report(analysis: Analysis, charts: list[str], how_to_annotate: str) -> str:
+def _span(low: float | None, high: float | None, digits: int = 2, sign: str = "") -> str:
+    return "n/a" if low is None else f"{_fmt(low, digits, sign)} to {_fmt(high, digits, sign)}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def _report(analysis: Analysis, charts: dict[str, str], how_to_annotate: str) -> str:
     m = analysis.metrics
     counts = m["counts"]
-    lines = ["# Which model answers better", ""]
+    lines = ["# Which model answers better", "", f"**{m['verdict']}**", ""]
+    lines += [f"- {caveat}" for caveat in analysis.caveats()]
     responses = counts["responses"]
     summary = [
-        f"{counts['scored_tasks']} of {counts['tasks']} tasks scored",
+        f"{counts['scored_tasks']} of {counts['tasks']} tasks scored, {counts['complete_tasks']} by every model",
         f"{counts['annotated_records']} of {counts['records']} records annotated",
         "responses: " + ", ".join(f"{responses[s]} {s}" for s in STATUSES),
     ]
-    left_out = {
-        "stale_scores": "scores of answers since regenerated left out",
-        "invalid_responses": "responses with values outside the dataset's settings left out",
-        "duplicate_responses": "repeated responses of one annotator counted once",
-    }
-    summary += [f"{counts[key]} {what}" for key, what in left_out.items() if counts[key]]
-    lines += ["; ".join(summary) + ".", ""]
+    if counts["stale_scores"]:
+        summary.append(f"{counts['stale_scores']} scores of answers since regenerated left out")
+    if counts["duplicate_responses"]:
+        summary.append(f"{counts['duplicate_responses']} repeated responses of one annotator counted once")
+    lines += ["", "; ".join(summary) + ".", ""]
     if not counts["scored_tasks"]:
         lines += ["**No submitted scores yet.** " + how_to_annotate, ""]
         return "\n".join(lines)
+    lines += _differences(m, charts)
+    lines += _means(analysis, charts)
+    lines += _head_to_head(m, charts)
+    lines += _ratings(m)
+    lines += _biases(m)
+    lines += _agreement(m, charts)
+    lines += _extras(m)
+    lines += ["", "The lowest-rated answers, with their instruction and comments: [lowest.md](lowest.md).", ""]
+    return "\n".join(lines)
 
-    ranked = analysis.ranking()
-    lines += [
-        "## Mean score (0-7) with 95% bootstrap interval over tasks",
+
+def _differences(m: dict, charts: dict[str, str]) -> list[str]:
+    pairs = [(p, v) for p, v in m["pairwise"].items() if v["difference"] is not None]
+    if not pairs:
+        return []
+    lines = [
+        "## Paired differences (first model minus second, on the same tasks)",
         "",
-        "| model | mean | interval | tasks | scores |",
+        "The interval is a BCa bootstrap over tasks; p is a sign-flip permutation test, Holm-adjusted across pairs. "
+        "Style-controlled: the same difference at equal answer length, code blocks and Markdown.",
+        "",
+        "| pair | difference | 95% interval | p (Holm) | decided | style-controlled | tasks | tasks for 80% power |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for pair, v in pairs:
+        styled = v["style_controlled"]
+        lines.append(
+            f"| {pair.replace('_vs_', ' - ')} | {_fmt(v['difference'], sign='+')} "
+            f"| {_span(v['ci_low'], v['ci_high'], sign='+')} | {_p(v['p_holm'])} | {'yes' if v['decided'] else 'no'} "
+            f"| {_fmt(styled['difference'], sign='+')} ({_span(styled['ci_low'], styled['ci_high'], sign='+')}) "
+            f"| {v['tasks']} | {v['tasks_for_power'] if v['tasks_for_power'] is not None else 'n/a'} |"
+        )
+    return [*lines, "", charts.get("differences", ""), ""]
+
+
+def _means(analysis: Analysis, charts: dict[str, str]) -> list[str]:
+    lines = [
+        "## Mean score (0-7) on the same tasks, with 95% BCa interval",
+        "",
+        "Position-corrected: the mean had every model been shown equally often in every position.",
+        "",
+        "| model | mean | interval | position-corrected | tasks | scores |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {_fmt(v['mean'])} | {_span(v['ci_low'], v['ci_high'])} | {_fmt(v['position_corrected'])} "
+        f"| {v['tasks']} | {v['scores']} |"
+        for name, v in analysis.ranking()
+    ]
+    return [*lines, "", charts.get("means", ""), charts.get("distribution", ""), ""]
+
+
+def _head_to_head(m: dict, charts: dict[str, str]) -> list[str]:
+    if not m["pairwise"]:
+        return []
+    lines = [
+        "## Head to head (95% Wilson intervals)",
+        "",
+        "Decisive share: wins / (wins + losses), the figure to compare with 50%.",
+        "",
+        "| pair | win | tie | loss | decisive share | tasks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pair, v in m["pairwise"].items():
+        cells = [
+            f"{_pct(v[o])} ({_pct(v[f'{o}_ci_low'])} to {_pct(v[f'{o}_ci_high'])})"
+            for o in ("win", "tie", "loss", "decisive")
+        ]
+        lines.append(f"| {pair.replace('_vs_', ' vs ')} | {' | '.join(cells)} | {v['tasks']} |")
+    return [*lines, "", charts.get("win_rates", ""), ""]
+
+
+def _ratings(m: dict) -> list[str]:
+    if not m["bradley_terry"]:
+        return []
+    styled = m["bradley_terry_style_controlled"] or {}
+    lines = [
+        "## Bradley-Terry ratings (Elo scale, ties count half)",
+        "",
+        "| model | rating | interval | style-controlled | interval |",
         "|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {name} | {_fmt(v['mean'])} | {_fmt(v['ci_low'])} to {_fmt(v['ci_high'])} | {v['tasks']} | {v['scores']} |"
-        for name, v in ranked
+    for name, v in sorted(m["bradley_terry"].items(), key=lambda kv: -(kv[1]["rating"] or -1e9)):
+        s = styled.get(name, {"rating": None, "ci_low": None, "ci_high": None})
+        lines.append(
+            f"| {name} | {_fmt(v['rating'], 0)} | {_span(v['ci_low'], v['ci_high'], 0)} "
+            f"| {_fmt(s['rating'], 0)} | {_span(s['ci_low'], s['ci_high'], 0)} |"
+        )
+    return [*lines, ""]
+
+
+def _biases(m: dict) -> list[str]:
+    lines = [
+        "## Position (does Response 1 get more?)",
+        "",
+        "Effect: the change in score from being shown at that position instead of first, estimated within tasks, "
+        "models and annotators (95% interval clustered by task). The raw mean is confounded with which model was "
+        "shown there.",
+        "",
+        "| position | effect | interval | raw mean score | scores |",
+        "|---|---|---|---|---|",
     ]
-    lines += ["", *charts[:2], ""]
-    if m["pairwise"]:
-        lines += ["## Head to head", "", "| pair | win | tie | loss | tasks |", "|---|---|---|---|---|"]
-        for pair, v in m["pairwise"].items():
-            cells = [
-                f"{_pct(v[o])} ({_pct(v[f'{o}_ci_low'])} to {_pct(v[f'{o}_ci_high'])})" for o in ("win", "tie", "loss")
-            ]
-            lines.append(f"| {pair.replace('_vs_', ' vs ')} | {' | '.join(cells)} | {v['tasks']} |")
-        lines += ["", *charts[2:3], ""]
-    if m["bradley_terry"]:
-        lines += [
-            "## Bradley-Terry ratings (Elo scale, ties count half)",
-            "",
-            "| model | rating | interval |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {name} | {_fmt(v['rating'], 0)} | {_fmt(v['ci_low'], 0)} to {_fmt(v['ci_high'], 0)} |"
-            for name, v in sorted(m["bradley_terry"].items(), key=lambda kv: -(kv[1]["rating"] or -1e9))
-        ]
-        lines.append("")
+    raw = m["position"]["mean_score"]
+    for p, effect in m["position"]["effect"].items():
+        r = raw.get(p, {"mean_score": None, "scores": 0})
+        lines.append(
+            f"| {p} | {_fmt(effect['value'], sign='+')} | {_span(effect['ci_low'], effect['ci_high'], sign='+')} "
+            f"| {_fmt(r['mean_score'])} | {r['scores']} |"
+        )
     lines += [
+        "",
+        "## Annotators",
+        "",
+        "Leniency: offset from the average annotator on the same answers. Agreement: Spearman correlation with the "
+        "other annotators' mean score on shared answers; flagged when not credibly above 0.2.",
+        "",
+        "| annotator | records | mean score given | leniency | interval | agreement | interval | flagged |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a, v in m["annotators"].items():
+        lines.append(
+            f"| {a} | {v['records']} | {_fmt(v['mean_score'])} | {_fmt(v['leniency'], sign='+')} "
+            f"| {_span(v['leniency_ci_low'], v['leniency_ci_high'], sign='+')} | {_fmt(v['agreement'])} "
+            f"| {_span(v['agreement_ci_low'], v['agreement_ci_high'])} | {v['flagged'] or ''} |"
+        )
+    return [*lines, ""]
+
+
+def _agreement(m: dict, charts: dict[str, str]) -> list[str]:
+    lines = [
         "## Agreement between annotators (Krippendorff's alpha, ordinal)",
         "",
         "| question | alpha | records rated by 2+ |",
         "|---|---|---|",
     ]
     lines += [f"| {q} | {_fmt(v['alpha'], 3)} | {v['records']} |" for q, v in m["agreement"].items()]
-    lines += ["", "## Annotators", "", "| annotator | records | mean score given |", "|---|---|---|"]
-    lines += [f"| {a} | {v['records']} | {_fmt(v['mean_score'])} |" for a, v in m["annotators"].items()]
-    lines += ["", "## Position (does Response 1 get more?)", "", "| position | mean score | scores |", "|---|---|---|"]
-    lines += [f"| {p} | {_fmt(v['mean_score'])} | {v['scores']} |" for p, v in m["position"].items()]
     corrections = m["corrections"]
-    lines += [
+    return [
+        *lines,
         "",
         "## Corrections",
         "",
         f"{corrections['corrected_responses']} corrected responses written. "
         "Chosen for correction: " + ", ".join(f"{k} {v}" for k, v in corrections["to_correct"].items()) + ".",
     ]
+
+
+def _extras(m: dict) -> list[str]:
+    lines = []
     if m["judge"]:
         j = m["judge"]
         lines += [
@@ -127,70 +235,7 @@ def _report(analysis: Analysis, charts: list[str], how_to_annotate: str) -> str:
             f"Correlation of passing with the human score: {_fmt(e['correlation_with_human'], 3)} "
             f"({e['pairs']} answers).",
         ]
-    lines += ["", "The lowest-rated answers, with their instruction and comments: [lowest.md](lowest.md).", ""]
-    return "\n".join(lines)
-
-
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.0f}%"
-
-
-def _charts(analysis: Analysis, folder: Path) -> list[str]:
-    """PNG charts; returns their Markdown image lines (means, distribution, win rates)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = analysis.metrics
-    lines = []
-    names = [n for n in analysis.models if m["models"][n]["mean"] is not None]
-    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.5 * len(names)))
-    means = [m["models"][n]["mean"] for n in names]
-    errors = [
-        [v - m["models"][n]["ci_low"] for n, v in zip(names, means)],
-        [m["models"][n]["ci_high"] - v for n, v in zip(names, means)],
-    ]
-    ax.barh(names, means, xerr=errors, capsize=4, color="#4c72b0")
-    ax.set_xlim(0, 7)
-    ax.invert_yaxis()
-    ax.set_xlabel("mean score (0-7), 95% interval")
-    lines.append(_save(fig, folder / "mean_scores.png", "Mean score per model"))
-
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    distribution = score_distribution(analysis)
-    width = 0.8 / max(len(distribution), 1)
-    for k, (model, counts) in enumerate(distribution.items()):
-        ax.bar([s + k * width for s in SCALE], [counts[s] for s in SCALE], width=width, label=model)
-    ax.set_xticks([s + 0.4 - width / 2 for s in SCALE], [str(s) for s in SCALE])
-    ax.set_xlabel("score")
-    ax.set_ylabel("scores given")
-    ax.legend()
-    lines.append(_save(fig, folder / "score_distribution.png", "Score distribution per model"))
-
-    if m["pairwise"]:
-        pairs = list(m["pairwise"])
-        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * len(pairs)))
-        left = [0.0] * len(pairs)
-        for outcome, color in (("win", "#55a868"), ("tie", "#c0c0c0"), ("loss", "#c44e52")):
-            values = [m["pairwise"][p][outcome] or 0.0 for p in pairs]
-            ax.barh([p.replace("_vs_", " vs ") for p in pairs], values, left=left, color=color, label=outcome)
-            left = [a + b for a, b in zip(left, values)]
-        ax.set_xlim(0, 1)
-        ax.invert_yaxis()
-        ax.set_xlabel("share of tasks (first model's win / tie / loss)")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45 if len(pairs) < 3 else -0.25), ncol=3, frameon=False)
-        lines.append(_save(fig, folder / "win_rates.png", "Win, tie and loss rates"))
     return lines
-
-
-def _save(fig, path: Path, title: str) -> str:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return f"![{title}]({path.name})"
 
 
 def _lowest(analysis: Analysis, tasks: pa.Table, generations: pa.Table, limit: int) -> str:

@@ -59,18 +59,6 @@ def bootstrap_sums(values: np.ndarray, resamples: int, seed: int) -> tuple[np.nd
     return values.sum(axis=0), np.vstack(samples)
 
 
-def ratio_intervals(
-    numerators: np.ndarray,
-    denominators: np.ndarray,
-    sample_numerators: np.ndarray,
-    sample_denominators: np.ndarray,
-    confidence: float,
-) -> list[Interval]:
-    """Intervals for ratios of sums (e.g. mean score = score sum / scored tasks), by the percentile method."""
-    estimates = _divide(numerators, denominators)
-    return _intervals(estimates, _divide(sample_numerators, sample_denominators), confidence)
-
-
 def _intervals(estimates: np.ndarray, samples: np.ndarray, confidence: float) -> list[Interval]:
     tail = (1 - confidence) / 2 * 100
     result = []
@@ -83,10 +71,6 @@ def _intervals(estimates: np.ndarray, samples: np.ndarray, confidence: float) ->
         low, high = np.percentile(values, [tail, 100 - tail])
         result.append(Interval(float(estimate), float(low), float(high)))
     return result
-
-
-def _divide(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
-    return np.divide(top, bottom, out=np.full(np.shape(top), np.nan), where=np.asarray(bottom) > 0)
 
 
 def pair_outcomes(scores: np.ndarray, margin: float) -> tuple[list[tuple[int, int]], np.ndarray]:

@@ -54,8 +54,17 @@ def test_the_true_order_and_the_annotators_biases_are_found(result) -> None:
     assert pair["win"] > 0.9 and pair["win"] + pair["tie"] + pair["loss"] == pytest.approx(1.0, abs=1e-3)
     means = {a: v["mean_score"] for a, v in result.metrics["annotators"].items()}
     assert means["harsh"] < means["fair"] < means["lenient"]
-    positions = result.metrics["position"]
-    assert abs(positions["1"]["mean_score"] - positions["3"]["mean_score"]) < 0.3, "no built-in position bias"
+    for position, effect in result.metrics["position"]["effect"].items():
+        assert effect["ci_low"] <= 0 <= effect["ci_high"], f"no built-in position bias, yet position {position}"
+    leniency = {a: v["leniency"] for a, v in result.metrics["annotators"].items()}
+    for annotator, offset in BIAS.items():
+        assert leniency[annotator] == pytest.approx(offset, abs=0.15)
+    assert not any(v["flagged"] for v in result.metrics["annotators"].values())
+    differences = result.metrics["pairwise"]
+    assert differences["strong_vs_middle"]["decided"] and differences["middle_vs_weak"]["decided"]
+    assert differences["strong_vs_weak"]["difference"] == pytest.approx(
+        models["strong"]["mean"] - models["weak"]["mean"], abs=1e-3
+    )
     assert 0 < result.metrics["agreement"]["all"]["alpha"] < 1 and result.metrics["agreement"]["all"]["records"] == 400
 
 
@@ -66,7 +75,8 @@ def test_the_scores_artifact_holds_the_scores_behind_the_means(result, tmp_path:
     for model, means in result.metrics["models"].items():
         assert round(scores.loc[scores["model"] == model, "score"].mean(), 4) == means["mean"]
     ranking = ", ".join(f"{m} {result.metrics['models'][m]['mean']:.2f}" for m in ("strong", "middle", "weak"))
-    assert result.line() == f"400 of 400 tasks scored; mean score: {ranking}"
+    assert result.line().startswith(f"ranking on 400 tasks: {ranking}; decided: strong beats middle by +")
+    assert result.line().endswith("; 400 of 400 tasks scored") and result.metrics["verdict"] in result.line()
 
 
 def test_scores_of_regenerated_answers_are_stale_and_left_out() -> None:
@@ -81,8 +91,12 @@ def test_scores_of_regenerated_answers_are_stale_and_left_out() -> None:
         compare=["a", "b"],
         params=AnalyzeParams(bootstrap=100),
     )
-    assert result.metrics["counts"]["stale_scores"] == 2
-    assert result.metrics["models"]["a"]["tasks"] == 19 and result.metrics["models"]["b"]["tasks"] == 20
+    counts = result.metrics["counts"]
+    assert counts["stale_scores"] == 2 and counts["complete_tasks"] == 19
+    assert counts["incomplete_tasks"] == {"stale": 1, "unscored": 0}
+    assert result.metrics["models"]["a"]["tasks"] == 19 and result.metrics["models"]["b"]["tasks"] == 19
+    assert result.metrics["pairwise"]["a_vs_b"]["tasks"] == 19, "the verdict is on the tasks both models have"
+    assert "1 tasks left out: an answer changed after it was rated" in result.line()
 
 
 def test_no_annotations_give_zero_counts_and_nulls_never_nan(tmp_path: Path) -> None:
@@ -102,13 +116,25 @@ def test_no_annotations_give_zero_counts_and_nulls_never_nan(tmp_path: Path) -> 
         "scored_tasks": 0,
         "responses": {"submitted": 0, "draft": 0, "discarded": 0},
         "stale_scores": 0,
+        "complete_tasks": 0,
+        "incomplete_tasks": {"stale": 0, "unscored": 0},
+        "excluded_annotators": [],
         "invalid_responses": 0,
         "duplicate_responses": 0,
     }
-    assert metrics["models"]["a"] == {"mean": None, "ci_low": None, "ci_high": None, "tasks": 0, "scores": 0}
-    assert metrics["pairwise"]["a_vs_b"]["win"] is None and metrics["bradley_terry"] is None
+    assert metrics["models"]["a"] == {
+        "mean": None,
+        "ci_low": None,
+        "ci_high": None,
+        "position_corrected": None,
+        "tasks": 0,
+        "scores": 0,
+    }
+    pair = metrics["pairwise"]["a_vs_b"]
+    assert pair["win"] is None and pair["difference"] is None and not pair["decided"]
+    assert metrics["bradley_terry"] is None
     assert SCORES.validate(result.scores_table(), "scores").num_rows == 0
-    assert result.line() == "0 of 5 tasks scored; mean score: none yet"
+    assert result.line() == "no verdict yet: no task has current scores for every compared model; 0 of 5 tasks scored"
     write_metrics(metrics, tmp_path / "metrics.json")
     assert "NaN" not in (tmp_path / "metrics.json").read_text()
     tasks = TASKS.validate(
@@ -219,13 +245,13 @@ def test_reports_and_plot_data_are_written(result, tmp_path: Path) -> None:
     )
     write_plot_data(result, tmp_path / "plots")
     report = (tmp_path / "reports/report.md").read_text()
-    for name in ("mean_scores.png", "score_distribution.png", "win_rates.png"):
+    for name in ("differences.png", "mean_scores.png", "score_distribution.png", "win_rates.png"):
         assert f"]({name})" in report and (tmp_path / "reports" / name).read_bytes()[:4] == b"\x89PNG"
-    assert "| strong | 5." in report and "Bradley-Terry" in report
+    assert report.splitlines()[2] == f"**{result.metrics['verdict']}**", "the verdict comes first"
+    assert report.index("](differences.png)") < report.index("](mean_scores.png)")
+    assert "| strong | 5." in report and "Bradley-Terry" in report and "| strong - weak | +2." in report
     lowest = (tmp_path / "reports/lowest.md").read_text()
     assert lowest.count("\n## ") == 3 and "weak on task" in lowest
-    distribution = (tmp_path / "plots/score_distribution/strong.csv").read_text().splitlines()
-    assert distribution[0] == "score,count" and sum(int(line.split(",")[1]) for line in distribution[1:]) == 1200
     assert json.loads(json.dumps(result.metrics)) == result.metrics
 
 

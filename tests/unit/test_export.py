@@ -158,8 +158,10 @@ def test_sft_and_dpo_rows_by_hand() -> None:
             "score_rejected": 1.0,
         },
     ]
+    majority = exports(scores=scores_of(ANNOTATIONS_TABLE, "majority"), sft_min_score=6.6, test_fraction=0.0)
+    assert [r["task_id"] for r in majority.sft["train"].to_pylist()] == ["t3"], "majority of (6, 7) is their median"
     majority = exports(scores=scores_of(ANNOTATIONS_TABLE, "majority"), sft_min_score=6.5, test_fraction=0.0)
-    assert [r["task_id"] for r in majority.sft["train"].to_pylist()] == ["t3"], "majority of (6, 7) is 6 < 6.5"
+    assert [r["task_id"] for r in majority.sft["train"].to_pylist()] == ["t1", "t3"]
 
 
 def test_the_split_is_by_task_stable_and_seeded() -> None:
@@ -316,7 +318,7 @@ def test_dvc_reruns_export_when_analyze_changes_the_scores(tmp_path: Path) -> No
     ).write(data / "push.json")
 
     first = run(["dvc", "repro", "--single-item", "analyze", "export"], repo)
-    assert "analyze: 3 of 4 tasks scored" in first.stdout and "-> data/scores.parquet" in first.stdout
+    assert "; 3 of 4 tasks scored" in first.stdout and "-> data/scores.parquet" in first.stdout
     written = pq.read_table(data / "scores.parquet")
     assert written.equals(scores_of(ANNOTATIONS_TABLE))
     assert pq.read_table(data / "export/sft/train.parquet").equals(exports(test_fraction=0.0).sft["train"])

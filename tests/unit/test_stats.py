@@ -8,12 +8,12 @@ import pytest
 from scipy.optimize import minimize
 
 from llm_feedback.analysis import _agreement, aggregate_scores
+from llm_feedback.paired import bca_mean_intervals
 from llm_feedback.stats import (
     bootstrap_sums,
     bradley_terry,
     elo_scale,
     pair_outcomes,
-    ratio_intervals,
     resample_blocks,
     win_matrix,
 )
@@ -35,26 +35,26 @@ def test_identical_tasks_drawn_as_one_unit_give_the_same_bootstrap() -> None:
     scores = rng.integers(0, 8, size=(3000, 1)).astype(float)  # 8 distinct rows stand for 3000 tasks
     columns = np.hstack([scores, np.ones_like(scores)])
     totals, samples = bootstrap_sums(columns, 4000, seed=1)
-    [compressed] = ratio_intervals(totals[:1], totals[1:], samples[:, :1], samples[:, 1:], 0.95)
+    compressed = np.percentile(samples[:, 0] / samples[:, 1], [2.5, 97.5])
     means = np.array([scores[rng.integers(0, 3000, 3000)].mean() for _ in range(4000)])  # task by task
     low, high = np.percentile(means, [2.5, 97.5])
-    assert compressed.estimate == pytest.approx(scores.mean())
-    assert compressed.low == pytest.approx(low, abs=0.02) and compressed.high == pytest.approx(high, abs=0.02)
+    assert totals[0] / totals[1] == pytest.approx(scores.mean())
+    assert compressed[0] == pytest.approx(low, abs=0.02) and compressed[1] == pytest.approx(high, abs=0.02)
     assert (samples[:, 1] == 3000).all()
 
 
 def test_a_mean_and_its_interval() -> None:
     scores = np.array([[1.0], [2.0], [3.0], [6.0]])
-    totals, samples = bootstrap_sums(np.hstack([scores, np.ones_like(scores)]), 2000, seed=0)
-    [interval] = ratio_intervals(totals[:1], totals[1:], samples[:, :1], samples[:, 1:], 0.95)
+    totals, samples = bootstrap_sums(scores, 2000, seed=0)
+    [interval] = bca_mean_intervals(scores, totals, samples, confidence=0.95)
     assert interval.estimate == 3.0
     assert 1.0 <= interval.low < 3.0 < interval.high <= 6.0
     # a bootstrap mean can only take values between the smallest and largest score; at 95% it stays well inside
     assert interval.low < 2.0 and interval.high > 4.0
 
     constant = np.full((5, 1), 4.0)
-    totals, samples = bootstrap_sums(np.hstack([constant, np.ones_like(constant)]), 200, seed=0)
-    [interval] = ratio_intervals(totals[:1], totals[1:], samples[:, :1], samples[:, 1:], 0.95)
+    totals, samples = bootstrap_sums(constant, 200, seed=0)
+    [interval] = bca_mean_intervals(constant, totals, samples, confidence=0.95)
     assert (interval.estimate, interval.low, interval.high) == (4.0, 4.0, 4.0)
 
 
@@ -133,4 +133,16 @@ def test_aggregation_of_several_annotators() -> None:
     get = lambda how: aggregate_scores(rows, how).set_index("task_id")["score"].to_dict()  # noqa: E731
     assert get("mean") == {"t": 4.0, "u": 4.5}
     assert get("median") == {"t": 3.5, "u": 4.5}
-    assert get("majority") == {"t": 2.0, "u": 3.0}, "the most frequent score; a tie goes to the lower"
+    assert get("majority") == {"t": 2.0, "u": 4.5}, "the most frequent score; a tie goes to the median"
+    three = pd.DataFrame({"task_id": ["v"] * 3, "model": ["m"] * 3, "score": [1.0, 4.0, 6.0]})
+    assert aggregate_scores(three, "majority")["score"].tolist() == [4.0], "three different scores: the middle one"
+
+
+def test_majority_does_not_pull_scores_down_with_two_noisy_raters() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.integers(2, 6, 2000).astype(float)
+    noisy = np.clip(np.rint(truth[:, None] + rng.normal(0, 1.0, (2000, 2))), 0, 7)
+    rows = pd.DataFrame({"task_id": np.repeat(np.arange(2000), 2), "model": "m", "score": noisy.ravel()})
+    majority = aggregate_scores(rows, "majority")["score"].mean()
+    assert abs(majority - aggregate_scores(rows, "mean")["score"].mean()) < 0.02
+    assert abs(majority - truth.mean()) < 0.1

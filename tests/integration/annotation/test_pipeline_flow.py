@@ -53,7 +53,7 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(
             "execute: a: 0 pass, 4 fail",
             "push: 4 records in llm-feedback/dvc-flow",
             "pull: 0 of 4 records annotated",
-            "analyze: 0 of 4 tasks scored; mean score: none yet",
+            "analyze: no verdict yet: no task has current scores for every compared model; 0 of 4 tasks scored",
             "export: SFT 0 train + 0 test",
         ):
             assert line in first.stdout, first.stdout
@@ -78,7 +78,8 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(
         second = run(["dvc", "repro"], repo)
         assert "Stage 'push' didn't change, skipping" in second.stdout
         assert "pull: 2 of 4 records annotated; responses: 2 submitted; 1 annotators" in second.stdout
-        assert "analyze: 2 of 4 tasks scored" in second.stdout
+        assert "analyze: not decided: a - b = " in second.stdout and "on 2 tasks" in second.stdout
+        assert "; 2 of 4 tasks scored" in second.stdout
         annotations = pq.read_table(repo / "data/annotations.parquet")
         assert annotations.num_rows == 4 and set(annotations.column("annotator").to_pylist()) == {"flow-rater"}
         shown_first = {r["model"] for r in annotations.to_pylist() if r["position"] == 1}
