@@ -13,7 +13,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PATH := $(abspath $(BIN)):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: repro test clean-venv
+.PHONY: repro test clean-venv offline-plots
 
 repro: $(VENV)/.installed-base $(BWRAP)
 	dvc repro
@@ -47,3 +47,18 @@ $(BWRAP):
 
 clean-venv:
 	rm -rf $(VENV)
+
+# `dvc plots show` writes its page from .dvc/plots/page.html (.dvc/config: plots.html_template), which carries Vega,
+# Vega-Lite and Vega-Embed inline (the versions dvc-render's own page loads from a CDN), so charts draw without
+# internet. The page is committed; this rebuilds it from the npm registry (needs npm) after a version change.
+VEGA_JS := vega@5.20.2 vega-lite@5.2.0 vega-embed@6.18.2
+
+offline-plots:
+	rm -rf build/vega && mkdir -p build/vega
+	cd build/vega && npm pack --silent $(VEGA_JS) >/dev/null && for f in *.tgz; do mkdir $${f%.tgz} && tar -xzf $$f -C $${f%.tgz}; done
+	{ printf '%s\n' '<!DOCTYPE html>' '<html>' '<head>' '<meta charset="utf-8">' '{refresh_tag}' '<title>DVC Plot</title>'; \
+	  for p in $(VEGA_JS); do d=build/vega/$$(echo $$p | tr @ -)/package; \
+	    printf '<!-- %s (npm), build/%s.min.js, under this licence:\n' $$p $${p%@*}; cat $$d/LICENSE; printf -- '-->\n<script>\n'; \
+	    sed '/^\/\/# sourceMappingURL=/d' $$d/build/$${p%@*}.min.js; printf '\n</script>\n'; done; \
+	  printf '%s\n' '<style>table { border-spacing: 15px; }</style>' '</head>' '<body>' '{plot_divs}' '</body>' '</html>'; \
+	} > .dvc/plots/page.html
