@@ -43,7 +43,7 @@ def annotator_agreement(rows: pd.DataFrame, *, confidence: float) -> dict[str, A
         kept = wide.drop(columns=set_aside)
         current = {a: _agreement(kept, a, z) for a in annotators if a not in set_aside}
         flagged = {a: g for a, g in current.items() if g.flagged}
-        if not flagged or len(current) - len(flagged) < 1:
+        if not flagged or len(current) <= 2:  # two who disagree: nothing says which of them is wrong
             result.update(current)
             break
         worst = min(flagged, key=lambda a: flagged[a].ci_high)

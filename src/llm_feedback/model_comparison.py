@@ -54,7 +54,9 @@ def compare_models(
     adjusted = holm([t.p_value for t in tests])
     counts = totals[m + len(pairs) :].reshape(len(pairs), 3)
     sample_counts = samples[:, m + len(pairs) :].reshape(len(samples), len(pairs), 3)
-    pair_style = [normalised_differences(style[:, i], style[:, j]) for i, j in pairs] if style is not None else None
+    # the difference is linear in score points, so it is adjusted for plain feature differences; Bradley-Terry, on
+    # the logistic scale, for Chatbot Arena's normalised ones
+    pair_style = [style[:, i] - style[:, j] for i, j in pairs] if style is not None else None
 
     results = []
     alpha = 1 - params.confidence
@@ -87,7 +89,8 @@ def compare_models(
     if m >= 3:
         ratings = bradley_terry_intervals(counts, sample_counts, pairs, m, params.confidence)
         if pair_style is not None:
+            normalised = [normalised_differences(style[:, i], style[:, j]) for i, j in pairs]
             ratings_style = style_controlled_ratings(
-                outcomes, pairs, pair_style, models=m, confidence=params.confidence
+                outcomes, pairs, normalised, models=m, confidence=params.confidence
             )
     return ModelComparison(models, n, means, results, ratings, ratings_style)

@@ -1,9 +1,10 @@
 """Style control: would the verdict stand if the answers were equally long and equally formatted?
 
-As Chatbot Arena's style control does, each pair of answers is described by normalised differences of style
-features ((a - b) / (a + b)) of length, code blocks and Markdown elements, and the comparison is refitted with those
-differences as covariates: the intercept of the paired difference and the model terms of Bradley-Terry are then
-what remains at equal style. A model that wins only because it writes more loses its lead here.
+Each pair of answers is described by the differences of its style features (length, code blocks, Markdown headers,
+list items, bold spans) and the comparison is refitted with them as covariates: the intercept of the paired
+difference, and the model terms of Bradley-Terry (as Chatbot Arena's style control, with its normalised differences
+(a - b) / (a + b)), are then what remains at equal style. A model that wins only because it writes more loses its
+lead here.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ def normalised_differences(features_a: np.ndarray, features_b: np.ndarray) -> np
 
 
 def scaled(differences: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
-    """Style differences divided by their spread (not centred: 0 must stay "equal style"), keeping only features
-    that vary independently of the `fixed` columns (an intercept when None; one indicator per pair of models for
-    Bradley-Terry): a feature that does not vary within a pair of models cannot be told apart from the models
-    themselves, so it is not controlled."""
+    """Style differences (tasks, features) divided by their spread (not centred: 0 must stay "equal style"),
+    keeping only features that vary independently of the `fixed` columns (an intercept when None; one indicator
+    per pair of models for Bradley-Terry): a feature that does not vary within a pair of models cannot be told
+    apart from the models themselves, so it is not controlled."""
     fixed = np.ones((differences.shape[0], 1)) if fixed is None else fixed
     kept: list[np.ndarray] = []
     rank = np.linalg.matrix_rank(fixed)
