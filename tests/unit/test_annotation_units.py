@@ -281,7 +281,16 @@ def test_push_and_pull_lines_are_the_stages_summaries() -> None:
         }
     )
     pushed = Pushed(
-        receipt=receipt, created=44, updated=0, unchanged=0, skipped=0, copies=0, missing_answers=0, settings_changes=()
+        receipt=receipt,
+        created=44,
+        updated=0,
+        unchanged=0,
+        skipped=0,
+        copies=0,
+        missing_answers=0,
+        settings_changes=(),
+        marked=0,
+        waiting=0,
     )
     assert pushed.line(output=Path("data/push.json")) == (
         "44 records in llm-feedback/code-answers at http://127.0.0.1:6900 (44 new; 0 updated; 0 unchanged) "
@@ -296,10 +305,14 @@ def test_push_and_pull_lines_are_the_stages_summaries() -> None:
         copies=5,
         missing_answers=6,
         settings_changes=("guidelines", "min_submitted"),
+        marked=7,
+        waiting=2,
     )
     assert everything.line(output=Path("p.json")) == (
         "44 records in llm-feedback/code-answers at http://127.0.0.1:6900 (1 new; 2 updated; 3 unchanged; "
-        "4 answered and changed, skipped; 5 answered and changed, added as new records; "
+        "4 answered and changed, skipped: their new answers are not shown (on_annotated_change: new_record adds "
+        "them for re-rating); 5 answered and changed, added as new records; "
+        "7 marked for re-rating in metadata answers_changed, 2 not yet submitted; "
         "6 tasks left out: a model has no answer yet (rerun generate); updated guidelines, min_submitted) -> p.json"
     )
 

@@ -18,6 +18,8 @@ CORRECTED_RESPONSE = "corrected_response"
 COMMENTS = "comments"
 GROUP_METADATA = "annotator_group"
 SOURCE_METADATA = "source"
+# on a record holding a task's current answers when an earlier record of the task was answered with older text
+CHANGED_METADATA, CHANGED_MARK = "answers_changed", "yes"
 COMBINATION, NEITHER = "combination", "neither"
 
 
@@ -80,7 +82,7 @@ class DatasetSpec:
         return {"fields": fields, "questions": questions}
 
     def metadata_names(self) -> list[str]:
-        names = [SOURCE_METADATA] + ([GROUP_METADATA] if self.groups else [])
+        names = [SOURCE_METADATA, CHANGED_METADATA] + ([GROUP_METADATA] if self.groups else [])
         if self.with_executions:
             names += [execution_metadata(i) for i in range(1, self.responses + 1)]
         return names
@@ -135,7 +137,12 @@ class DatasetSpec:
                 name=COMMENTS, title="Comments", description="What is wrong, in a few words.", required=False
             ),
         ]
-        metadata = [rg.TermsMetadataProperty(name=SOURCE_METADATA, title="Source dataset")]
+        metadata = [
+            rg.TermsMetadataProperty(name=SOURCE_METADATA, title="Source dataset"),
+            rg.TermsMetadataProperty(
+                name=CHANGED_METADATA, title="Answers changed after rating", options=[CHANGED_MARK]
+            ),
+        ]
         if self.groups:
             metadata.append(
                 rg.TermsMetadataProperty(name=GROUP_METADATA, title="Annotator group", options=list(self.groups))

@@ -4,15 +4,22 @@ touching what someone has already answered without being told to."""
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pyarrow as pa
 
 from llm_feedback.annotation.connection import Target, reporting_errors, resolve
-from llm_feedback.annotation.dataset_settings import DatasetSpec, describe_structure_change, structure_of
+from llm_feedback.annotation.dataset_settings import (
+    CHANGED_MARK,
+    CHANGED_METADATA,
+    DatasetSpec,
+    describe_structure_change,
+    structure_of,
+)
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.annotation.record_pages import ServerRecord, list_records
 from llm_feedback.annotation.records import AnnotationRecord, build_records
@@ -34,14 +41,23 @@ class Pushed:
     copies: int  # new records holding the new content of answered ones (on_annotated_change: new_record)
     missing_answers: int
     settings_changes: tuple[str, ...]
+    marked: int  # records marked for re-rating: the current answers of tasks answered with older text
+    waiting: int  # of these, the ones nobody has submitted yet
 
     def line(self, *, output: Path) -> str:
         """The stage's summary; `output` is where the receipt is written."""
         parts = [f"{self.created} new", f"{self.updated} updated", f"{self.unchanged} unchanged"]
         if self.skipped:
-            parts.append(f"{self.skipped} answered and changed, skipped")
+            parts.append(
+                f"{self.skipped} answered and changed, skipped: their new answers are not shown "
+                "(on_annotated_change: new_record adds them for re-rating)"
+            )
         if self.copies:
             parts.append(f"{self.copies} answered and changed, added as new records")
+        if self.marked:
+            parts.append(
+                f"{self.marked} marked for re-rating in metadata {CHANGED_METADATA}, {self.waiting} not yet submitted"
+            )
         if self.missing_answers:
             parts.append(f"{self.missing_answers} tasks left out: a model has no answer yet (rerun generate)")
         if self.settings_changes:
@@ -95,9 +111,9 @@ def push(
             executions=executions,
         )
         plan = _plan(built.records, {r.record_id: r for r in existing}, settings.on_annotated_change)
-        if plan.to_log:
-            batch_size = min(settings.batch_size, len(plan.to_log))
-            dataset.records.log([record.to_sdk() for record in plan.to_log], batch_size=batch_size)
+        to_log = [record.to_sdk() for record in plan.to_log] + [_unmarked(record) for record in plan.unmark]
+        if to_log:
+            dataset.records.log(to_log, batch_size=min(settings.batch_size, len(to_log)))
 
         blinding = {rid: entry for rid, entry in (previous.blinding.items() if known else ())}
         blinding.update(
@@ -128,6 +144,8 @@ def push(
         copies=plan.copied,
         missing_answers=built.missing_answers,
         settings_changes=changes,
+        marked=len(plan.copies),
+        waiting=plan.waiting,
     )
 
 
@@ -197,17 +215,19 @@ def _update_presentation(dataset, spec: DatasetSpec) -> tuple[str, ...]:
 
 @dataclass
 class _Plan:
-    to_log: list[AnnotationRecord]
-    copies: list[AnnotationRecord]
+    to_log: list[AnnotationRecord] = field(default_factory=list)
+    copies: list[AnnotationRecord] = field(default_factory=list)  # current answers of answered tasks, marked
+    unmark: list[ServerRecord] = field(default_factory=list)  # marked records no longer holding current answers
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
     copied: int = 0
+    waiting: int = 0  # copies nobody has submitted yet
 
 
 def _plan(records: Sequence[AnnotationRecord], server: dict[str, ServerRecord], on_change: str) -> _Plan:
-    plan = _Plan([], [])
+    plan = _Plan()
     answered_and_changed = []
     for record in records:
         current = server.get(record.record_id)
@@ -230,17 +250,54 @@ def _plan(records: Sequence[AnnotationRecord], server: dict[str, ServerRecord], 
             "set annotation.on_annotated_change to skip (keep what annotators saw) or new_record (add the new content "
             "as new records)"
         )
-    if on_change == "skip":
-        plan.skipped = len(answered_and_changed)
-    elif on_change == "new_record":
-        for record in answered_and_changed:
-            copy = replace(record, record_id=f"{record.task_id}.{record.content_hash()[:8]}")
-            current = server.get(copy.record_id)
-            if current is None or (not _same(current, copy) and not current.annotated):
-                plan.to_log.append(copy)
-                plan.copied += 1
-            plan.copies.append(copy)
+    _place_copies(plan, answered_and_changed, server, on_change)
     return plan
+
+
+def _place_copies(
+    plan: _Plan, answered_and_changed: Sequence[AnnotationRecord], server: dict[str, ServerRecord], on_change: str
+) -> None:
+    """The current text of each answered and changed task goes to a copy, marked for re-rating: the copy already on
+    the server with this text, or a new one (new_record). The mark leaves every other record."""
+    copies_on_server: dict[tuple[str, str], str] = {}
+    for record_id, current in server.items():
+        if "." in record_id:
+            copies_on_server.setdefault((record_id.rpartition(".")[0], _text_key(current.fields)), record_id)
+    for record in answered_and_changed:
+        copy = _marked_copy(record, copies_on_server.get((record.task_id, _text_key(record.fields))))
+        current = server.get(copy.record_id)
+        if current is None and on_change == "skip":
+            plan.skipped += 1
+            continue
+        if current is None:
+            plan.to_log.append(copy)
+            plan.copied += 1
+        elif not _same(current, copy):  # the same text: only the mark, metadata or suggestions change
+            plan.to_log.append(copy)
+            plan.updated += 1
+        plan.copies.append(copy)
+        plan.waiting += current is None or not current.submitted
+    current_copies = {copy.record_id for copy in plan.copies}
+    plan.unmark = [r for rid, r in server.items() if CHANGED_METADATA in r.metadata and rid not in current_copies]
+    plan.updated += len(plan.unmark)
+
+
+def _marked_copy(record: AnnotationRecord, record_id: str | None) -> AnnotationRecord:
+    """The record holding an answered task's new text: the copy already on the server with this text, or a new id
+    from the content (without the mark, so copies made before the mark existed keep their ids)."""
+    record_id = record_id or f"{record.task_id}.{record.content_hash()[:8]}"
+    return replace(record, record_id=record_id, metadata={**record.metadata, CHANGED_METADATA: CHANGED_MARK})
+
+
+def _unmarked(current: ServerRecord):  # -> argilla.Record
+    import argilla as rg
+
+    metadata = {k: v for k, v in current.metadata.items() if k != CHANGED_METADATA}
+    return rg.Record(id=current.record_id, fields=current.fields, metadata=metadata)
+
+
+def _text_key(fields: dict) -> str:
+    return json.dumps(fields, sort_keys=True)
 
 
 def _same(current: ServerRecord, record: AnnotationRecord) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,9 +15,10 @@ import pytest
 
 from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
-from llm_feedback.annotation.dataset_settings import response_field
+from llm_feedback.annotation.dataset_settings import DatasetSpec, response_field
 from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
+from llm_feedback.annotation.records import build_records
 from llm_feedback.artifacts import ANNOTATIONS, EXECUTIONS, JUDGMENTS, text_sha
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.testing.argilla_records import owner_records
@@ -176,7 +179,10 @@ def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer,
         generations=changed,
         previous=first.receipt,
     )
-    assert (skipped.skipped, skipped.updated) == (1, 3), "the unanswered records take the new text"
+    assert (skipped.skipped, skipped.updated, skipped.marked) == (1, 3, 0), "the unanswered records take the new text"
+    assert "1 answered and changed, skipped: their new answers are not shown (on_annotated_change: new_record" in (
+        skipped.line(output=Path("p"))
+    )
     now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
     assert now[answered["external_id"]]["fields"] == answered["fields"]
     assert all(" v2" in now[r["external_id"]]["fields"]["response_1"] for r in records[1:])
@@ -242,27 +248,32 @@ def test_published_settings_change_in_place_or_stop_with_the_options(hosted: Run
     assert all(len(entry["models"]) == 3 for entry in recreated.receipt.blinding.values())
 
 
-def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: RunningServer, tmp_path: Path) -> None:
-    params = params_for(hosted.url, new_dataset(), MODELS[:2])
-    tasks = make_tasks(3)
-    ids = tasks.column("task_id").to_pylist()
-    judgments = pa.Table.from_pylist(
+def judgments(tasks: pa.Table, score: Callable[[str, str], int | None]) -> pa.Table:
+    """A judge's scores for MODELS[:2] on every task: `score(task_id, model)`."""
+    return pa.Table.from_pylist(
         [
             {
                 "task_id": t,
                 "model": m,
                 "judge": "judge-llm",
-                "score": 6 if m == "alpha" else (None if t == ids[0] else 2),
+                "score": score(t, m),
                 "rationale": "ok",
                 "error": None,
                 "answer": None,
                 "request_hash": "h",
             }
-            for t in ids
+            for t in tasks.column("task_id").to_pylist()
             for m in MODELS[:2]
         ],
         schema=JUDGMENTS.schema,
     )
+
+
+def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: RunningServer, tmp_path: Path) -> None:
+    params = params_for(hosted.url, new_dataset(), MODELS[:2])
+    tasks = make_tasks(3)
+    ids = tasks.column("task_id").to_pylist()
+    judged = judgments(tasks, lambda t, m: 6 if m == "alpha" else (None if t == ids[0] else 2))
     executions = pa.Table.from_pylist(
         [
             {
@@ -283,7 +294,7 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
     generations = make_generations(tasks, MODELS[:2])
     plain = push(params, tasks=tasks, generations=generations)
     pushed = push(
-        params, tasks=tasks, generations=generations, previous=plain.receipt, judgments=judgments, executions=executions
+        params, tasks=tasks, generations=generations, previous=plain.receipt, judgments=judged, executions=executions
     )
     assert pushed.settings_changes == ("metadata execution_response_1", "metadata execution_response_2")
     assert pushed.updated == 3, "unanswered records take the new suggestions and metadata"
@@ -313,7 +324,7 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
         tasks=tasks,
         generations=generations,
         previous=pushed.receipt,
-        judgments=judgments,
+        judgments=judged,
         executions=executions,
     )
     assert again.unchanged == 3
@@ -321,7 +332,7 @@ def test_judge_scores_become_suggestions_and_execution_results_metadata(hosted: 
     record = owner_records(hosted.url, hosted.api_key, pushed.receipt.dataset_id)[0]
     person = annotators(hosted, tmp_path, ["ann-judged"])["ann-judged"]
     person.respond(record["id"], "submitted", {"score_response_1": 4, "score_response_2": 4})
-    rescored = judgments.set_column(3, "score", [[7] * judgments.num_rows])
+    rescored = judged.set_column(3, "score", [[7] * judged.num_rows])
     updated = push(
         params, tasks=tasks, generations=generations, previous=again.receipt, judgments=rescored, executions=executions
     )
@@ -387,3 +398,126 @@ def test_a_dead_server_or_a_wrong_key_is_one_clear_line_at_once(
             tasks=tasks,
             generations=make_generations(tasks, MODELS[:2]),
         )
+
+
+def owner_filter(server: RunningServer, dataset: str, conditions: list[tuple]) -> list[str]:
+    """The record ids an owner finds with the SDK's filters (what the UI's metadata and status filters send)."""
+    import argilla as rg
+
+    client = rg.Argilla(api_url=server.url, api_key=server.api_key)
+    found = client.datasets(name=dataset, workspace="llm-feedback").records(
+        query=rg.Query(filter=rg.Filter(conditions))
+    )
+    return sorted(record.id for record in found)
+
+
+MARKED = [("metadata.answers_changed", "==", "yes")]
+WAITING = [*MARKED, ("status", "==", "pending")]
+
+
+def test_new_answers_of_a_rated_task_go_to_a_copy_marked_for_rerating(hosted: RunningServer, tmp_path: Path) -> None:
+    dataset = new_dataset()
+    params = params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record")
+    tasks = make_tasks(3)
+    first = push(params, tasks=tasks, generations=make_generations(tasks, MODELS[:2]))
+    dataset_id = first.receipt.dataset_id
+    rated = owner_records(hosted.url, hosted.api_key, dataset_id)[0]
+    person = annotators(hosted, tmp_path, ["ann-rerate"])["ann-rerate"]
+    person.respond(rated["id"], "submitted", {"score_response_1": 6, "score_response_2": 2})
+
+    v2 = make_generations(tasks, MODELS[:2], version=" v2")
+    copied = push(params, tasks=tasks, generations=v2, previous=first.receipt)
+    now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, dataset_id)}
+    (copy_id,) = [rid for rid in now if "." in rid]
+    assert (copied.copies, copied.marked, copied.waiting) == (1, 1, 1)
+    assert "; 1 marked for re-rating in metadata answers_changed, 1 not yet submitted)" in copied.line(output=Path("p"))
+    assert now[copy_id]["metadata"]["answers_changed"] == "yes" and " v2" in now[copy_id]["fields"]["response_1"]
+    assert [rid for rid, r in now.items() if "answers_changed" in r["metadata"]] == [copy_id]
+    assert owner_filter(hosted, dataset, MARKED) == owner_filter(hosted, dataset, WAITING) == [copy_id]
+    properties = httpx.get(
+        f"{hosted.url}/api/v1/me/datasets/{dataset_id}/metadata-properties",
+        headers={"X-Argilla-Api-Key": hosted.api_key},
+    ).json()["items"]
+    mark = next(p for p in properties if p["name"] == "answers_changed")
+    assert (mark["title"], mark["settings"]["values"]) == ("Answers changed after rating", ["yes"])
+    assert not any(m in json.dumps(r["metadata"]) for r in now.values() for m in MODELS), "metadata names no model"
+
+    before = owner_records(hosted.url, hosted.api_key, dataset_id)
+    again = push(params, tasks=tasks, generations=v2, previous=copied.receipt)
+    assert (again.created, again.updated, again.copies, again.marked) == (0, 0, 0, 1)
+    assert again.receipt == copied.receipt
+    assert owner_records(hosted.url, hosted.api_key, dataset_id) == before, "not one record was touched"
+
+    person.respond(now[copy_id]["id"], "submitted", {"score_response_1": 5, "score_response_2": 3})
+    rated_copy = push(params, tasks=tasks, generations=v2, previous=again.receipt)
+    assert (rated_copy.updated, rated_copy.marked, rated_copy.waiting) == (0, 1, 0), "the mark stays once rated"
+    assert owner_filter(hosted, dataset, MARKED) == [copy_id] and owner_filter(hosted, dataset, WAITING) == []
+
+    v3 = make_generations(tasks, MODELS[:2], version=" v3")
+    newer = push(params, tasks=tasks, generations=v3, previous=rated_copy.receipt)
+    after = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, dataset_id)}
+    (newest,) = set(after) - set(now)
+    assert (newer.copies, newer.marked, newer.waiting) == (1, 1, 1)
+    assert owner_filter(hosted, dataset, MARKED) == [newest], "the older copy holds stale text: its mark goes"
+    assert after[copy_id]["responses"] and after[copy_id]["fields"] == now[copy_id]["fields"]
+
+
+def test_a_dataset_made_before_the_mark_gets_it_in_place_on_the_next_push(
+    hosted: RunningServer, tmp_path: Path
+) -> None:
+    """A dataset as earlier versions made it: no answers_changed property, and a copy of changed answers unmarked."""
+    import argilla as rg
+
+    dataset = new_dataset()
+    params = params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record")
+    client = resolve(params.argilla).client()  # the SDK's settings objects need a client first
+    spec = DatasetSpec.from_params(params.annotation, responses=2, with_executions=False)
+    settings = spec.build()
+    settings.metadata.remove("answers_changed")
+    workspace = client.workspaces("llm-feedback") or rg.Workspace(name="llm-feedback", client=client).create()
+    old = rg.Dataset(name=dataset, workspace=workspace, settings=settings, client=client).create()
+    tasks = make_tasks(3)
+    v1 = build_records(tasks, generations=make_generations(tasks, MODELS[:2]), models=MODELS[:2], spec=spec, seed=42)
+    old.records.log([record.to_sdk() for record in v1.records])
+    rated = next(
+        r for r in owner_records(hosted.url, hosted.api_key, str(old.id)) if r["external_id"] == v1.records[0].record_id
+    )
+    annotators(hosted, tmp_path, ["ann-old"])["ann-old"].respond(
+        rated["id"], "submitted", {"score_response_1": 1, "score_response_2": 7}
+    )
+    v2 = make_generations(tasks, MODELS[:2], version=" v2")
+    changed = build_records(tasks, generations=v2, models=MODELS[:2], spec=spec, seed=42).records[0]
+    old_copy = replace(changed, record_id=f"{changed.task_id}.{changed.content_hash()[:8]}")  # as it was made then
+    old.records.log([old_copy.to_sdk()])
+
+    pushed = push(params, tasks=tasks, generations=v2)
+    assert pushed.receipt.dataset_id == str(old.id) and pushed.settings_changes == ("metadata answers_changed",)
+    assert (pushed.copies, pushed.marked, pushed.receipt.records) == (0, 1, 4), "the copy there is marked, not copied"
+    now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, str(old.id))}
+    assert now[rated["external_id"]]["responses"] and now[rated["external_id"]]["fields"] == rated["fields"]
+    assert owner_filter(hosted, dataset, MARKED) == [old_copy.record_id]
+
+    before = owner_records(hosted.url, hosted.api_key, str(old.id))
+    again = push(params, tasks=tasks, generations=v2, previous=pushed.receipt)
+    assert (again.created, again.updated, again.settings_changes, again.receipt) == (0, 0, (), pushed.receipt)
+    assert owner_records(hosted.url, hosted.api_key, str(old.id)) == before, "not one record was touched"
+
+
+def test_a_judge_run_after_the_copy_updates_it_instead_of_copying_again(hosted: RunningServer, tmp_path: Path) -> None:
+    params = params_for(hosted.url, new_dataset(), MODELS[:2], on_annotated_change="new_record")
+    tasks = make_tasks(2)
+    first = push(params, tasks=tasks, generations=make_generations(tasks, MODELS[:2]))
+    record = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)[0]
+    annotators(hosted, tmp_path, ["ann-judge"])["ann-judge"].respond(
+        record["id"], "submitted", {"score_response_1": 3, "score_response_2": 3}
+    )
+    v2 = make_generations(tasks, MODELS[:2], version=" v2")
+    copied = push(params, tasks=tasks, generations=v2, previous=first.receipt)
+    rejudged = push(
+        params, tasks=tasks, generations=v2, previous=copied.receipt, judgments=judgments(tasks, lambda t, m: 6)
+    )
+    assert (rejudged.copies, rejudged.updated, rejudged.marked, rejudged.receipt.records) == (0, 2, 1, 3)
+    (copy,) = [
+        r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id) if "." in r["external_id"]
+    ]
+    assert copy["external_id"] in copied.receipt.blinding and copy["metadata"]["answers_changed"] == "yes"
