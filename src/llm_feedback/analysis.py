@@ -10,7 +10,7 @@ selected subset of tasks. Tasks are the unit of resampling for every interval.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,7 @@ from llm_feedback.model_comparison import ModelComparison, compare_models
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import Interval, ordinal_alpha
 from llm_feedback.style import style_features
-from llm_feedback.verdict import verdict_line
+from llm_feedback.verdict import Comparison, verdict_line
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,8 @@ class Analysis:
         incomplete = counts["incomplete_tasks"]
         if incomplete["stale"]:
             parts.append(
-                f"{incomplete['stale']} tasks left out: an answer changed after it was rated (re-rate them: push "
-                "with annotation.on_annotated_change: new_record marks them needs_rating)"
+                f"{incomplete['stale']} tasks left out: an answer changed after it was rated (push with "
+                "annotation.on_annotated_change: new_record shows the new answers, marked answers_changed, to re-rate)"
             )
         if incomplete["unscored"]:
             parts.append(f"{incomplete['unscored']} tasks left out: not every compared model's answer is scored yet")
@@ -115,6 +115,7 @@ def analyze(
     comparison = compare_models(
         complete.to_numpy(dtype=float), models, params=params, style=_style(generations, complete.index, models)
     )
+    comparison, earlier = _with_earlier_ratings(comparison, scores, stale, models, params)
     effects = estimate_effects(compared, confidence=params.confidence)
     agreement = annotator_agreement(submitted, confidence=params.confidence)
     means = {m: interval.estimate for m, interval in zip(models, comparison.means)}
@@ -133,7 +134,7 @@ def analyze(
             **left_out.counts(),
         },
         "models": _model_means(comparison, compared, effects),
-        "pairwise": _pairwise(comparison),
+        "pairwise": _pairwise(comparison, earlier),
         "bradley_terry": _ratings(comparison.bradley_terry, models),
         "bradley_terry_style_controlled": _ratings(comparison.bradley_terry_style, models),
         "corrections": _corrections(submitted, rows, models),
@@ -163,10 +164,47 @@ def _complete_cases(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     return wide.reindex(columns=models).dropna().sort_index()
 
 
+def _with_earlier_ratings(
+    comparison: ModelComparison, scores: pd.DataFrame, stale: pd.DataFrame, models: list[str], params: AnalyzeParams
+) -> tuple[ModelComparison, dict[str, Comparison]]:
+    """The verdict is not decided while it depends on answers that changed after they were rated.
+
+    Leaving those tasks out keeps a selected sample when what got regenerated depended on how it was rated (say,
+    a model's lowest-rated answers); counting their earlier ratings instead assumes the new answers are like the
+    old. A pair is decided only when both readings decide it the same way, until the new answers are rated."""
+    if stale.empty:
+        return comparison, {}
+    earlier = aggregate_scores(stale, params.aggregate)
+    keys = ["task_id", "model"]
+    earlier = earlier[~earlier.set_index(keys).index.isin(scores.set_index(keys).index)]
+    widened = _complete_cases(pd.concat([scores, earlier], ignore_index=True), models)
+    if len(widened) == comparison.tasks:
+        return comparison, {}
+    again = compare_models(widened.to_numpy(dtype=float), models, params=params)
+    waiting = len(widened) - comparison.tasks
+    pairs, readings = [], {}
+    for pair, other in zip(comparison.pairs, again.pairs):
+        c, o = pair.comparison, other.comparison
+        readings[f"{c.first}_vs_{c.second}"] = o
+        agree = o.decided and (o.difference.estimate > 0) == (c.difference.estimate > 0)
+        if c.decided and not agree:
+            held = (
+                f"held back: {waiting} tasks wait for re-rating, and with their earlier ratings the difference is "
+                f"{o.difference.estimate:+.2f} ({_span(o.difference)})"
+            )
+            pair = replace(pair, comparison=replace(c, decided=False, held_back=held))
+        pairs.append(pair)
+    return replace(comparison, pairs=pairs), readings
+
+
+def _span(interval: Interval) -> str:
+    return "no interval" if interval.low is None else f"{interval.low:+.2f} to {interval.high:+.2f}"
+
+
 def _incomplete(scores: pd.DataFrame, complete: pd.Index, stale: pd.DataFrame) -> dict:
     """Tasks with some scores that the verdict leaves out: because a rated answer changed since (stale), or because
     some compared answer has no score yet."""
-    scored = set(scores["task_id"]) if not scores.empty else set()
+    scored = (set(scores["task_id"]) if not scores.empty else set()) | set(stale["task_id"])
     left_out = scored - set(complete)
     stale_tasks = left_out & set(stale["task_id"])
     return {"stale": len(stale_tasks), "unscored": len(left_out - stale_tasks)}
@@ -308,8 +346,9 @@ def _model_means(comparison: ModelComparison, compared: pd.DataFrame, effects: E
     return result
 
 
-def _pairwise(comparison: ModelComparison) -> dict:
-    """Per pair (first minus second, in compare order): the difference, its test, and the win/tie/loss rates."""
+def _pairwise(comparison: ModelComparison, earlier: dict[str, Comparison]) -> dict:
+    """Per pair (first minus second, in compare order): the difference, its test, and the win/tie/loss rates; and
+    the same difference counting the earlier ratings of answers that changed since, when there are any."""
     result = {}
     for pair in comparison.pairs:
         c = pair.comparison
@@ -324,6 +363,7 @@ def _pairwise(comparison: ModelComparison) -> dict:
             "tasks": c.tasks,
             "sd": None if pair.sd is None else round(pair.sd, 4),
             "tasks_for_power": c.tasks_for_power,
+            "held_back": c.held_back,
         }
         for name, rate in pair.rates.items():
             interval = _interval(rate)
@@ -338,7 +378,18 @@ def _pairwise(comparison: ModelComparison) -> dict:
             "ci_low": styled["ci_low"],
             "ci_high": styled["ci_high"],
         }
-        result[f"{c.first}_vs_{c.second}"] = entry
+        key = f"{c.first}_vs_{c.second}"
+        if key in earlier:
+            o = earlier[key]
+            widened = _interval(o.difference)
+            entry["with_earlier_ratings"] = {
+                "difference": widened["value"],
+                "ci_low": widened["ci_low"],
+                "ci_high": widened["ci_high"],
+                "p_holm": None if o.p_holm is None else round(o.p_holm, 6),
+                "tasks": o.tasks,
+            }
+        result[key] = entry
     return result
 
 

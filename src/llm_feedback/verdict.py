@@ -20,6 +20,7 @@ class Comparison:
     decided: bool
     tasks: int
     tasks_for_power: int | None  # tasks needed for 80% power at the smallest difference that matters
+    held_back: str | None = None  # why a difference that passed its test is still not called decided
 
     @property
     def winner(self) -> str:
@@ -61,6 +62,7 @@ def verdict_line(
             "not decided: "
             + ", ".join(
                 f"{c.first} vs {c.second} {_points(c, signed=False)} ({_details(c, level, 'Holm p')})"
+                + (f" ({c.held_back})" if c.held_back else "")
                 for c in undecided
             )
         )
@@ -73,6 +75,8 @@ def _one_pair(c: Comparison, level: str, min_difference: float) -> str:
     d = c.difference
     difference = f"{c.first} - {c.second} = {_points(c, signed=False)}"
     head = f"not decided: {difference} ({_details(c, level, 'p')}) on {c.tasks} tasks"
+    if c.held_back:
+        return f"{head}; {c.held_back}"
     if d.low is not None and -min_difference < d.low and d.high < min_difference:
         return f"{head}; a gap of {min_difference:g} points or more is ruled out"
     if c.tasks_for_power is None:

@@ -14,7 +14,7 @@ from llm_feedback.effects import estimate_effects
 from llm_feedback.errors import ConfigError
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import Interval
-from llm_feedback.testing.simulated_study import Annotator, Population, Style, simulate
+from llm_feedback.testing.simulated_study import Annotator, Population, Style, regenerate_lowest, simulate
 from llm_feedback.verdict import Comparison, verdict_line
 
 FAST = AnalyzeParams(bootstrap=400, permutations=2000)
@@ -177,3 +177,22 @@ def test_style_control_takes_away_a_lead_won_by_writing_more() -> None:
     styled = pair["style_controlled"]
     assert styled["ci_low"] < 0.0 < styled["ci_high"], pair
     assert abs(styled["difference"]) < pair["difference"] / 3
+
+
+def test_a_decision_that_rests_on_regenerated_answers_is_held_back_until_they_are_rated_again() -> None:
+    """Two equal models; a's 40 lowest-rated of 400 answers regenerated after rating. Leaving those tasks out keeps
+    a's luckier answers and (in this draw) a significant difference; with the earlier ratings counted there is none."""
+    simulated = regenerate_lowest(
+        simulate(Population(tasks=400, means={"a": 4.0, "b": 4.0}, annotators={"x": Annotator(noise=1.5)}, seed=0)),
+        model="a",
+        count=40,
+    )
+    result = analyze(
+        annotations=simulated.annotations, generations=simulated.generations, compare=["a", "b"], params=FAST
+    )
+    pair = result.metrics["pairwise"]["a_vs_b"]
+    assert pair["tasks"] == 360 and pair["p_holm"] < 0.05, "the selected sample alone would decide"
+    assert pair["with_earlier_ratings"]["tasks"] == 400 and pair["with_earlier_ratings"]["ci_low"] < 0
+    assert pair["decided"] is False and pair["held_back"].startswith("held back: 40 tasks wait for re-rating")
+    assert result.metrics["verdict"].startswith("not decided: a - b = +") and "held back" in result.metrics["verdict"]
+    assert "40 tasks left out: an answer changed after it was rated" in result.line()
