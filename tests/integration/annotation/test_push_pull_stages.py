@@ -282,7 +282,7 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["counts"]["invalid_responses"] == 3 and metrics["counts"]["scored_tasks"] == 1
     assert (
-        "; 3 responses with values outside the dataset's settings left out."
+        "\n- 3 responses left out for a value outside the dataset's settings (first: record "
         in (folder / "reports/report.md").read_text()
     )
     assert {m: (v["mean"], v["scores"]) for m, v in metrics["models"].items()} == {"alpha": (6.0, 1), "beta": (2.0, 1)}
