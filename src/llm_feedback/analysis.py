@@ -57,7 +57,7 @@ class Analysis:
             )
         if incomplete["unscored"]:
             parts.append(f"{incomplete['unscored']} tasks left out: not every compared model's answer is scored yet")
-        flagged = [f"{a} ({v['flagged'].split(':')[0]})" for a, v in self.metrics["annotators"].items() if v["flagged"]]
+        flagged = [f"{a} ({v['flagged']})" for a, v in self.metrics["annotators"].items() if v["flagged"]]
         if flagged:
             parts.append(
                 f"annotators who look random or adversarial: {', '.join(flagged)} (see the report; "

@@ -2,8 +2,9 @@
 
 Each annotator's scores are compared with the mean of the other annotators' scores on the same answers (same record,
 same position) by Spearman's rank correlation, which ignores leniency: a harsh but careful annotator agrees well. An
-annotator whose correlation is not credibly above USEFUL (the lower end of its confidence interval, Fisher's z with
-the Bonett-Wright variance for Spearman) looks random; one whose interval lies below zero looks adversarial. The
+annotator whose correlation is credibly below USEFUL (the upper end of its confidence interval, Fisher's z with the
+Bonett-Wright variance for Spearman) looks random; one whose interval lies below zero looks adversarial. Asking for
+credibly below, not "not credibly above", keeps noisy but honest annotators with few shared answers unflagged. The
 worst annotator is set aside and the others compared again, so one random annotator does not drag the honest ones'
 agreement down (with three annotators, two per task, every honest one shares half its answers with it).
 """
@@ -18,7 +19,7 @@ import pandas as pd
 from scipy.special import ndtri
 from scipy.stats import spearmanr
 
-USEFUL = 0.2  # a rank correlation with the others below this carries little of what they see
+USEFUL = 0.3  # a rank correlation with the others below this carries little of what they see
 MIN_SHARED = 20  # answers shared with others needed before an annotator is judged
 
 
@@ -28,7 +29,7 @@ class Agreement:
     correlation: float | None  # Spearman with the others' mean score on those answers
     ci_low: float | None
     ci_high: float | None
-    flagged: str | None  # why the annotator looks random or adversarial
+    flagged: str | None  # "random" or "adversarial" when the annotator looks it
 
 
 def annotator_agreement(rows: pd.DataFrame, *, confidence: float) -> dict[str, Agreement]:
@@ -68,9 +69,5 @@ def _agreement(wide: pd.DataFrame, annotator: str, z: float) -> Agreement:
     spread = z * math.sqrt((1 + rho**2 / 2) / (n - 3))
     centre = math.atanh(min(max(rho, -0.999999), 0.999999))
     low, high = math.tanh(centre - spread), math.tanh(centre + spread)
-    flagged = None
-    if high < 0:
-        flagged = f"adversarial: scores run against the others' (Spearman {rho:+.2f} on {n} shared answers)"
-    elif low < USEFUL:
-        flagged = f"random: scores barely follow the others' (Spearman {rho:+.2f} on {n} shared answers)"
+    flagged = "adversarial" if high < 0 else "random" if high < USEFUL else None
     return Agreement(n, rho, low, high, flagged)

@@ -182,7 +182,8 @@ def _biases(m: dict) -> list[str]:
         "## Annotators",
         "",
         "Leniency: offset from the average annotator on the same answers. Agreement: Spearman correlation with the "
-        "other annotators' mean score on shared answers; flagged when not credibly above 0.2.",
+        "other annotators' mean score on shared answers; flagged random when credibly below 0.3 (the whole interval "
+        "under it), adversarial when credibly below 0. `analyze.exclude_annotators` leaves annotators out.",
         "",
         "| annotator | records | mean score given | leniency | interval | agreement | interval | flagged |",
         "|---|---|---|---|---|---|---|---|",

@@ -51,6 +51,8 @@ def scaled(differences: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarr
     apart from the models themselves, so it is not controlled."""
     fixed = np.ones((differences.shape[0], 1)) if fixed is None else fixed
     kept: list[np.ndarray] = []
+    if differences.shape[0] == 0:
+        return np.empty((0, 0))
     rank = np.linalg.matrix_rank(fixed)
     for column in differences.T:
         spread = np.sqrt(np.mean(column**2))
