@@ -1,6 +1,7 @@
 """The README's main command as a new user meets it: a fresh clone, the shipped params.yaml (its relative
-`argilla.data_dir: .argilla`), `llm-feedback server start`, then `dvc repro` up to push. Only the models are pointed
-at the test LLM server (nothing is downloaded) and the port is a free one."""
+`argilla.data_dir: .argilla`), `llm-feedback server start`, then `dvc repro` up to push; then an annotator rates
+every record in the UI's API and `dvc repro` brings back the verdict. Only the models are pointed at the test LLM
+server (nothing is downloaded) and the port is a free one."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.testing.argilla_records import owner_records
 from llm_feedback.testing.fake_llm_server import FakeLLMServer
 from llm_feedback.testing.ports import free_port
+from tests.integration.annotation.annotating import Annotator
 from tests.project import copy_project, edit_params, run
 
 pytestmark = pytest.mark.slow
@@ -57,6 +59,29 @@ def test_a_fresh_clone_starts_its_server_and_pushes_with_the_shipped_params(tmp_
             shown = owner_records(receipt.url, credentials["api_key"], receipt.dataset_id)
             assert len(shown) == 44 and all(r["fields"]["response_1"] and r["fields"]["response_2"] for r in shown)
             assert "Data and pipelines are up to date" in run(["dvc", "repro", "push"], clone).stdout
+
+            added = run(["llm-feedback", "annotators", "add", "rater"], clone).stdout
+            password = added.split("rater: password ")[1].split()[0]
+            rater = Annotator(receipt.url, "rater", password)
+            better, worse = receipt.models
+            for number, record in enumerate(shown):
+                shown_models = receipt.blinding[record["external_id"]]["models"]
+                scores = {better: 5 + number % 3, worse: 2 + number % 2}
+                rater.respond(
+                    record["id"],
+                    "submitted",
+                    {f"score_response_{k}": scores[m] for k, m in enumerate(shown_models, 1)},
+                )
+            annotated = run(["dvc", "repro"], clone)
+            gap = sum((5 + n % 3) - (2 + n % 2) for n in range(len(shown))) / len(shown)
+            verdict = f"analyze: {better} beats {worse} by +{gap:.2f} points (95% CI +3."
+            assert verdict in annotated.stdout, annotated.stdout
+            assert "p < 0.001, 44 tasks); 44 of 44 tasks scored" in annotated.stdout
+            metrics = json.loads((clone / "metrics.json").read_text())
+            assert metrics["pairwise"][f"{better}_vs_{worse}"]["decided"] is True
+            assert metrics["verdict"] in annotated.stdout
+            report = (clone / "reports" / "report.md").read_text().splitlines()
+            assert report[2] == f"**{metrics['verdict']}**"
         finally:
             subprocess.run(
                 [sys.executable, "-m", "llm_feedback.cli", "server", "stop"],
