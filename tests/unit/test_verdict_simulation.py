@@ -124,11 +124,6 @@ def test_a_position_bias_is_recovered_within_a_tenth_of_a_point_at_1000_tasks() 
         assert effect["ci_low"] <= study.position_effect[2] <= effect["ci_high"], (effect, study.position_effect)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="honest annotators are flagged as random in 8 of 40 cases: their Spearman with each other (0.36-0.58 on "
-    "about 100 shared answers) has a lower bound below annotator_agreement.USEFUL = 0.2 about a fifth of the time",
-)
 def test_a_random_annotator_among_three_is_flagged_and_the_honest_ones_are_not() -> None:
     population = dataclasses.replace(
         BASE,
@@ -136,7 +131,7 @@ def test_a_random_annotator_among_three_is_flagged_and_the_honest_ones_are_not()
         annotators_per_task=2,
     )
     runs = replicates(population, 20)
-    flagged = [bool(m["annotators"]["clicker"]["flagged"]) for _, m in runs]
+    flagged = [m["annotators"]["clicker"]["flagged"] == "random" for _, m in runs]
     assert sum(flagged) / len(flagged) >= band(len(flagged), 0.95, 0.95)[0]
     honest = [bool(m["annotators"][h]["flagged"]) for _, m in runs for h in ("h1", "h2")]
     assert sum(honest) / len(honest) <= band(len(honest), 0.05, 0.05)[1]
