@@ -281,6 +281,8 @@ class AnnotationParams(Strict):
     recreate: Bool = False
     force: Bool = False
     batch_size: Int = Field(default=500, ge=1, le=1000)
+    round_size: Int | None = Field(default=None, ge=1)  # records per round (expected); None: every record at once
+    select: Literal["random", "active"] = "random"  # how a round's records are drawn; active: where the judge is unsure
 
     @field_validator("workspace")
     @classmethod

@@ -1,5 +1,7 @@
 """The push receipt (`data/push.json`): which server and dataset hold the annotations, and the blinding map that pull
-needs to put each score back on its model. It never holds a key.
+needs to put each score back on its model. It never holds a key. Published in rounds (annotation.round_size), it
+also says which round published each record and with what probability, and how each round was drawn: what analyze
+needs to weight the human labels.
 
 It is read with a typed model, so a receipt of the wrong shape (edited by hand, cut short, from another version) is
 one line naming the key at fault, never a traceback or a string iterated letter by letter."""
@@ -8,9 +10,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator, with_config
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from llm_feedback.artifacts import atomic_path
@@ -20,14 +32,30 @@ from llm_feedback.params import describe_validation_error
 RECEIPT_VERSION = 1
 
 Name = Annotated[StrictStr, Field(min_length=1)]
+Round = Annotated[StrictInt, Field(ge=1)]
+Probability = Annotated[StrictFloat, Field(gt=0, le=1)]
 
 
 @with_config(ConfigDict(extra="forbid", strict=True))
 class BlindingEntry(TypedDict):
-    """One record: its task, and the model shown as Response 1, Response 2, ..."""
+    """One record: its task, the model shown as Response 1, Response 2, ..., and, when it was published in a round,
+    the round and the task's probability of being drawn in it (a record published outside rounds was certain)."""
 
     task_id: Name
     models: Annotated[list[Name], Field(min_length=1)]
+    round: NotRequired[Round]
+    probability: NotRequired[Probability]
+
+
+@with_config(ConfigDict(extra="forbid", strict=True))
+class RoundEntry(TypedDict):
+    """One round's draw: the tasks not yet published when it was drawn (each could enter it), their probabilities'
+    sum (the round's expected size) and the tasks drawn. A round may draw none: it is kept, as it was a look."""
+
+    round: Round
+    eligible: Annotated[StrictInt, Field(ge=1)]
+    expected: Annotated[StrictFloat, Field(gt=0)]
+    drawn: Annotated[StrictInt, Field(ge=0)]
 
 
 class Receipt(BaseModel):
@@ -43,6 +71,7 @@ class Receipt(BaseModel):
     content_hash: StrictStr
     # record id -> {"task_id": ..., "models": [model shown as Response 1, Response 2, ...]}
     blinding: dict[StrictStr, BlindingEntry] = Field(default_factory=dict)
+    rounds: list[RoundEntry] = Field(default_factory=list)  # in order; empty when published outside rounds
     version: Literal[1] = RECEIPT_VERSION
 
     @field_validator("models")
@@ -58,14 +87,38 @@ class Receipt(BaseModel):
         for record_id, entry in blinding.items():
             if len(set(entry["models"])) != len(entry["models"]):
                 raise ValueError(f"record {record_id}: shows a model twice")
+            if ("round" in entry) != ("probability" in entry):
+                raise ValueError(f"record {record_id}: a round needs its probability, and a probability its round")
         return blinding
+
+    @field_validator("rounds")
+    @classmethod
+    def _numbered(cls, rounds: list[RoundEntry]) -> list[RoundEntry]:
+        if [entry["round"] for entry in rounds] != list(range(1, len(rounds) + 1)):
+            raise ValueError("rounds are not numbered 1, 2, ... in order")
+        return rounds
+
+    @property
+    def current_round(self) -> int:
+        """The last round drawn (0: none)."""
+        return len(self.rounds)
+
+    def sampling(self) -> dict[str, tuple[int, float]]:
+        """task_id -> (round, probability) of every task published in a round."""
+        return {
+            entry["task_id"]: (entry["round"], entry["probability"])
+            for entry in self.blinding.values()
+            if "round" in entry
+        }
 
     def orders(self) -> dict[str, list[str]]:
         return {record_id: entry["models"] for record_id, entry in self.blinding.items()}
 
     def write(self, path: Path) -> None:
+        """Without rounds, the receipt is written as before they existed (byte for byte)."""
+        data = self.model_dump(exclude=None if self.rounds else {"rounds"})
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(self.model_dump(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
     def same_dataset(self, url: str, workspace: str, dataset: str) -> bool:
         return (self.url, self.workspace, self.dataset) == (url, workspace, dataset)
