@@ -2,7 +2,15 @@
 
 from llm_feedback.annotation.push import push
 from llm_feedback.annotation.receipt import Receipt, read_receipt
-from llm_feedback.artifacts import EXECUTIONS, GENERATIONS, JUDGMENTS, TASKS, read_optional, read_table
+from llm_feedback.artifacts import (
+    EXECUTIONS,
+    GENERATIONS,
+    JUDGE_PAIRWISE,
+    JUDGMENTS,
+    TASKS,
+    read_optional,
+    read_table,
+)
 from llm_feedback.errors import InputError
 from llm_feedback.params import load_params
 from llm_feedback.stage import run_stage
@@ -20,13 +28,15 @@ def main() -> str:
         previous=_previous(paths.push_receipt),
         judgments=read_optional(paths.judgments, JUDGMENTS),
         executions=read_optional(paths.executions, EXECUTIONS),
+        judge_pairwise=read_optional(paths.judge_pairwise, JUDGE_PAIRWISE),
     )
     pushed.receipt.write(paths.push_receipt)
     return pushed.line(output=paths.push_receipt)
 
 
 def _previous(path) -> Receipt | None:
-    """The last receipt keeps the display order of records already on the server (it is a persistent output)."""
+    """The last receipt keeps the display order of records already on the server and the rounds drawn so far (it is
+    a persistent output)."""
     try:
         return read_receipt(path) if path.exists() else None
     except InputError:

@@ -20,9 +20,17 @@ from llm_feedback.annotation.dataset_settings import (
     describe_structure_change,
     structure_of,
 )
-from llm_feedback.annotation.receipt import Receipt
+from llm_feedback.annotation.receipt import BlindingEntry, Receipt, RoundEntry
 from llm_feedback.annotation.record_pages import ServerRecord, list_records
 from llm_feedback.annotation.records import AnnotationRecord, build_records
+from llm_feedback.annotation.rounds import (
+    Draw,
+    RoundStatus,
+    active_weights,
+    draw_round,
+    inclusion_probabilities,
+    judge_uncertainty,
+)
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import Params
 
@@ -43,6 +51,7 @@ class Pushed:
     settings_changes: tuple[str, ...]
     marked: int  # records marked for re-rating: the current answers of tasks answered with older text
     waiting: int  # of these, the ones nobody has submitted yet
+    rounds: RoundStatus | None = None  # published in rounds (annotation.round_size)
 
     def line(self, *, output: Path) -> str:
         """The stage's summary; `output` is where the receipt is written."""
@@ -63,7 +72,8 @@ class Pushed:
         if self.settings_changes:
             parts.append("updated " + ", ".join(self.settings_changes))
         r = self.receipt
-        return f"{r.records} records in {r.workspace}/{r.dataset} at {r.url} ({'; '.join(parts)}) -> {output}"
+        where = f"{r.records} records in {r.workspace}/{r.dataset} at {r.url} ({'; '.join(parts)}) -> {output}"
+        return f"{self.rounds.line()}; {where}" if self.rounds is not None else where
 
 
 def push(
@@ -74,11 +84,18 @@ def push(
     previous: Receipt | None = None,
     judgments: pa.Table | None = None,
     executions: pa.Table | None = None,
+    judge_pairwise: pa.Table | None = None,
 ) -> Pushed:
-    """`previous` (the last receipt) keeps the display order of records already on the server; `judgments` become
-    suggestions and `executions` metadata."""
-    target = resolve(params.argilla)
+    """`previous` (the last receipt) keeps the display order of records already on the server and says which rounds
+    were drawn; `judgments` become suggestions and `executions` metadata; with `judge_pairwise`, they tell active
+    selection where the judge is unsure."""
     settings = params.annotation
+    if settings.round_size is not None and settings.select == "active" and not _has_scores(judgments):
+        raise ConfigError(
+            f"annotation.select: active draws each round where the judge is least sure, and there are no judge "
+            f"scores in {params.paths.judgments}: set judge.enabled: true and run judge, or use select: random"
+        )
+    target = resolve(params.argilla)
     spec = DatasetSpec.from_params(settings, responses=len(params.compare), with_executions=executions is not None)
     with reporting_errors(target), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SDK warns where a lookup finds nothing; we report that ourselves
@@ -99,7 +116,8 @@ def push(
                 name=settings.dataset, workspace=workspace, settings=spec.build(), client=client
             ).create()
 
-        known = previous.orders() if previous is not None and previous.dataset_id == str(dataset.id) else {}
+        kept = previous if previous is not None and previous.dataset_id == str(dataset.id) else None
+        known = kept.orders() if kept is not None else {}
         built = build_records(
             tasks,
             generations=generations,
@@ -110,19 +128,35 @@ def push(
             judgments=judgments,
             executions=executions,
         )
-        plan = _plan(built.records, {r.record_id: r for r in existing}, settings.on_annotated_change)
+        server = {r.record_id: r for r in existing}
+        rounds = (
+            _Rounds.advance(
+                params,
+                built=built.records,
+                server=server,
+                previous=kept,
+                judgments=judgments,
+                judge_pairwise=judge_pairwise,
+            )
+            if settings.round_size is not None
+            else _Rounds.whole(built.records, server, kept, settings.on_annotated_change)
+        )
+        plan = rounds.plan
         to_log = [record.to_sdk() for record in plan.to_log] + [_unmarked(record) for record in plan.unmark]
         if to_log:
             dataset.records.log(to_log, batch_size=min(settings.batch_size, len(to_log)))
 
-        blinding = {rid: entry for rid, entry in (previous.blinding.items() if known else ())}
+        blinding: dict[str, BlindingEntry] = dict(kept.blinding) if kept is not None else {}
         blinding.update(
-            {r.record_id: {"task_id": r.task_id, "models": list(r.models)} for r in built.records + plan.copies}
+            {
+                r.record_id: {"task_id": r.task_id, "models": list(r.models), **rounds.sampling(r.task_id)}
+                for r in rounds.records + plan.copies
+            }
         )
-        on_server = {r.record_id for r in existing} | {r.record_id for r in plan.to_log}
+        on_server = set(server) | {r.record_id for r in plan.to_log}
         blinding = {rid: blinding[rid] for rid in sorted(on_server) if rid in blinding}
         content = hashlib.sha256(
-            "".join(f"{r.record_id}:{r.content_hash()}\n" for r in built.records).encode()
+            "".join(f"{r.record_id}:{r.content_hash()}\n" for r in rounds.records).encode()
         ).hexdigest()
         receipt = Receipt(
             url=target.url,
@@ -134,6 +168,7 @@ def push(
             settings_hash=spec.settings_hash(),
             content_hash=content,
             blinding=blinding,
+            rounds=rounds.entries,
         )
     return Pushed(
         receipt=receipt,
@@ -146,7 +181,107 @@ def push(
         settings_changes=changes,
         marked=len(plan.copies),
         waiting=plan.waiting,
+        rounds=rounds.status,
     )
+
+
+def _has_scores(judgments: pa.Table | None) -> bool:
+    return judgments is not None and judgments.column("score").null_count < judgments.num_rows
+
+
+@dataclass(frozen=True)
+class _Rounds:
+    """Which of the built records this push publishes (or keeps up to date), and the rounds drawn so far."""
+
+    records: list[AnnotationRecord]  # the built records of published tasks, a new round's included
+    plan: _Plan
+    entries: list[RoundEntry]
+    drawn: dict[str, tuple[int, float]]  # task_id -> (round, probability) of the tasks in rounds, a new one included
+    status: RoundStatus | None
+
+    @classmethod
+    def whole(
+        cls, built: list[AnnotationRecord], server: dict[str, ServerRecord], previous: Receipt | None, on_change: str
+    ) -> _Rounds:
+        """Every record at once (round_size: null); rounds drawn before stay in the receipt."""
+        entries, drawn = (list(previous.rounds), previous.sampling()) if previous else ([], {})
+        return cls(built, _plan(built, server, on_change), entries, drawn, None)
+
+    @classmethod
+    def advance(
+        cls,
+        params: Params,
+        *,
+        built: list[AnnotationRecord],
+        server: dict[str, ServerRecord],
+        previous: Receipt | None,
+        judgments: pa.Table | None,
+        judge_pairwise: pa.Table | None,
+    ) -> _Rounds:
+        """Keep the tasks published so far up to date and, once every record of the current round is done, draw
+        the next round from the tasks the receipt does not know yet (a push that died after logging part of a round
+        draws the same round again)."""
+        settings = params.annotation
+        entries = list(previous.rounds) if previous else []
+        drawn = previous.sampling() if previous else {}
+        known = {entry["task_id"] for entry in previous.blinding.values()} if previous else set()
+        on_server = known | {_task_of(record_id) for record_id in server}
+        current = [record for record in built if record.task_id in on_server]
+        plan = _plan(current, server, settings.on_annotated_change)
+        in_round = sorted(task for task, (number, _) in drawn.items() if number == len(entries))
+        holding = {copy.task_id: copy.record_id for copy in plan.copies}  # a task's current answers
+        done = sum(_done(server.get(holding.get(task, task)), settings.min_submitted) for task in in_round)
+        remaining = [record for record in built if record.task_id not in known]
+        new: Draw | None = None
+        while remaining and done == len(in_round) and (new is None or new.empty):
+            new = _draw(params, remaining, number=len(entries) + 1, judgments=judgments, judge_pairwise=judge_pairwise)
+            entries.append(
+                {"round": new.number, "eligible": new.eligible, "expected": new.expected, "drawn": len(new.drawn)}
+            )
+            drawn.update({task: (new.number, p) for task, p in new.drawn.items()})
+        if new is None:
+            status = RoundStatus(len(entries), len(in_round), done, 0, len(remaining), settings.round_size)
+            return cls(current, plan, entries, drawn, status)
+        current = [record for record in built if record.task_id in on_server or record.task_id in new.drawn]
+        left = len(remaining) - len(new.drawn)
+        status = RoundStatus(new.number, len(new.drawn), 0, len(new.drawn), left, settings.round_size)
+        return cls(current, _plan(current, server, settings.on_annotated_change), entries, drawn, status)
+
+    def sampling(self, task_id: str) -> dict:
+        """The round and probability a task's records carry (none when it was published outside rounds)."""
+        if task_id not in self.drawn:
+            return {}
+        number, probability = self.drawn[task_id]
+        return {"round": number, "probability": probability}
+
+
+def _draw(
+    params: Params,
+    remaining: list[AnnotationRecord],
+    *,
+    number: int,
+    judgments: pa.Table | None,
+    judge_pairwise: pa.Table | None,
+) -> Draw:
+    settings = params.annotation
+    tasks = [record.task_id for record in remaining]
+    if settings.select == "active":
+        weights = active_weights(
+            judge_uncertainty(tasks, models=params.compare, judgments=judgments, judge_pairwise=judge_pairwise)
+        )
+    else:
+        weights = dict.fromkeys(tasks, 1.0)
+    probabilities = inclusion_probabilities(weights, expected=settings.round_size or len(tasks))
+    return draw_round(probabilities, seed=settings.seed, number=number)
+
+
+def _task_of(record_id: str) -> str:
+    """A record's task: its id, or what comes before the dot of a copy's id (`<task_id>.<hash>`)."""
+    return record_id.rpartition(".")[0] if "." in record_id else record_id
+
+
+def _done(record: ServerRecord | None, min_submitted: int) -> bool:
+    return record is not None and sum(r["status"] == "submitted" for r in record.responses) >= min_submitted
 
 
 def _workspace(client, name: str):

@@ -76,7 +76,11 @@ def test_dvc_repro_runs_the_flow_and_pull_changes_only_with_new_annotations(
             rater.respond(record["id"], "submitted", {"score_response_1": 6, "score_response_2": 1})
 
         second = run(["dvc", "repro"], repo)
-        assert "Stage 'push' didn't change, skipping" in second.stdout
+        assert "Running stage 'push'" in second.stdout, "push always runs: a next round may be due"
+        assert (
+            "push: 4 records in llm-feedback/dvc-flow" in second.stdout
+            and "(0 new; 0 updated; 4 unchanged)" in second.stdout
+        )
         assert "pull: 2 of 4 records annotated; responses: 2 submitted; 1 annotators" in second.stdout
         assert "analyze: not decided: a - b = " in second.stdout and "on 2 tasks" in second.stdout
         assert "; 2 of 4 tasks scored" in second.stdout
