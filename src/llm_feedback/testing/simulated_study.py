@@ -1,9 +1,11 @@
 """A generative model of an annotation study with a known truth, to show that analyze's verdict is calibrated.
 
-Each task has an effect shared by every model's answer (some tasks are harder), each annotator a leniency and a noise
-level (or is random, or adversarial), each display position an additive bias, and answers a length that annotators may
-reward. A score is clip(round(true mean + task effect + leniency + position effect + length reward + noise), 0, 7).
-`simulate` writes the annotations and generations artifacts exactly as pull and generate do, and computes what analyze
+Each task has an effect shared by every model's answer (some tasks are harder), each answer an effect of its own (0
+unless `answer_sd` is set), each annotator a leniency and a noise level (or is random, or adversarial), each display
+position an additive bias, and answers a length that annotators may reward. A score is clip(round(true mean + task
+effect + answer effect + leniency + position effect + length reward + noise), 0, 7). A judge, when there is one, scores
+every answer from the same task and answer effects, with a bias and a noise of its own. `simulate` writes the
+annotations, generations and judgments artifacts exactly as pull, generate and judge do, and computes what analyze
 should find: the expected observed scores, which (because of the rounding and the clipping at 0 and 7) are the models'
 true means only approximately, so the truths here are exact expectations of what is observed, not the inputs.
 """
@@ -17,10 +19,11 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.stats import nbinom, norm
 
 from llm_feedback.annotation.values import STATUSES
-from llm_feedback.artifacts import text_sha
+from llm_feedback.artifacts import JUDGMENTS, text_sha
 from llm_feedback.testing.synthetic_annotations import annotations_table, generations_table
 
 TOP = 7  # the rating scale is 0..TOP
@@ -28,6 +31,7 @@ LINE = "x = x + 1"  # every body line of an answer: its length in characters and
 BLOCK = "```python\npass\n```"
 CHUNK = 200_000  # tasks drawn at once when estimating outcome rates
 SHAPE = 2  # of the negative binomial behind answer lengths: a spread wide enough for style control to see
+JUDGE_STREAM = 1  # the judge draws its noise from its own stream, so adding a judge changes no human score
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,12 +54,30 @@ class Style:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Judge:
+    """An LLM judge that scores every answer alone on the annotators' 0-7 scale: clip(round(true mean + bias of the
+    model + task_weight * task effect + answer_weight * answer effect + length reward + noise), 0, 7).
+    `task_weight` and `answer_weight`: how much of the task's and the answer's own effect it sees (1: as annotators
+    do, 0: blind to it). Task effects cancel in a paired difference, so what PPI gains on a difference rests on
+    `answer_weight` and `noise` against the population's `answer_sd`; a judge with both weights 0 is useless."""
+
+    name: str = "judge"
+    bias: dict[str, float] = field(default_factory=dict)
+    noise: float = 1.0
+    task_weight: float = 1.0
+    answer_weight: float = 1.0
+    length_reward: float = 0.0  # points per 100 lines of an answer
+
+
+@dataclass(frozen=True, kw_only=True)
 class Population:
     """Who is rated and who rates. `means` are the models' true mean qualities on the 0-7 scale, in compare order.
     `annotators_per_task`: how many annotators, drawn at random from the pool, rate each task (None: all of them).
     `position_bias`: points added at each display position (absent: 0). `draft_rate` and `discard_rate`: the share of
     responses (one annotator on one record) left as a draft or discarded; their scores (7 minus the honest one) must
-    not count. `length_reward`: points an honest annotator adds per 100 lines of an answer."""
+    not count. `length_reward`: points an honest annotator adds per 100 lines of an answer. `answer_sd`: the sd of each
+    answer's own quality around its model's mean, seen by every annotator of it (and by the judge). `judge`: scores
+    every answer when given."""
 
     tasks: int
     means: dict[str, float]
@@ -67,6 +89,8 @@ class Population:
     discard_rate: float = 0.0
     styles: dict[str, Style] = field(default_factory=dict)
     length_reward: float = 0.0
+    answer_sd: float = 0.0
+    judge: Judge | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,7 +113,8 @@ class Simulated:
     order. `means`: each model's expected observed (aggregated by mean) score; `difference`: the expected per-task
     difference of a pair; `quality_difference`: the same had length earned nothing (what a style-controlled
     difference estimates); `position_effect`: the expected score at each position from 2 on, minus at position 1,
-    within models; `bad`: the random and adversarial annotators."""
+    within models; `bad`: the random and adversarial annotators; `judgments`: the judge's scores of every answer
+    (None without a judge)."""
 
     annotations: pa.Table
     generations: pa.Table
@@ -99,11 +124,13 @@ class Simulated:
     quality_difference: dict[str, float]
     position_effect: dict[int, float]
     bad: frozenset[str]
+    judgments: pa.Table | None = None
 
 
 def simulate(population: Population, *, seed: int | None = None) -> Simulated:
     """One study drawn from `population` (with `seed` in place of the population's own, for replicates)."""
-    rng = np.random.default_rng(population.seed if seed is None else seed)
+    seed = population.seed if seed is None else seed
+    rng = np.random.default_rng(seed)
     models, pool = population.models, list(population.annotators)
     n, m = population.tasks, len(models)
     draw = _draw(population, rng, n)
@@ -135,7 +162,10 @@ def simulate(population: Population, *, seed: int | None = None) -> Simulated:
         score=draw.scores.reshape(-1),
         status=pa.array(STATUSES).take(pa.array(np.repeat(draw.status.reshape(-1), m))),
     )
-    return _with_truths(population, annotations, generations)
+    judgments = None
+    if population.judge is not None:
+        judgments = _judgments(population.judge, population, draw, names, np.random.default_rng([JUDGE_STREAM, seed]))
+    return _with_truths(population, annotations, generations, judgments)
 
 
 def regenerate_lowest(simulated: Simulated, *, model: str, count: int) -> Simulated:
@@ -163,7 +193,7 @@ def expected_scores(population: Population, *, length_reward: float | None = Non
         per_annotator = []
         for rater in population.annotators.values():
             centre = mean + rater.leniency + positions[:, None] + reward * lengths[None, :] / 100  # (positions, L)
-            sd = float(np.hypot(rater.noise, population.task_sd))
+            sd = float(np.hypot(np.hypot(rater.noise, population.task_sd), population.answer_sd))
             if sd > 0:
                 honest = norm.cdf((centre[..., None] - np.arange(1, TOP + 1) + 0.5) / sd).sum(axis=-1) @ weights
             else:
@@ -206,6 +236,8 @@ class _Draw:
     chosen: np.ndarray  # (tasks, k): the annotators of each task
     status: np.ndarray  # (tasks, k): index into STATUSES of each response
     scores: np.ndarray  # (tasks, k, positions)
+    task: np.ndarray  # (tasks,): each task's effect
+    answer: np.ndarray  # (tasks, models): each answer's own effect
 
 
 def _draw(population: Population, rng: np.random.Generator, n: int) -> _Draw:
@@ -214,11 +246,14 @@ def _draw(population: Population, rng: np.random.Generator, n: int) -> _Draw:
     lines, blocks = _styles(population, rng, n)
     order = np.argsort(rng.random((n, m)), axis=1)
     chosen = np.argsort(rng.random((n, len(raters))), axis=1)[:, :k]
+    task = rng.normal(0, population.task_sd, (n, 1))
+    answer = rng.normal(0, population.answer_sd, (n, m)) if population.answer_sd else np.zeros((n, m))
     latent = (
         np.array(list(population.means.values()))[order]
         + population.length_reward * np.take_along_axis(lines, order, axis=1) / 100
         + np.array([population.position_bias.get(p, 0.0) for p in range(1, m + 1)])
-        + rng.normal(0, population.task_sd, (n, 1))
+        + task
+        + np.take_along_axis(answer, order, axis=1)
     )[:, None, :] + np.array([r.leniency for r in raters])[chosen][:, :, None]
     noise = np.array([r.noise for r in raters])[chosen][:, :, None] * rng.standard_normal((n, k, m))
     honest = np.clip(np.rint(latent + noise), 0, TOP).astype(np.int64)
@@ -228,10 +263,44 @@ def _draw(population: Population, rng: np.random.Generator, n: int) -> _Draw:
     draw = rng.random((n, k))
     status = np.select([draw < population.draft_rate, draw < population.draft_rate + population.discard_rate], [1, 2])
     scores = np.where(status[:, :, None] > 0, TOP - scores, scores)  # what a draft or discard holds, not to count
-    return _Draw(lines, blocks, order, chosen, status, scores)
+    return _Draw(lines, blocks, order, chosen, status, scores, task[:, 0], answer)
 
 
-def _with_truths(population: Population, annotations: pa.Table, generations: pa.Table) -> Simulated:
+def _judgments(
+    judge: Judge, population: Population, draw: _Draw, tasks: pa.Array, rng: np.random.Generator
+) -> pa.Table:
+    """The judgments artifact as the judge stage writes it: one usable score per answer, model-major."""
+    models = population.models
+    n, m = draw.answer.shape
+    quality = (
+        np.array([population.means[model] + judge.bias.get(model, 0.0) for model in models])
+        + judge.task_weight * draw.task[:, None]
+        + judge.answer_weight * draw.answer
+        + judge.length_reward * draw.lines / 100
+        + judge.noise * rng.standard_normal((n, m))
+    )
+    scores = pa.array(np.clip(np.rint(quality), 0, TOP).astype(np.int64).T.reshape(-1))
+    task_ids = tasks.take(pa.array(np.tile(np.arange(n), m)))
+    model_ids = pa.array(models).take(pa.array(np.repeat(np.arange(m), n)))
+    judges = pa.array([judge.name] * (n * m), pa.string())
+    table = pa.table(
+        {
+            "task_id": task_ids,
+            "model": model_ids,
+            "judge": judges,
+            "score": scores,
+            "rationale": pa.nulls(n * m, pa.string()),
+            "error": pa.nulls(n * m, pa.string()),
+            "answer": pc.binary_join_element_wise('{"total": ', pc.cast(scores, pa.string()), "}", ""),
+            "request_hash": pc.binary_join_element_wise(judges, task_ids, model_ids, " "),
+        }
+    )
+    return JUDGMENTS.validate(table, "judgments")
+
+
+def _with_truths(
+    population: Population, annotations: pa.Table, generations: pa.Table, judgments: pa.Table | None
+) -> Simulated:
     """Under random assignment every annotator and position is equally likely for every answer (and the annotators
     behind a task's mean are exchangeable), so the expected aggregated score averages over both."""
     models = population.models
@@ -249,6 +318,7 @@ def _with_truths(population: Population, annotations: pa.Table, generations: pa.
         quality_difference={f"{models[i]}_vs_{models[j]}": float(quality[i] - quality[j]) for i, j in pairs},
         position_effect={p: float(by_position[p - 1] - by_position[0]) for p in range(2, len(models) + 1)},
         bad=frozenset(name for name, a in population.annotators.items() if a.kind != "honest"),
+        judgments=judgments,
     )
 
 
