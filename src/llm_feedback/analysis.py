@@ -21,6 +21,7 @@ from llm_feedback.annotator_agreement import Agreement, annotator_agreement
 from llm_feedback.artifacts import SCORES, text_sha
 from llm_feedback.effects import Effects, estimate_effects
 from llm_feedback.errors import ConfigError
+from llm_feedback.judge_assisted import judge_assisted
 from llm_feedback.model_comparison import ModelComparison, compare_models
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import Interval, ordinal_alpha
@@ -141,7 +142,7 @@ def analyze(
         "agreement": _agreement(submitted),
         "annotators": _annotators(submitted, effects, agreement),
         "position": _positions(compared, effects),
-        "judge": _judge(judgments, scores, models, judge_pairwise) if judgments is not None else None,
+        "judge": _judge(judgments, scores, models, judge_pairwise, complete, params) if judgments is not None else None,
         "execution": _execution(executions, scores, models) if executions is not None else None,
     }
     return Analysis(json_safe(metrics), scores, submitted, models, left_out)
@@ -469,8 +470,16 @@ def _positions(compared: pd.DataFrame, effects: Effects) -> dict:
     }
 
 
-def _judge(judgments: pa.Table, scores: pd.DataFrame, models: list[str], pairwise: pa.Table | None) -> dict:
-    """How well the judge's scores track the humans': Spearman and quadratic-weighted kappa over (task, model)."""
+def _judge(
+    judgments: pa.Table,
+    scores: pd.DataFrame,
+    models: list[str],
+    pairwise: pa.Table | None,
+    complete: pd.DataFrame,
+    params: AnalyzeParams,
+) -> dict:
+    """How well the judge's scores track the humans' (Spearman and quadratic-weighted kappa over (task, model)), and
+    the verdict's estimates with its help (prediction-powered, beside the humans alone)."""
     from scipy.stats import spearmanr
     from sklearn.metrics import cohen_kappa_score
 
@@ -491,6 +500,9 @@ def _judge(judgments: pa.Table, scores: pd.DataFrame, models: list[str], pairwis
         )
     if pairwise is not None:
         result["pairwise"] = _judge_pairwise(pairwise.to_pandas())
+    result["assisted"] = judge_assisted(
+        humans=complete, judgments=judgments, models=models, confidence=params.confidence
+    )
     return result
 
 

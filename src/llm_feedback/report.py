@@ -41,6 +41,34 @@ def _span(low: float | None, high: float | None, digits: int = 2, sign: str = ""
     return "n/a" if low is None else f"{_fmt(low, digits, sign)} to {_fmt(high, digits, sign)}"
 
 
+def _assisted(assisted: dict | None) -> list[str]:
+    """The differences again with the judge's help (prediction-powered), beside the humans alone."""
+    if not assisted:
+        return []
+    lines = [
+        "",
+        "## With the judge's help (prediction-powered inference)",
+        "",
+        f"The judge's scores on {assisted['judge_tasks']} tasks, corrected by the humans' on "
+        f"{assisted['human_tasks']}. "
+        f"Correlation of judge and humans: {_fmt(assisted['correlation']['answers'], 2)} per answer. Effective human "
+        "tasks: how many the humans alone would need for the same width.",
+        "",
+        "| pair | difference | 95% interval | humans alone | judge-human correlation of differences "
+        "| effective human tasks |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pair, v in assisted["pairwise"].items():
+        human = v["human_only"]
+        lines.append(
+            f"| {pair.replace('_vs_', ' - ')} | {_fmt(v['difference'], sign='+')} "
+            f"| {_span(v['ci_low'], v['ci_high'], sign='+')} "
+            f"| {_fmt(human['difference'], sign='+')} ({_span(human['ci_low'], human['ci_high'], sign='+')}) "
+            f"| {_fmt(assisted['correlation']['differences'][pair], 2)} | {_fmt(v['effective_human_tasks'], 0)} |"
+        )
+    return lines
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
@@ -227,6 +255,7 @@ def _extras(m: dict) -> list[str]:
             f"Spearman {_fmt(j['spearman'], 3)}, quadratic-weighted kappa "
             f"{_fmt(j['kappa_quadratic'], 3)} over {j['pairs']} answers scored by both.",
         ]
+        lines += _assisted(j["assisted"])
     if m["execution"]:
         e = m["execution"]
         lines += ["", "## Execution", "", "| model | pass rate | runs |", "|---|---|---|"]

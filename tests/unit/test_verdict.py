@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from llm_feedback.analysis import analyze
@@ -14,7 +15,7 @@ from llm_feedback.effects import estimate_effects
 from llm_feedback.errors import ConfigError
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import Interval
-from llm_feedback.testing.simulated_study import Annotator, Population, Style, regenerate_lowest, simulate
+from llm_feedback.testing.simulated_study import Annotator, Judge, Population, Style, regenerate_lowest, simulate
 from llm_feedback.verdict import Comparison, verdict_line
 
 FAST = AnalyzeParams(bootstrap=400, permutations=2000)
@@ -196,3 +197,36 @@ def test_a_decision_that_rests_on_regenerated_answers_is_held_back_until_they_ar
     assert pair["decided"] is False and pair["held_back"].startswith("held back: 40 tasks wait for re-rating")
     assert result.metrics["verdict"].startswith("not decided: a - b = +") and "held back" in result.metrics["verdict"]
     assert "40 tasks left out: an answer changed after it was rated" in result.line()
+
+
+def test_with_a_judge_on_every_task_and_humans_on_a_quarter_analyze_reports_the_judge_assisted_verdict() -> None:
+    simulated = simulate(
+        Population(
+            tasks=400,
+            means={"a": 4.3, "b": 4.0},
+            annotators={"x": Annotator(noise=0.4)},
+            answer_sd=1.0,
+            judge=Judge(bias={"a": 0.6, "b": -0.2}, noise=0.35),
+            seed=12,
+        )
+    )
+    rows = simulated.annotations
+    tasks = rows.column("task_id").to_pylist()
+    everyone = sorted(set(tasks))
+    rated = {everyone[i] for i in np.random.default_rng(0).choice(400, size=100, replace=False)}
+    quarter = rows.filter(pa.array([t in rated for t in tasks]))
+    assert len(set(quarter.column("task_id").to_pylist())) == 100
+    result = analyze(
+        annotations=quarter,
+        generations=simulated.generations,
+        compare=simulated.compare,
+        params=FAST,
+        judgments=simulated.judgments,
+    )
+    assisted = result.metrics["judge"]["assisted"]
+    assert (assisted["human_tasks"], assisted["judge_tasks"]) == (100, 400)
+    pair = assisted["pairwise"]["a_vs_b"]
+    assert pair["human_only"]["difference"] == pytest.approx(result.metrics["pairwise"]["a_vs_b"]["difference"])
+    assert assisted["correlation"]["differences"]["a_vs_b"] > 0.6
+    assert pair["width_ratio"] < 0.85 and pair["effective_human_tasks"] > 130, pair
+    assert pair["ci_low"] < simulated.difference["a_vs_b"] < pair["ci_high"]

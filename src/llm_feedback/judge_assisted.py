@@ -1,0 +1,91 @@
+"""The verdict with the judge's help: prediction-powered estimates (ppi.py) of each model's mean and each pair's
+difference, from the judge's scores on every task and the humans' on the tasks they rated, beside the humans alone.
+
+Labelled tasks are the verdict's complete cases that the judge also scored for every compared model; the judge's
+side is every task it scored for every compared model. The gain is reported as effective human tasks: how many
+human labels the humans alone would need for the same certainty.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from llm_feedback.ppi import PPIEstimate, judge_human_correlations, ppi_mean
+
+MIN_LABELLED = 2
+
+
+def judge_assisted(
+    *,
+    humans: pd.DataFrame,
+    judgments: pa.Table,
+    models: list[str],
+    confidence: float,
+    sampling_probability: pd.Series | None = None,
+) -> dict | None:
+    """`humans`: (tasks, models) per-task human scores of the complete cases; `sampling_probability`: each task's
+    known chance of having been chosen for human labels (None: a uniform sample). None without enough of both."""
+    judged = judgments.select(["task_id", "model", "score"]).to_pandas().dropna(subset=["score"])
+    judge = (
+        judged[judged["model"].isin(models)]
+        .drop_duplicates(["task_id", "model"], keep="last")
+        .pivot(index="task_id", columns="model", values="score")
+        .reindex(columns=models)
+        .dropna()
+        .astype(float)
+    )
+    labelled = humans.index.intersection(judge.index)
+    if len(labelled) < MIN_LABELLED:
+        return None
+    human, judge_labelled = humans.loc[labelled, models].to_numpy(float), judge.loc[labelled].to_numpy(float)
+    everything = judge.to_numpy(float)
+    probability = None if sampling_probability is None else sampling_probability.reindex(labelled).to_numpy(float)
+
+    def estimate(h: np.ndarray, f: np.ndarray, f_all: np.ndarray) -> PPIEstimate:
+        return ppi_mean(
+            human=h, judge_labeled=f, judge_all=f_all, confidence=confidence, sampling_probability=probability
+        )
+
+    correlations = judge_human_correlations(human=human, judge=judge_labelled)
+    result: dict = {
+        "human_tasks": len(labelled),
+        "judge_tasks": len(judge),
+        "correlation": {
+            "answers": _round(correlations.answers),
+            "differences": {f"{models[i]}_vs_{models[j]}": _round(r) for (i, j), r in correlations.differences.items()},
+        },
+        "models": {},
+        "pairwise": {},
+    }
+    for k, model in enumerate(models):
+        result["models"][model] = _entry(estimate(human[:, k], judge_labelled[:, k], everything[:, k]), "mean")
+    for i, j in itertools.combinations(range(len(models)), 2):
+        difference = [h[:, i] - h[:, j] for h in (human, judge_labelled, everything)]
+        fit = estimate(*difference)
+        result["pairwise"][f"{models[i]}_vs_{models[j]}"] = _entry(fit, "difference")
+    return result
+
+
+def _entry(fit: PPIEstimate, name: str) -> dict:
+    width, human_width = fit.high - fit.low, fit.human.high - fit.human.low
+    return {
+        name: _round(fit.estimate),
+        "ci_low": _round(fit.low),
+        "ci_high": _round(fit.high),
+        "lambda": _round(fit.lam),
+        "effective_human_tasks": _round(fit.effective_human_tasks, 1),
+        "human_only": {
+            name: _round(fit.human.estimate),
+            "ci_low": _round(fit.human.low),
+            "ci_high": _round(fit.human.high),
+        },
+        "width_ratio": _round(width / human_width) if human_width > 0 else None,
+    }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None or not np.isfinite(value) else round(float(value), digits)
