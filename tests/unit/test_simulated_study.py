@@ -18,6 +18,7 @@ from llm_feedback.testing.simulated_study import (
     outcome_rates,
     regenerate_lowest,
     simulate,
+    with_difference,
 )
 
 HONEST = {"harsh": Annotator(leniency=-0.5, noise=0.6), "fair": Annotator(noise=0.8), "kind": Annotator(leniency=0.4)}
@@ -200,6 +201,20 @@ def test_regenerating_the_lowest_rated_answers_changes_only_those() -> None:
     scores = scores[scores["model"] == "a"].set_index("task_id")["score"]
     assert scores[before.loc[changed, "task_id"]].max() <= scores.drop(before.loc[changed, "task_id"]).min()
     assert again.annotations.equals(study.annotations) and again.difference == study.difference
+
+
+def test_a_population_can_be_set_to_an_observed_difference() -> None:
+    """Near the top of the scale clipping shrinks a gap: the first model's true mean moves until the gap is as asked."""
+    high = dataclasses.replace(MID, means={"a": 6.0, "b": 5.5, "c": 5.0}, task_sd=1.0)
+    assert simulate(high).difference["a_vs_b"] < 0.45
+    study = simulate(with_difference(high, difference=0.5))
+    assert study.difference["a_vs_b"] == pytest.approx(0.5, abs=1e-6)
+    assert study.means["b"] == pytest.approx(simulate(high).means["b"])
+    per_task = study.annotations.to_pandas().groupby(["task_id", "model"])["score"].mean().unstack()
+    paired = per_task["a"] - per_task["b"]
+    assert within(paired.mean(), 0.5, paired.std() / np.sqrt(len(paired)))
+    with pytest.raises(ValueError, match=r"observed difference of 7\.5"):
+        with_difference(high, difference=7.5)
 
 
 def test_the_same_seed_draws_the_same_study() -> None:

@@ -18,25 +18,29 @@ from scipy.stats import binom
 
 from llm_feedback.analysis import analyze
 from llm_feedback.params import AnalyzeParams
-from llm_feedback.testing.simulated_study import Annotator, Population, Simulated, simulate
+from llm_feedback.testing.simulated_study import Annotator, Population, Simulated, simulate, with_difference
 
 pytestmark = pytest.mark.slow
 
 PARAMS = AnalyzeParams(bootstrap=500, permutations=2000)
 SURE = 0.001  # the chance a procedure on target still falls outside the band, per side
-# two models 0.5 apart, one annotator per task from three of different leniency, noise sd 1.5; 5% drafts, 5% discards
-BASE = Population(
-    tasks=200,
-    means={"a": 4.0, "b": 3.5},
-    annotators={
-        "harsh": Annotator(leniency=-0.5, noise=1.5),
-        "fair": Annotator(noise=1.5),
-        "lenient": Annotator(leniency=0.5, noise=1.5),
-    },
-    annotators_per_task=1,
-    task_sd=1.0,
-    draft_rate=0.05,
-    discard_rate=0.05,
+# two models 0.5 apart (in expected observed score), one annotator per task from three of different leniency, noise
+# sd 1.5; 5% drafts, 5% discards
+BASE = with_difference(
+    Population(
+        tasks=200,
+        means={"a": 4.0, "b": 3.5},
+        annotators={
+            "harsh": Annotator(leniency=-0.5, noise=1.5),
+            "fair": Annotator(noise=1.5),
+            "lenient": Annotator(leniency=0.5, noise=1.5),
+        },
+        annotators_per_task=1,
+        task_sd=1.0,
+        draft_rate=0.05,
+        discard_rate=0.05,
+    ),
+    difference=0.5,
 )
 
 

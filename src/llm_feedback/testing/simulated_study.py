@@ -168,6 +168,25 @@ def simulate(population: Population, *, seed: int | None = None) -> Simulated:
     return _with_truths(population, annotations, generations, judgments)
 
 
+def with_difference(population: Population, *, difference: float) -> Population:
+    """The population with its first model's true mean moved until the expected observed difference between its first
+    two models is `difference` (rounding and clipping at 0 and 7 make it a little smaller than the gap of the true
+    means)."""
+    first, second = population.models[:2]
+    low, high = population.means[second] - abs(difference) - 1, population.means[second] + abs(difference) + 1
+
+    def observed(mean: float) -> float:
+        means = expected_scores(dataclasses.replace(population, means={**population.means, first: mean}))
+        return float(means[0].mean() - means[1].mean())
+
+    for _ in range(50):  # bisection: the observed difference grows with the first model's mean
+        middle = (low + high) / 2
+        low, high = (middle, high) if observed(middle) < difference else (low, middle)
+    if abs(observed(low) - difference) > 1e-6:
+        raise ValueError(f"no true mean of {first} gives an observed difference of {difference} on the 0-{TOP} scale")
+    return dataclasses.replace(population, means={**population.means, first: (low + high) / 2})
+
+
 def regenerate_lowest(simulated: Simulated, *, model: str, count: int) -> Simulated:
     """The study after `model`'s `count` lowest-rated answers (by their mean submitted score) were generated anew,
     once rated: their scores are stale now. The truths are unchanged: the new answers are as good as the old ones."""
