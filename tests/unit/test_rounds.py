@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,9 +16,11 @@ from llm_feedback.annotation.rounds import (
     UNIFORM_SHARE,
     RoundStatus,
     active_weights,
-    draw_round,
+    draw_look,
     inclusion_probabilities,
     judge_uncertainty,
+    next_round,
+    uniform,
 )
 from llm_feedback.artifacts import JUDGE_PAIRWISE, JUDGMENTS
 from llm_feedback.errors import InputError
@@ -60,39 +63,62 @@ def pairwise(orders: dict[str, tuple[str | None, str | None]]) -> pa.Table:
 
 
 @pytest.mark.parametrize("select", ["random", "active"])
-def test_each_task_is_drawn_as_often_as_its_recorded_probability_says(select: str) -> None:
+def test_the_tasks_published_by_each_round_are_drawn_as_often_as_their_recorded_chance_says(select: str) -> None:
+    """Four rounds of 10 from 40 tasks, over many seeds: by every round, each task is published as often as the
+    chance the receipt records for it by then, also when the judge's scores change before round 3."""
     tasks = [f"t{i:02d}" for i in range(40)]
     if select == "random":
-        weights = dict.fromkeys(tasks, 1.0)
-    else:  # the judge's score gap grows along the tasks: the first ones are the most uncertain
-        scores = {(t, "a"): 3 for t in tasks} | {(t, "b"): 3 + i % 8 for i, t in enumerate(tasks)}
-        weights = active_weights(judge_uncertainty(tasks, models=["a", "b"], judgments=judgments(scores)))
-    probabilities = inclusion_probabilities(weights, expected=10)
-    assert math.isclose(sum(probabilities.values()), 10)
-    counts = dict.fromkeys(tasks, 0)
-    sizes = []
+        weights = [dict.fromkeys(tasks, 1.0)] * 4
+    else:  # the judge's score gap grows along the tasks (the first are the least sure); then the judge runs again
+        gaps = [{t: i % 8 for i, t in enumerate(tasks)}, {t: (i * 3) % 8 for i, t in enumerate(tasks)}]
+        weights = [
+            active_weights(
+                judge_uncertainty(
+                    tasks,
+                    models=["a", "b"],
+                    judgments=judgments({(t, "a"): 0 for t in tasks} | {(t, "b"): g[t] for t in tasks}),
+                )
+            )
+            for g in (gaps[0], gaps[0], gaps[1], gaps[1])
+        ]
+    published = {(task, by): 0 for task in tasks for by in (1, 2, 3, 4)}
+    recorded: dict[tuple[str, int], set[float]] = {}
+    sizes = dict.fromkeys((1, 2, 3, 4), 0)
     for seed in range(SEEDS):
-        drawn = draw_round(probabilities, seed=seed, number=3).drawn
-        assert all(drawn[t] == probabilities[t] for t in drawn), "each drawn task carries its probability"
-        sizes.append(len(drawn))
-        for task in drawn:
-            counts[task] += 1
-    for task, p in probabilities.items():
-        spread = math.sqrt(p * (1 - p) / SEEDS)
-        assert abs(counts[task] / SEEDS - p) < 4.5 * spread + 1e-9, (task, counts[task] / SEEDS, p)
-    assert abs(sum(sizes) / SEEDS - 10) < 0.15, "a round holds round_size records on average"
-    assert len(set(map(tuple, (sorted(draw_round(probabilities, seed=s, number=1).drawn) for s in range(20))))) > 1
+        chances: dict = {}
+        for number in (1, 2, 3, 4):
+            look, chances = next_round(chances, weights=weights[number - 1], number=number, round_size=10, seed=seed)
+            assert look.expected == pytest.approx(10 * number)
+            sizes[number] += len(look.drawn)
+        for task, (first, since) in chances.items():
+            for by in range(first, 5):
+                published[task, by] += 1
+                recorded.setdefault((task, by), set()).add(since[by - first])
+    for (task, by), times in published.items():
+        (chance,) = recorded[task, by]  # the same chance, whichever tasks the seed drew
+        spread = math.sqrt(chance * (1 - chance) / SEEDS)
+        assert abs(times / SEEDS - chance) < 4.5 * spread + 1e-9, (task, by, times / SEEDS, chance)
+    assert sum(sizes.values()) == 40 * SEEDS, "by round ceil(40 / 10) every task is in"
+    assert abs(sizes[1] / SEEDS - 10) < 0.15 and abs(sizes[2] / SEEDS - 10) < 0.2, "round_size records on average"
+    if select == "active":
+        (unsure,), (sure,) = recorded["t00", 1], recorded["t07", 1]  # score gaps 0 and 7
+        assert unsure > 4 * sure, "the task the judge is least sure of is likelier"
+        by_round = [inclusion_probabilities(w, expected=10 * n) for n, w in enumerate(weights[:3], 1)]
+        assert [t for t in tasks if by_round[2][t] < by_round[1][t]], "the judge's second run lowers some chances"
+        assert all(recorded[t, 3] == {max(q[t] for q in by_round)} for t in tasks), "by a round: the largest so far"
 
 
-def test_a_draw_is_fixed_by_seed_and_round_and_a_new_task_changes_no_other_draw() -> None:
-    probabilities = dict.fromkeys([f"t{i}" for i in range(50)], 0.3)
-    first = draw_round(probabilities, seed=7, number=2)
-    assert draw_round(probabilities, seed=7, number=2) == first
-    assert draw_round(probabilities, seed=7, number=3).drawn != first.drawn
-    assert draw_round(probabilities, seed=8, number=2).drawn != first.drawn
-    wider = draw_round({**probabilities, "new": 0.3}, seed=7, number=2)
-    assert {t: p for t, p in wider.drawn.items() if t != "new"} == first.drawn
-    assert (first.eligible, first.expected, wider.eligible) == (50, pytest.approx(15), 51)
+def test_a_draw_is_fixed_by_seed_and_a_new_task_changes_no_other_draw() -> None:
+    weights = dict.fromkeys([f"t{i}" for i in range(50)], 1.0)
+    first = draw_look(weights, published=(), number=1, round_size=15, seed=7)
+    assert draw_look(weights, published=(), number=1, round_size=15, seed=7) == first
+    assert draw_look(weights, published=(), number=1, round_size=15, seed=8).drawn != first.drawn
+    second = draw_look(weights, published=first.drawn, number=2, round_size=15, seed=7)
+    assert not set(second.drawn) & set(first.drawn) and all(q == pytest.approx(0.6) for q in second.drawn.values())
+    assert all(uniform(7, t) < 0.6 for t in [*first.drawn, *second.drawn]), "published by round 2: below its chance"
+    wider = draw_look({**weights, "new": 1.0}, published=(), number=1, round_size=15, seed=7)
+    assert set(wider.drawn) - {"new"} <= set(first.drawn), "a new task only lowers the others' chances"
+    assert (first.expected, wider.expected) == (pytest.approx(15), pytest.approx(15))
 
 
 def test_probabilities_follow_the_weights_capped_at_one_and_sum_to_the_round_size() -> None:
@@ -126,14 +152,14 @@ def test_the_judge_is_unsure_where_its_scores_are_close_or_its_two_orders_disagr
 
 
 def test_the_round_line_says_what_was_published_or_what_it_waits_for() -> None:
-    assert RoundStatus(2, 40, 0, 40, 120, 40).line() == "round 2 of about 5: 40 records published"
-    assert RoundStatus(5, 38, 0, 38, 0, 40).line() == "round 5 of 5: 38 records published"
-    assert RoundStatus(1, 40, 23, 0, 160, 40).line() == "round 1: 23 of 40 records done; next round when all are"
-    assert RoundStatus(5, 38, 38, 0, 0, 40).line() == "round 5: 38 of 38 records done; every task is published"
-    assert RoundStatus(3, 40, 40, 0, 80, 40, decided=True).line() == (
+    assert RoundStatus(2, 40, 0, 40, 120, 5).line() == "round 2 of at most 5: 40 records published"
+    assert RoundStatus(4, 38, 0, 38, 0, 5).line() == "round 4 of 4: 38 records published"
+    assert RoundStatus(1, 40, 23, 0, 160, 5).line() == "round 1: 23 of 40 records done; next round when all are"
+    assert RoundStatus(5, 38, 38, 0, 0, 5).line() == "round 5: 38 of 38 records done; every task is published"
+    assert RoundStatus(3, 40, 40, 0, 80, 5, decided=True).line() == (
         "round 3: 40 of 40 records done; decided: stop annotating"
     )
-    assert RoundStatus(0, 0, 0, 0, 0, 40).line() == "no round drawn: every task is already published"
+    assert RoundStatus(0, 0, 0, 0, 0, 0).line() == "no round drawn: every task is already published"
 
 
 RECEIPT = {
@@ -148,51 +174,59 @@ RECEIPT = {
     "version": 1,
     "blinding": {"r1": {"task_id": "t1", "models": ["b", "a"]}, "r2": {"task_id": "t2", "models": ["a", "b"]}},
 }
+ROUNDS = [
+    {"round": 1, "tasks": 8, "expected": 2.0, "drawn": 1},
+    {"round": 2, "tasks": 8, "expected": 4.0, "drawn": 1},
+]
 
 
 def test_a_receipt_keeps_rounds_and_one_from_before_rounds_still_reads(tmp_path: Path) -> None:
     path = tmp_path / "push.json"
     path.write_text(json.dumps(RECEIPT))
     old = read_receipt(path)
-    assert (old.rounds, old.current_round, old.sampling()) == ([], 0, {})
+    assert (old.rounds, old.current_round, old.sampling(), old.chances()) == ([], 0, {}, {})
     old.write(path)
     assert json.loads(path.read_text()) == RECEIPT, "without rounds, written as before"
 
     data = json.loads(json.dumps(RECEIPT))
-    data["blinding"]["r1"].update(round=1, probability=0.25)
-    data["blinding"]["r3"] = {"task_id": "t1", "models": ["a", "b"], "round": 1, "probability": 0.25}
-    data["rounds"] = [
-        {"round": 1, "eligible": 8, "expected": 2.0, "drawn": 1},
-        {"round": 2, "eligible": 7, "expected": 2.0, "drawn": 0},
-    ]
+    data["blinding"]["r1"].update(round=1, probabilities=[0.25, 0.5])
+    data["blinding"]["r3"] = {"task_id": "t1", "models": ["a", "b"], "round": 1, "probabilities": [0.25, 0.5]}
+    data["blinding"]["r2"].update(round=2, probabilities=[0.5])
+    data["rounds"] = ROUNDS
     path.write_text(json.dumps(data))
     receipt = read_receipt(path)
-    assert receipt.current_round == 2 and receipt.sampling() == {"t1": (1, 0.25)}
+    assert receipt.current_round == 2 and receipt.chances() == {"t1": (1, [0.25, 0.5]), "t2": (2, [0.5])}
+    assert receipt.sampling() == {"t1": (1, 0.5), "t2": (2, 0.5)}
+    assert receipt.sampling(by_round=1) == {"t1": (1, 0.25)} and receipt.sampling(by_round=0) == {}
+    with pytest.raises(ValueError, match="by_round: 3, but the rounds drawn are 1 to 2"):
+        receipt.sampling(by_round=3)
     receipt.write(tmp_path / "again.json")
     assert read_receipt(tmp_path / "again.json") == receipt
+
+
+def in_rounds(round_: int, probabilities: list) -> Callable[[dict], None]:
+    def edit(data: dict) -> None:
+        data["rounds"] = ROUNDS
+        data["blinding"]["r1"].update(round=round_, probabilities=probabilities)
+
+    return edit
 
 
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda r: r["blinding"]["r1"].update(round=1), "blinding: record r1: a round needs its probability"),
+        (lambda r: r["blinding"]["r1"].update(round=1), "blinding: record r1: a round needs its probabilities"),
+        (in_rounds(1, [0.0, 0.5]), "blinding.r1.probabilities[0]: Input should be greater than 0"),
+        (in_rounds(2, [1.5]), "blinding.r1.probabilities[0]: Input should be less than or equal to 1"),
+        (in_rounds(0, [0.5]), "blinding.r1.round: Input should be greater than or equal to 1"),
+        (in_rounds(1, [0.5]), "blinding: record r1: 1 probabilities for rounds 1 to 2"),
+        (in_rounds(3, [0.5]), "blinding: record r1: 1 probabilities for rounds 3 to 2"),
+        (in_rounds(1, [0.5, 0.25]), "blinding: record r1: a chance of being published by a round fell"),
         (
-            lambda r: r["blinding"]["r1"].update(round=1, probability=0),
-            "blinding.r1.probability: Input should be greater than 0",
-        ),
-        (
-            lambda r: r["blinding"]["r1"].update(round=1, probability=1.5),
-            "blinding.r1.probability: Input should be less than or equal to 1",
-        ),
-        (
-            lambda r: r["blinding"]["r1"].update(round=0, probability=0.5),
-            "blinding.r1.round: Input should be greater than or equal to 1",
-        ),
-        (
-            lambda r: r.update(rounds=[{"round": 2, "eligible": 3, "expected": 1.0, "drawn": 1}]),
+            lambda r: r.update(rounds=[{"round": 2, "tasks": 3, "expected": 1.0, "drawn": 1}]),
             "rounds: rounds are not numbered 1, 2, ... in order",
         ),
-        (lambda r: r.update(rounds=[{"round": 1, "eligible": 3, "expected": 1.0}]), "rounds[0].drawn: Field required"),
+        (lambda r: r.update(rounds=[{"round": 1, "tasks": 3, "expected": 1.0}]), "rounds[0].drawn: Field required"),
     ],
 )
 def test_a_receipt_with_broken_rounds_names_the_key(tmp_path: Path, edit, expected: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,14 +24,7 @@ from llm_feedback.annotation.dataset_settings import (
 from llm_feedback.annotation.receipt import BlindingEntry, Receipt, RoundEntry
 from llm_feedback.annotation.record_pages import ServerRecord, list_records
 from llm_feedback.annotation.records import AnnotationRecord, build_records
-from llm_feedback.annotation.rounds import (
-    Draw,
-    RoundStatus,
-    active_weights,
-    draw_round,
-    inclusion_probabilities,
-    judge_uncertainty,
-)
+from llm_feedback.annotation.rounds import Chances, RoundStatus, active_weights, judge_uncertainty, next_round
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import Params
 
@@ -196,7 +190,7 @@ class _Rounds:
     records: list[AnnotationRecord]  # the built records of published tasks, a new round's included
     plan: _Plan
     entries: list[RoundEntry]
-    drawn: dict[str, tuple[int, float]]  # task_id -> (round, probability) of the tasks in rounds, a new one included
+    chances: Chances  # of the tasks published in rounds, a new one included
     status: RoundStatus | None
 
     @classmethod
@@ -204,8 +198,8 @@ class _Rounds:
         cls, built: list[AnnotationRecord], server: dict[str, ServerRecord], previous: Receipt | None, on_change: str
     ) -> _Rounds:
         """Every record at once (round_size: null); rounds drawn before stay in the receipt."""
-        entries, drawn = (list(previous.rounds), previous.sampling()) if previous else ([], {})
-        return cls(built, _plan(built, server, on_change), entries, drawn, None)
+        entries, chances = (list(previous.rounds), previous.chances()) if previous else ([], {})
+        return cls(built, _plan(built, server, on_change), entries, chances, None)
 
     @classmethod
     def advance(
@@ -218,61 +212,55 @@ class _Rounds:
         judgments: pa.Table | None,
         judge_pairwise: pa.Table | None,
     ) -> _Rounds:
-        """Keep the tasks published so far up to date and, once every record of the current round is done, draw
-        the next round from the tasks the receipt does not know yet (a push that died after logging part of a round
-        draws the same round again)."""
+        """Keep the tasks published so far up to date and, once every record of the last round is done, draw the
+        next round. A task the receipt does not know is not published yet, even when it is on the server: a push that
+        died after logging part of a round draws the same round again."""
         settings = params.annotation
         entries = list(previous.rounds) if previous else []
-        drawn = previous.sampling() if previous else {}
+        chances = previous.chances() if previous else {}
         known = {entry["task_id"] for entry in previous.blinding.values()} if previous else set()
         on_server = known | {_task_of(record_id) for record_id in server}
         current = [record for record in built if record.task_id in on_server]
         plan = _plan(current, server, settings.on_annotated_change)
-        in_round = sorted(task for task, (number, _) in drawn.items() if number == len(entries))
+        last = sorted(task for task, (number, _) in chances.items() if number == len(entries))
         holding = {copy.task_id: copy.record_id for copy in plan.copies}  # a task's current answers
-        done = sum(_done(server.get(holding.get(task, task)), settings.min_submitted) for task in in_round)
-        remaining = [record for record in built if record.task_id not in known]
-        new: Draw | None = None
-        while remaining and done == len(in_round) and (new is None or new.empty):
-            new = _draw(params, remaining, number=len(entries) + 1, judgments=judgments, judge_pairwise=judge_pairwise)
-            entries.append(
-                {"round": new.number, "eligible": new.eligible, "expected": new.expected, "drawn": len(new.drawn)}
+        done = sum(_done(server.get(holding.get(task, task)), settings.min_submitted) for task in last)
+        design = [record.task_id for record in built if record.task_id in chances or record.task_id not in known]
+        remaining = [task for task in design if task not in chances]
+        at_most = math.ceil(len(design) / settings.round_size)
+        if not remaining or done < len(last):
+            status = RoundStatus(len(entries), len(last), done, 0, len(remaining), at_most)
+            return cls(current, plan, entries, chances, status)
+        weights = _weights(params, design, judgments=judgments, judge_pairwise=judge_pairwise)
+        look = None
+        while look is None or not look.drawn:  # a round may draw none: the next is drawn at once
+            look, chances = next_round(
+                chances, weights=weights, number=len(entries) + 1, round_size=settings.round_size, seed=settings.seed
             )
-            drawn.update({task: (new.number, p) for task, p in new.drawn.items()})
-        if new is None:
-            status = RoundStatus(len(entries), len(in_round), done, 0, len(remaining), settings.round_size)
-            return cls(current, plan, entries, drawn, status)
-        current = [record for record in built if record.task_id in on_server or record.task_id in new.drawn]
-        left = len(remaining) - len(new.drawn)
-        status = RoundStatus(new.number, len(new.drawn), 0, len(new.drawn), left, settings.round_size)
-        return cls(current, _plan(current, server, settings.on_annotated_change), entries, drawn, status)
+            entries.append(
+                {"round": look.number, "tasks": len(weights), "expected": look.expected, "drawn": len(look.drawn)}
+            )
+        current = [record for record in built if record.task_id in on_server or record.task_id in look.drawn]
+        left = len(remaining) - len(look.drawn)
+        status = RoundStatus(look.number, len(look.drawn), 0, len(look.drawn), left, at_most)
+        return cls(current, _plan(current, server, settings.on_annotated_change), entries, chances, status)
 
     def sampling(self, task_id: str) -> dict:
-        """The round and probability a task's records carry (none when it was published outside rounds)."""
-        if task_id not in self.drawn:
+        """The round and chances a task's records carry (none when it was published outside rounds)."""
+        if task_id not in self.chances:
             return {}
-        number, probability = self.drawn[task_id]
-        return {"round": number, "probability": probability}
+        number, since = self.chances[task_id]
+        return {"round": number, "probabilities": since}
 
 
-def _draw(
-    params: Params,
-    remaining: list[AnnotationRecord],
-    *,
-    number: int,
-    judgments: pa.Table | None,
-    judge_pairwise: pa.Table | None,
-) -> Draw:
-    settings = params.annotation
-    tasks = [record.task_id for record in remaining]
-    if settings.select == "active":
-        weights = active_weights(
-            judge_uncertainty(tasks, models=params.compare, judgments=judgments, judge_pairwise=judge_pairwise)
-        )
-    else:
-        weights = dict.fromkeys(tasks, 1.0)
-    probabilities = inclusion_probabilities(weights, expected=settings.round_size or len(tasks))
-    return draw_round(probabilities, seed=settings.seed, number=number)
+def _weights(
+    params: Params, tasks: list[str], *, judgments: pa.Table | None, judge_pairwise: pa.Table | None
+) -> dict[str, float]:
+    if params.annotation.select == "random":
+        return dict.fromkeys(tasks, 1.0)
+    return active_weights(
+        judge_uncertainty(tasks, models=params.compare, judgments=judgments, judge_pairwise=judge_pairwise)
+    )
 
 
 def _task_of(record_id: str) -> str:

@@ -1,7 +1,7 @@
 """The push receipt (`data/push.json`): which server and dataset hold the annotations, and the blinding map that pull
 needs to put each score back on its model. It never holds a key. Published in rounds (annotation.round_size), it
-also says which round published each record and with what probability, and how each round was drawn: what analyze
-needs to weight the human labels.
+also says which round published each task and the task's chance of being published by each round since (rounds.py):
+what analyze needs to weight the human labels.
 
 It is read with a typed model, so a receipt of the wrong shape (edited by hand, cut short, from another version) is
 one line naming the key at fault, never a traceback or a string iterated letter by letter."""
@@ -21,6 +21,7 @@ from pydantic import (
     StrictStr,
     ValidationError,
     field_validator,
+    model_validator,
     with_config,
 )
 from typing_extensions import TypedDict
@@ -38,22 +39,23 @@ Probability = Annotated[StrictFloat, Field(gt=0, le=1)]
 
 @with_config(ConfigDict(extra="forbid", strict=True))
 class BlindingEntry(TypedDict):
-    """One record: its task, the model shown as Response 1, Response 2, ..., and, when it was published in a round,
-    the round and the task's probability of being drawn in it (a record published outside rounds was certain)."""
+    """One record: its task, the model shown as Response 1, Response 2, ..., and, when its task was published in a
+    round, that round and the task's chance of being published by it and by each round drawn since (the last is
+    now). A record published outside rounds was certain to be."""
 
     task_id: Name
     models: Annotated[list[Name], Field(min_length=1)]
     round: NotRequired[Round]
-    probability: NotRequired[Probability]
+    probabilities: NotRequired[Annotated[list[Probability], Field(min_length=1)]]
 
 
 @with_config(ConfigDict(extra="forbid", strict=True))
 class RoundEntry(TypedDict):
-    """One round's draw: the tasks not yet published when it was drawn (each could enter it), their probabilities'
-    sum (the round's expected size) and the tasks drawn. A round may draw none: it is kept, as it was a look."""
+    """One round as drawn: the tasks it drew from (published before or not), how many were expected to be published
+    by it (min(tasks, round x round_size)), and how many it published. A round may publish none: it is kept."""
 
     round: Round
-    eligible: Annotated[StrictInt, Field(ge=1)]
+    tasks: Annotated[StrictInt, Field(ge=1)]
     expected: Annotated[StrictFloat, Field(gt=0)]
     drawn: Annotated[StrictInt, Field(ge=0)]
 
@@ -87,8 +89,8 @@ class Receipt(BaseModel):
         for record_id, entry in blinding.items():
             if len(set(entry["models"])) != len(entry["models"]):
                 raise ValueError(f"record {record_id}: shows a model twice")
-            if ("round" in entry) != ("probability" in entry):
-                raise ValueError(f"record {record_id}: a round needs its probability, and a probability its round")
+            if ("round" in entry) != ("probabilities" in entry):
+                raise ValueError(f"record {record_id}: a round needs its probabilities, and probabilities a round")
         return blinding
 
     @field_validator("rounds")
@@ -98,15 +100,43 @@ class Receipt(BaseModel):
             raise ValueError("rounds are not numbered 1, 2, ... in order")
         return rounds
 
+    @model_validator(mode="after")
+    def _a_chance_per_round(self) -> Receipt:
+        for record_id, entry in self.blinding.items():
+            if "round" not in entry:
+                continue
+            wanted = self.current_round - entry["round"] + 1
+            if wanted < 1 or len(entry["probabilities"]) != wanted:
+                raise ValueError(
+                    f"blinding: record {record_id}: {len(entry['probabilities'])} probabilities for rounds "
+                    f"{entry['round']} to {self.current_round}"
+                )
+            if entry["probabilities"] != sorted(entry["probabilities"]):
+                raise ValueError(f"blinding: record {record_id}: a chance of being published by a round fell")
+        return self
+
     @property
     def current_round(self) -> int:
         """The last round drawn (0: none)."""
         return len(self.rounds)
 
-    def sampling(self) -> dict[str, tuple[int, float]]:
-        """task_id -> (round, probability) of every task published in a round."""
+    def sampling(self, by_round: int | None = None) -> dict[str, tuple[int, float]]:
+        """task_id -> (its round, its chance of being published by round `by_round`) of every task published in a
+        round up to `by_round` (default: the last). The tasks published by a round are a draw in which each task was
+        in on its own with that chance: the weights of the labels of every round up to it."""
+        last = self.current_round if by_round is None else by_round
+        if not 0 <= last <= self.current_round:
+            raise ValueError(f"by_round: {last}, but the rounds drawn are 1 to {self.current_round}")
         return {
-            entry["task_id"]: (entry["round"], entry["probability"])
+            entry["task_id"]: (entry["round"], entry["probabilities"][last - entry["round"]])
+            for entry in self.blinding.values()
+            if "round" in entry and entry["round"] <= last
+        }
+
+    def chances(self) -> dict[str, tuple[int, list[float]]]:
+        """task_id -> (its round, its chance of being published by that round and by each round since)."""
+        return {
+            entry["task_id"]: (entry["round"], list(entry["probabilities"]))
             for entry in self.blinding.values()
             if "round" in entry
         }

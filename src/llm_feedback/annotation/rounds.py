@@ -1,43 +1,57 @@
-"""Annotation in rounds: which tasks a round publishes, drawn by Poisson sampling, so that each task's chance of
-being in the round is known exactly and analyze can weight every human label by it and stay unbiased.
+"""Annotation in rounds: which tasks each round publishes, drawn so that every task's chance of being published by
+each round is known exactly, and analyze can weight every human label by it and stay unbiased.
 
-Each task not yet published enters the round on its own, with probability pi: a uniform number seeded by
-annotation.seed, the round and the task decides, so a rerun draws the same round and a new task changes no other
-task's draw. `random` gives every task the same pi; `active` gives more to tasks whose comparison the judge is least
-sure of, mixed with an even share so that no pi is tiny (a tiny pi would give one label a huge weight)."""
+The rounds are nested Poisson samples. Each task holds one uniform number, seeded by annotation.seed and the task; at
+round r every task gets a chance q(r), proportional to its weight, at most 1, summing to r x round_size over the
+tasks; the tasks whose number falls below their chance are published by then (those not yet published make round r).
+So the tasks published by round r are an independent draw with known chances, whichever rounds came before, and the
+same for every round: the chance that a task is published by round r is the largest q it had up to r. A rerun draws
+the same round, a new task changes no other task's draw, and by round ceil(tasks / round_size) every task is in.
+
+`random` gives every task the same weight; `active` more to tasks whose comparison the judge is least sure of, mixed
+with an even share so that no chance is tiny (a tiny chance would give one label a huge weight)."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-# active: the share of each round spread evenly over the tasks left, whatever the judge says
+# active: the share of each round spread evenly over the tasks, whatever the judge says
 UNIFORM_SHARE = 0.2
 TIE = "tie"
 
 
 @dataclass(frozen=True)
-class Draw:
-    """One round as drawn: how many tasks could enter it, how many were expected to, and the ones that did."""
+class Look:
+    """One round as drawn: every task's chance of being published by it, and the tasks it publishes."""
 
     number: int
-    eligible: int
-    expected: float  # the sum of every eligible task's probability
-    drawn: dict[str, float]  # task_id -> its inclusion probability
+    chances: dict[str, float]  # task_id -> q: its chance of being published by this round (at this round's weights)
+    drawn: dict[str, float]  # the tasks this round publishes -> their chance
 
     @property
-    def empty(self) -> bool:
-        return not self.drawn
+    def expected(self) -> float:
+        """How many tasks are expected to be published by this round: min(tasks, round x round_size)."""
+        return math.fsum(self.chances.values())
+
+
+def draw_look(
+    weights: Mapping[str, float], *, published: Collection[str], number: int, round_size: int, seed: int
+) -> Look:
+    """Round `number`: the tasks of `weights` not in `published` whose seeded number is below their chance."""
+    chances = inclusion_probabilities(weights, expected=number * round_size)
+    drawn = {t: q for t, q in sorted(chances.items()) if t not in published and uniform(seed, t) < q}
+    return Look(number, chances, drawn)
 
 
 def inclusion_probabilities(weights: Mapping[str, float], *, expected: int) -> dict[str, float]:
-    """pi proportional to each task's weight (> 0), at most 1, summing to `expected` (or to every task, when fewer
-    are left): what a task capped at 1 cannot take goes to the others in proportion."""
+    """Chances proportional to each task's weight (> 0), at most 1, summing to `expected` (every task is certain when
+    there are no more tasks than that): what a task capped at 1 cannot take goes to the others in proportion."""
     if expected >= len(weights):
         return dict.fromkeys(weights, 1.0)
     ranked = sorted(weights.items(), key=lambda item: (-item[1], item[0]))
@@ -50,10 +64,27 @@ def inclusion_probabilities(weights: Mapping[str, float], *, expected: int) -> d
     return {task: 1.0 if i < capped else weight * scale for i, (task, weight) in enumerate(ranked)}
 
 
-def draw_round(probabilities: Mapping[str, float], *, seed: int, number: int) -> Draw:
-    """Poisson sampling: each task is in the round when its own seeded uniform number falls below its pi."""
-    drawn = {task: p for task, p in sorted(probabilities.items()) if _uniform(seed, number, task) < p}
-    return Draw(number, len(probabilities), math.fsum(probabilities.values()), drawn)
+Chances = dict[str, tuple[int, list[float]]]  # task_id -> (its round, its chance by that round and each round since)
+
+
+def next_round(
+    chances: Mapping[str, tuple[int, list[float]]],
+    *,
+    weights: Mapping[str, float],
+    number: int,
+    round_size: int,
+    seed: int,
+) -> tuple[Look, Chances]:
+    """Draw round `number` from the tasks of `weights` (`chances`: those published in earlier rounds), and bring every
+    published task's chances up to it: a task's chance of being published by a round is the largest it was given up
+    to then (one no longer among the tasks keeps its last)."""
+    look = draw_look(weights, published=chances.keys(), number=number, round_size=round_size, seed=seed)
+    updated = {
+        task: (first, [*since, max(since[-1], look.chances.get(task, since[-1]))])
+        for task, (first, since) in chances.items()
+    }
+    updated.update({task: (number, [q]) for task, q in look.drawn.items()})
+    return look, updated
 
 
 def active_weights(uncertainty: Mapping[str, float]) -> dict[str, float]:
@@ -120,9 +151,10 @@ def _orders(judge_pairwise: pa.Table | None) -> dict[tuple[str, frozenset[str]],
     }
 
 
-def _uniform(seed: int, number: int, task_id: str) -> float:
-    """A number in [0, 1) fixed by the seed, the round and the task."""
-    digest = hashlib.sha256(f"{seed}:round:{number}:{task_id}".encode()).digest()
+def uniform(seed: int, task_id: str) -> float:
+    """A task's number in [0, 1), fixed by the seed and the task: it is published by the first round whose chance for
+    it exceeds this."""
+    digest = hashlib.sha256(f"{seed}:round:{task_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -130,20 +162,19 @@ def _uniform(seed: int, number: int, task_id: str) -> float:
 class RoundStatus:
     """Where the rounds stand after a push, for its summary line."""
 
-    number: int  # the round now open (0: none drawn yet)
-    records: int  # tasks in it
+    number: int  # the last round drawn (0: none)
+    records: int  # tasks it published
     done: int  # of these, with annotation.min_submitted submitted responses on their current record
-    published: int  # tasks this push published as a new round (0: it waits for the current one)
+    published: int  # tasks this push published as a new round (0: it waits for the current one, or stops)
     remaining: int  # tasks not published yet
-    round_size: int
+    at_most: int  # rounds it takes at most to publish every task: ceil(tasks / round_size)
     decided: bool = False  # every compared pair decided on the human scores so far: no next round
 
     def line(self) -> str:
         if self.number == 0:
             return "no round drawn: every task is already published"
         if self.published:
-            total = self.number + math.ceil(self.remaining / self.round_size)
-            of = f"of {total}" if self.remaining == 0 else f"of about {total}"
+            of = f"of {self.number}" if self.remaining == 0 else f"of at most {self.at_most}"
             return f"round {self.number} {of}: {self.published} records published"
         state = f"round {self.number}: {self.done} of {self.records} records done"
         if self.decided:

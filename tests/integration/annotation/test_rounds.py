@@ -1,6 +1,6 @@
 """Annotation in rounds against the real embedded server: one round on the server at a time, the next only once every
-record of the current one has its submitted responses, each record's inclusion probability in the receipt, and a
-rerun that changes nothing."""
+record of the current one has its submitted responses, each task's chance of being published by each round in the
+receipt, and a rerun that changes nothing."""
 
 from __future__ import annotations
 
@@ -76,13 +76,14 @@ def test_rounds_go_out_one_at_a_time_each_once_the_last_is_done(hosted: RunningS
     first = push(params, tasks=tasks, generations=generations)
     receipt = first.receipt
     drawn = receipt.rounds[0]["drawn"]
-    assert receipt.rounds == [{"round": 1, "eligible": 24, "expected": pytest.approx(8.0), "drawn": drawn}]
+    assert receipt.rounds == [{"round": 1, "tasks": 24, "expected": pytest.approx(8.0), "drawn": drawn}]
     records = on_server(hosted, first)
     assert 0 < drawn < 24 and set(records) == set(receipt.blinding) and first.created == receipt.records == drawn
-    assert [(e["round"], e["probability"]) for e in receipt.blinding.values()] == [(1, pytest.approx(8 / 24))] * drawn
-    about = 1 + math.ceil((24 - drawn) / 8)
+    assert [(e["round"], e["probabilities"]) for e in receipt.blinding.values()] == [
+        (1, [pytest.approx(1 / 3)])
+    ] * drawn
     assert first.line(output=Path("p.json")).startswith(
-        f"round 1 of about {about}: {drawn} records published; {drawn} records in llm-feedback/"
+        f"round 1 of at most 3: {drawn} records published; {drawn} records in llm-feedback/"
     )
 
     ann, bob, cat = raters(hosted, tmp_path, ["round-ann", "round-bob", "round-cat"])
@@ -105,14 +106,24 @@ def test_rounds_go_out_one_at_a_time_each_once_the_last_is_done(hosted: RunningS
         pushed = push(params, tasks=tasks, generations=generations, previous=receipt)
         new = {rid: e for rid, e in pushed.receipt.blinding.items() if rid not in seen}
         number = pushed.receipt.current_round
-        entry = pushed.receipt.rounds[-1]
-        assert number > receipt.current_round and entry["drawn"] == len(new) == pushed.created > 0
+        assert receipt.current_round < number <= 3 and pushed.receipt.rounds[-1]["drawn"] == len(new) == pushed.created
         assert pushed.receipt.rounds[: len(receipt.rounds)] == receipt.rounds, "earlier draws are kept"
-        assert all(pushed.receipt.blinding[rid] == e for rid, e in seen.items()), "earlier records keep their round"
-        eligible = 24 - len(seen)
-        assert (entry["eligible"], entry["expected"]) == (eligible, pytest.approx(min(8, eligible)))
-        probability = pytest.approx(min(1, 8 / eligible))
-        assert [(e["round"], e["probability"]) for e in new.values()] == [(number, probability)] * len(new)
+        assert pushed.receipt.rounds[len(receipt.rounds) :] == [
+            {
+                "round": n,
+                "tasks": 24,
+                "expected": pytest.approx(min(24, 8 * n)),
+                "drawn": len(new) if n == number else 0,
+            }
+            for n in range(receipt.current_round + 1, number + 1)
+        ], "a round that draws none is followed by the next at once"
+        chance = [None, 1 / 3, 2 / 3, 1.0]  # of every task, by each round: round x 8 of 24
+        assert all(
+            pushed.receipt.blinding[rid]
+            == {**e, "probabilities": [pytest.approx(q) for q in chance[e["round"] : number + 1]]}
+            for rid, e in seen.items()
+        ), "earlier records keep their round, and their chance grows with each round"
+        assert [(e["round"], e["probabilities"]) for e in new.values()] == [(number, [chance[number]])] * len(new)
         assert set(on_server(hosted, pushed)) == set(pushed.receipt.blinding)
         for record in on_server(hosted, pushed).values():
             if record["external_id"] in new:
@@ -158,12 +169,10 @@ def test_active_rounds_draw_where_the_judge_is_unsure(hosted: RunningServer) -> 
     expected = dict.fromkeys(close + flipped, unsure) | dict.fromkeys(far, sure)
     assert math.isclose(sum(expected.values()), 10)
     entries = pushed.receipt.blinding
-    assert entries and {rid: e["probability"] for rid, e in entries.items()} == pytest.approx(
+    assert entries and {rid: e["probabilities"][0] for rid, e in entries.items()} == pytest.approx(
         {rid: expected[rid] for rid in entries}
     )
-    assert pushed.receipt.rounds == [
-        {"round": 1, "eligible": 40, "expected": pytest.approx(10.0), "drawn": len(entries)}
-    ]
+    assert pushed.receipt.rounds == [{"round": 1, "tasks": 40, "expected": pytest.approx(10.0), "drawn": len(entries)}]
 
 
 def datasets(server: RunningServer) -> list[str]:
@@ -194,7 +203,7 @@ def test_the_push_stage_in_rounds_reruns_to_the_same_receipt_and_says_what_it_wa
     assert first.returncode == 0, first.stderr
     written = (folder / "data/push.json").read_bytes()
     drawn = json.loads(written)["rounds"][0]["drawn"]
-    assert f"push: round 1 of about {1 + math.ceil((12 - drawn) / 5)}: {drawn} records published; " in first.stdout
+    assert f"push: round 1 of at most 3: {drawn} records published; " in first.stdout
     before = owner_records(argilla_server.url, argilla_server.api_key, json.loads(written)["dataset_id"])
 
     again = run_stage("push", folder)
