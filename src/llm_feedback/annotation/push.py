@@ -7,7 +7,7 @@ import hashlib
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -131,6 +131,7 @@ def push(
                 previous=kept,
                 judgments=judgments,
                 judge_pairwise=judge_pairwise,
+                decided=lambda: kept is not None and _decided(params, receipt=kept, generations=generations),
             )
             if settings.round_size is not None
             else _Rounds.whole(built.records, server, kept, settings.on_annotated_change)
@@ -211,10 +212,12 @@ class _Rounds:
         previous: Receipt | None,
         judgments: pa.Table | None,
         judge_pairwise: pa.Table | None,
+        decided: Callable[[], bool],
     ) -> _Rounds:
         """Keep the tasks published so far up to date and, once every record of the last round is done, draw the
-        next round. A task the receipt does not know is not published yet, even when it is on the server: a push that
-        died after logging part of a round draws the same round again."""
+        next round, unless `decided` (asked only then) says the rounds so far decide every pair. A task the receipt
+        does not know is not published yet, even when it is on the server: a push that died after logging part of a
+        round draws the same round again."""
         settings = params.annotation
         entries = list(previous.rounds) if previous else []
         chances = previous.chances() if previous else {}
@@ -228,8 +231,9 @@ class _Rounds:
         design = [record.task_id for record in built if record.task_id in chances or record.task_id not in known]
         remaining = [task for task in design if task not in chances]
         at_most = math.ceil(len(design) / settings.round_size)
-        if not remaining or done < len(last):
-            status = RoundStatus(len(entries), len(last), done, 0, len(remaining), at_most)
+        if not remaining or done < len(last) or (entries and decided()):
+            stop = bool(remaining) and done == len(last)
+            status = RoundStatus(len(entries), len(last), done, 0, len(remaining), at_most, decided=stop)
             return cls(current, plan, entries, chances, status)
         weights = _weights(params, design, judgments=judgments, judge_pairwise=judge_pairwise)
         look = None
@@ -251,6 +255,19 @@ class _Rounds:
             return {}
         number, since = self.chances[task_id]
         return {"round": number, "probabilities": since}
+
+
+def _decided(params: Params, *, receipt: Receipt, generations: pa.Table) -> bool:
+    """Every compared pair decided on the human scores of the rounds so far, read back from the server as pull reads
+    them (analysis and its statistics load only when a round is done)."""
+    from llm_feedback.annotation.pull import pull
+    from llm_feedback.stopping import stopping
+
+    annotations = pull(params, receipt=receipt).table
+    found = stopping(
+        annotations=annotations, generations=generations, compare=params.compare, params=params.analyze, receipt=receipt
+    )
+    return found.decided
 
 
 def _weights(

@@ -22,7 +22,7 @@ from llm_feedback.errors import ConfigError
 from llm_feedback.params import Params
 from llm_feedback.testing.argilla_records import owner_records
 from tests.conftest import PROJECT_ROOT
-from tests.integration.annotation.annotating import Annotator, make_generations, make_tasks, params_for
+from tests.integration.annotation.annotating import Annotator, make_generations, make_tasks, params_for, writer_of
 from tests.integration.annotation.conftest import RunningServer
 from tests.project import make_project, run_stage
 
@@ -139,6 +139,53 @@ def test_rounds_go_out_one_at_a_time_each_once_the_last_is_done(hosted: RunningS
     assert finished.rounds is not None and finished.rounds.line() == (
         f"round {receipt.current_round}: {last_round} of {last_round} records done; every task is published"
     )
+
+
+def annotate_in_rounds(
+    server: RunningServer, params: Params, tasks: pa.Table, rater: Annotator, scores
+) -> list[Pushed]:
+    """push, rate every new record (`scores(i)`: alpha's and beta's score on the i-th), push again, ... until push
+    publishes nothing more; every push's result."""
+    generations = make_generations(tasks, MODELS)
+    pushes = [push(params, tasks=tasks, generations=generations)]
+    rated = 0
+    while pushes[-1].created:
+        for record in on_server(server, pushes[-1]).values():
+            if not record["responses"]:
+                wanted = dict(zip(("alpha", "beta"), scores(rated)))
+                shown = [writer_of(record["fields"][f"response_{p}"]) for p in (1, 2)]
+                rater.respond(
+                    record["id"], "submitted", {f"score_response_{p}": wanted[m] for p, m in enumerate(shown, 1)}
+                )
+                rated += 1
+        pushes.append(push(params, tasks=tasks, generations=generations, previous=pushes[-1].receipt))
+    return pushes
+
+
+@pytest.mark.slow
+def test_no_next_round_once_every_pair_is_decided_and_every_round_while_none_is(
+    hosted: RunningServer, tmp_path: Path
+) -> None:
+    (rater,) = raters(hosted, tmp_path, ["stop-rater"])
+    params = params_for(hosted.url, next(_names), MODELS, round_size=12)
+    tasks = make_tasks(60, start=300)
+    clear = annotate_in_rounds(hosted, params, tasks, rater, lambda i: (6 + i % 2, 1 + i % 3))
+    stopped = clear[-1]
+    number = stopped.receipt.current_round
+    records = stopped.receipt.records
+    assert stopped.rounds is not None and stopped.rounds.decided and number < 5 and records < 60
+    assert stopped.line(output=Path("p.json")).startswith(
+        f"round {number}: {stopped.rounds.records} of {stopped.rounds.records} records done; decided: stop annotating; "
+    )
+    again = push(params, tasks=tasks, generations=make_generations(tasks, MODELS), previous=stopped.receipt)
+    assert again.receipt == stopped.receipt and again.created == 0 and again.rounds == stopped.rounds
+
+    params = params_for(hosted.url, next(_names), MODELS, round_size=8)
+    tasks = make_tasks(24, start=400)
+    # per task: alpha - beta = -1, -1, +2, ...: no difference
+    even = annotate_in_rounds(hosted, params, tasks, rater, lambda i: (3 + i % 3, 3 + (i + 1) % 3))
+    assert even[-1].receipt.records == 24 and even[-1].rounds is not None and not even[-1].rounds.decided
+    assert even[-1].rounds.line().endswith("records done; every task is published")
 
 
 def test_active_rounds_draw_where_the_judge_is_unsure(hosted: RunningServer) -> None:
