@@ -175,8 +175,8 @@ RECEIPT = {
     "blinding": {"r1": {"task_id": "t1", "models": ["b", "a"]}, "r2": {"task_id": "t2", "models": ["a", "b"]}},
 }
 ROUNDS = [
-    {"round": 1, "tasks": 8, "expected": 2.0, "drawn": 1},
-    {"round": 2, "tasks": 8, "expected": 4.0, "drawn": 1},
+    {"round": 1, "tasks": 8, "expected": 2.0, "drawn": 1, "seed": 42},
+    {"round": 2, "tasks": 8, "expected": 4.0, "drawn": 1, "seed": 42},
 ]
 
 
@@ -223,7 +223,7 @@ def in_rounds(round_: int, probabilities: list) -> Callable[[dict], None]:
         (in_rounds(3, [0.5]), "blinding: record r1: 1 probabilities for rounds 3 to 2"),
         (in_rounds(1, [0.5, 0.25]), "blinding: record r1: a chance of being published by a round fell"),
         (
-            lambda r: r.update(rounds=[{"round": 2, "tasks": 3, "expected": 1.0, "drawn": 1}]),
+            lambda r: r.update(rounds=[{"round": 2, "tasks": 3, "expected": 1.0, "drawn": 1, "seed": 42}]),
             "rounds: rounds are not numbered 1, 2, ... in order",
         ),
         (lambda r: r.update(rounds=[{"round": 1, "tasks": 3, "expected": 1.0}]), "rounds[0].drawn: Field required"),

@@ -64,7 +64,9 @@ def receipt(tasks: list[str], chances: list[tuple[int, list[float]]], total: int
                 t: {"task_id": t, "models": MODELS, "round": first, "probabilities": since}
                 for t, (first, since) in zip(tasks, chances)
             },
-            "rounds": [{"round": n, "tasks": total, "expected": 1.0, "drawn": 1} for n in range(1, rounds + 1)],
+            "rounds": [
+                {"round": n, "tasks": total, "expected": 1.0, "drawn": 1, "seed": 0} for n in range(1, rounds + 1)
+            ],
         }
     )
 

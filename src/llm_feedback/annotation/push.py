@@ -236,13 +236,20 @@ class _Rounds:
             status = RoundStatus(len(entries), len(last), done, 0, len(remaining), at_most, decided=stop)
             return cls(current, plan, entries, chances, status)
         weights = _weights(params, design, judgments=judgments, judge_pairwise=judge_pairwise)
+        seed = entries[0]["seed"] if entries else settings.seed  # a new seed would unsettle every chance so far
         look = None
         while look is None or not look.drawn:  # a round may draw none: the next is drawn at once
             look, chances = next_round(
-                chances, weights=weights, number=len(entries) + 1, round_size=settings.round_size, seed=settings.seed
+                chances, weights=weights, number=len(entries) + 1, round_size=settings.round_size, seed=seed
             )
             entries.append(
-                {"round": look.number, "tasks": len(weights), "expected": look.expected, "drawn": len(look.drawn)}
+                {
+                    "round": look.number,
+                    "tasks": len(weights),
+                    "expected": look.expected,
+                    "drawn": len(look.drawn),
+                    "seed": seed,
+                }
             )
         current = [record for record in built if record.task_id in on_server or record.task_id in look.drawn]
         left = len(remaining) - len(look.drawn)

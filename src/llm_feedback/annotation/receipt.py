@@ -52,12 +52,14 @@ class BlindingEntry(TypedDict):
 @with_config(ConfigDict(extra="forbid", strict=True))
 class RoundEntry(TypedDict):
     """One round as drawn: the tasks it drew from (published before or not), how many were expected to be published
-    by it (min(tasks, round x round_size)), and how many it published. A round may publish none: it is kept."""
+    by it (min(tasks, round x round_size)), how many it published, and the seed of its draw (the first round's, kept
+    for every later one). A round may publish none: it is kept."""
 
     round: Round
     tasks: Annotated[StrictInt, Field(ge=1)]
     expected: Annotated[StrictFloat, Field(gt=0)]
     drawn: Annotated[StrictInt, Field(ge=0)]
+    seed: StrictInt
 
 
 class Receipt(BaseModel):

@@ -16,7 +16,7 @@ import pytest
 from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
 from llm_feedback.annotation.push import Pushed, push
-from llm_feedback.annotation.rounds import UNIFORM_SHARE
+from llm_feedback.annotation.rounds import UNIFORM_SHARE, uniform
 from llm_feedback.artifacts import JUDGE_PAIRWISE, JUDGMENTS
 from llm_feedback.errors import ConfigError
 from llm_feedback.params import Params
@@ -76,7 +76,7 @@ def test_rounds_go_out_one_at_a_time_each_once_the_last_is_done(hosted: RunningS
     first = push(params, tasks=tasks, generations=generations)
     receipt = first.receipt
     drawn = receipt.rounds[0]["drawn"]
-    assert receipt.rounds == [{"round": 1, "tasks": 24, "expected": pytest.approx(8.0), "drawn": drawn}]
+    assert receipt.rounds == [{"round": 1, "tasks": 24, "expected": pytest.approx(8.0), "drawn": drawn, "seed": 42}]
     records = on_server(hosted, first)
     assert 0 < drawn < 24 and set(records) == set(receipt.blinding) and first.created == receipt.records == drawn
     assert [(e["round"], e["probabilities"]) for e in receipt.blinding.values()] == [
@@ -102,6 +102,7 @@ def test_rounds_go_out_one_at_a_time_each_once_the_last_is_done(hosted: RunningS
 
     bob.respond(last["id"], "submitted", SCORES)
     seen = dict(receipt.blinding)
+    params = params.model_copy(update={"annotation": params.annotation.model_copy(update={"seed": 7})})
     while len(seen) < 24:
         pushed = push(params, tasks=tasks, generations=generations, previous=receipt)
         new = {rid: e for rid, e in pushed.receipt.blinding.items() if rid not in seen}
@@ -114,16 +115,18 @@ def test_rounds_go_out_one_at_a_time_each_once_the_last_is_done(hosted: RunningS
                 "tasks": 24,
                 "expected": pytest.approx(min(24, 8 * n)),
                 "drawn": len(new) if n == number else 0,
+                "seed": 42,
             }
             for n in range(receipt.current_round + 1, number + 1)
-        ], "a round that draws none is followed by the next at once"
-        chance = [None, 1 / 3, 2 / 3, 1.0]  # of every task, by each round: round x 8 of 24
+        ], "a round that draws none is followed by the next at once; the first round's seed stays"
+        chance = [0.0, 1 / 3, 2 / 3, 1.0]  # of every task, by each round: round x 8 of 24
         assert all(
             pushed.receipt.blinding[rid]
             == {**e, "probabilities": [pytest.approx(q) for q in chance[e["round"] : number + 1]]}
             for rid, e in seen.items()
         ), "earlier records keep their round, and their chance grows with each round"
         assert [(e["round"], e["probabilities"]) for e in new.values()] == [(number, [chance[number]])] * len(new)
+        assert all(chance[number - 1] <= uniform(42, e["task_id"]) < chance[number] for e in new.values())
         assert set(on_server(hosted, pushed)) == set(pushed.receipt.blinding)
         for record in on_server(hosted, pushed).values():
             if record["external_id"] in new:
@@ -219,7 +222,9 @@ def test_active_rounds_draw_where_the_judge_is_unsure(hosted: RunningServer) -> 
     assert entries and {rid: e["probabilities"][0] for rid, e in entries.items()} == pytest.approx(
         {rid: expected[rid] for rid in entries}
     )
-    assert pushed.receipt.rounds == [{"round": 1, "tasks": 40, "expected": pytest.approx(10.0), "drawn": len(entries)}]
+    assert pushed.receipt.rounds == [
+        {"round": 1, "tasks": 40, "expected": pytest.approx(10.0), "drawn": len(entries), "seed": 42}
+    ]
 
 
 def datasets(server: RunningServer) -> list[str]:
