@@ -58,7 +58,12 @@ def test_a_fresh_clone_starts_its_server_and_pushes_with_the_shipped_params(tmp_
             assert receipt.url == f"http://127.0.0.1:{port}"
             shown = owner_records(receipt.url, credentials["api_key"], receipt.dataset_id)
             assert len(shown) == 44 and all(r["fields"]["response_1"] and r["fields"]["response_2"] for r in shown)
-            assert "Data and pipelines are up to date" in run(["dvc", "repro", "push"], clone).stdout
+            before = (clone / "data" / "push.json").read_bytes()
+            again = run(["dvc", "repro", "push"], clone).stdout  # push always runs: only the server knows what is due
+            assert (
+                "push: 44 records in llm-feedback/code-answers" in again and "(0 new; 0 updated; 44 unchanged)" in again
+            )
+            assert (clone / "data" / "push.json").read_bytes() == before
 
             added = run(["llm-feedback", "annotators", "add", "rater"], clone).stdout
             password = added.split("rater: password ")[1].split()[0]
