@@ -20,6 +20,12 @@ from llm_feedback.verdict import Comparison
 OUTCOMES = ("win", "tie", "loss")
 
 
+def _excludes_zero(interval: Interval) -> bool:
+    """The interval and the test must agree before a pair is called decided, so the line never says "beats" beside
+    an interval holding 0."""
+    return interval.low is not None and (interval.low > 0 or interval.high < 0)
+
+
 @dataclass(frozen=True)
 class PairResult:
     comparison: Comparison
@@ -69,7 +75,7 @@ def compare_models(
             difference=intervals[k],
             p_value=p,
             p_holm=p_holm,
-            decided=p_holm is not None and p_holm < alpha and intervals[k].low is not None,
+            decided=p_holm is not None and p_holm < alpha and _excludes_zero(intervals[k]),
             tasks=n,
             tasks_for_power=None
             if sd is None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import ndtr, ndtri
+from scipy.stats import t as student_t
 
 from llm_feedback.stats import Interval
 
@@ -34,15 +35,20 @@ def bca_mean_intervals(
 
     BCa corrects the percentile interval for the skew and bias of the bootstrap distribution (Efron 1987), which
     matters at a few dozen tasks on a bounded 0-7 scale; the acceleration comes from the jackknife, which for a mean
-    has a closed form (no n leave-one-out recomputations)."""
+    has a closed form (no n leave-one-out recomputations). Like every bootstrap of a mean it is a little narrow at
+    small n (it uses the plug-in variance and normal quantiles), so its levels are expanded as Hesterberg's
+    expanded percentile interval does: the normal quantile becomes sqrt(n / (n - 1)) times Student's t with n - 1
+    degrees of freedom (at 30 tasks 6% wider, at 1000 tasks 0.1%)."""
     n, k = values.shape
     if n < 2:
         return [Interval(float(values[0, c]) if n else None, None, None) for c in range(k)]
     jackknife = (totals[None, :] - values) / (n - 1)
-    return [_bca(float(totals[c] / n), samples[:, c] / n, jackknife[:, c], confidence) for c in range(k)]
+    tail = math.sqrt(n / (n - 1)) * float(student_t.ppf((1 - confidence) / 2, n - 1))
+    return [_bca(float(totals[c] / n), samples[:, c] / n, jackknife[:, c], tail) for c in range(k)]
 
 
-def _bca(estimate: float, sample_means: np.ndarray, jackknife: np.ndarray, confidence: float) -> Interval:
+def _bca(estimate: float, sample_means: np.ndarray, jackknife: np.ndarray, tail: float) -> Interval:
+    """`tail`: the lower quantile the interval's levels are built on (negative)."""
     if np.ptp(sample_means) <= EQUAL:  # every task gave the same value: the bootstrap has nothing to say
         return Interval(estimate, estimate, estimate)
     resamples = sample_means.size
@@ -51,7 +57,6 @@ def _bca(estimate: float, sample_means: np.ndarray, jackknife: np.ndarray, confi
     spread = jackknife.mean() - jackknife
     squares = np.sum(spread**2)
     acceleration = np.sum(spread**3) / (6 * squares**1.5) if squares > 0 else 0.0
-    tail = ndtri((1 - confidence) / 2)
     levels = []
     for z in (tail, -tail):
         adjusted = z0 + (z0 + z) / (1 - acceleration * (z0 + z))

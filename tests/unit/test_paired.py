@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.special import ndtr
 from scipy.stats import bootstrap, permutation_test
+from scipy.stats import t as student_t
 from statsmodels.stats.power import tt_solve_power
 from statsmodels.stats.proportion import proportion_confint
 
@@ -22,13 +24,18 @@ def test_bca_interval_matches_scipys_on_a_skewed_sample() -> None:
         lows.append(interval.low)
         highs.append(interval.high)
         assert interval.estimate == pytest.approx(x.mean())
+    # the same BCa at the expanded level: the normal quantile of the level is sqrt(n / (n - 1)) t_{n-1}
+    expanded = 1 - 2 * ndtr(np.sqrt(40 / 39) * student_t.ppf(0.025, 39))
+    assert 0.955 < expanded < 0.96
     reference = [
-        bootstrap((x[:, 0],), np.mean, method="BCa", n_resamples=20_000, random_state=s).confidence_interval
+        bootstrap(
+            (x[:, 0],), np.mean, method="BCa", n_resamples=20_000, random_state=s, confidence_level=expanded
+        ).confidence_interval
         for s in range(4)
     ]
     assert np.mean(lows) == pytest.approx(np.mean([r.low for r in reference]), abs=0.02)
     assert np.mean(highs) == pytest.approx(np.mean([r.high for r in reference]), abs=0.03)
-    percentile_high = np.percentile(samples[:, 0] / 40, 97.5)
+    percentile_high = np.percentile(samples[:, 0] / 40, 100 * (1 - (1 - expanded) / 2))
     assert np.mean(highs) > percentile_high, "BCa moves the interval toward the long tail"
 
 
