@@ -141,15 +141,17 @@ def push(
         if to_log:
             dataset.records.log(to_log, batch_size=min(settings.batch_size, len(to_log)))
 
-        blinding: dict[str, BlindingEntry] = dict(kept.blinding) if kept is not None else {}
-        blinding.update(
-            {
-                r.record_id: {"task_id": r.task_id, "models": list(r.models), **rounds.sampling(r.task_id)}
-                for r in rounds.records + plan.copies
-            }
-        )
+        shown: dict[str, tuple[str, list[str]]] = {
+            rid: (entry["task_id"], entry["models"]) for rid, entry in (kept.blinding.items() if kept else ())
+        }
+        shown.update({r.record_id: (r.task_id, list(r.models)) for r in rounds.records + plan.copies})
         on_server = set(server) | {r.record_id for r in plan.to_log}
-        blinding = {rid: blinding[rid] for rid in sorted(on_server) if rid in blinding}
+        blinding: dict[str, BlindingEntry] = {
+            rid: {"task_id": task, "models": models, **rounds.sampling(task)}
+            for rid in sorted(on_server)
+            if rid in shown
+            for task, models in [shown[rid]]
+        }
         content = hashlib.sha256(
             "".join(f"{r.record_id}:{r.content_hash()}\n" for r in rounds.records).encode()
         ).hexdigest()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from llm_feedback.annotation.annotators import add_annotators
@@ -141,6 +142,29 @@ def test_rounds_go_out_one_at_a_time_each_once_the_last_is_done(hosted: RunningS
     last_round = receipt.rounds[-1]["drawn"]
     assert finished.rounds is not None and finished.rounds.line() == (
         f"round {receipt.current_round}: {last_round} of {last_round} records done; every task is published"
+    )
+
+
+def test_a_published_task_left_out_later_keeps_its_chances_up_to_date(hosted: RunningServer, tmp_path: Path) -> None:
+    params = params_for(hosted.url, next(_names), MODELS, round_size=4)
+    tasks = make_tasks(12, start=500)
+    first = push(params, tasks=tasks, generations=make_generations(tasks, MODELS))
+    (rater,) = raters(hosted, tmp_path, ["left-out-rater"])
+    for record in on_server(hosted, first).values():
+        rater.respond(record["id"], "submitted", SCORES)
+    gone = next(iter(first.receipt.blinding))
+    generations = make_generations(tasks, MODELS)
+    generations = generations.filter(pc.invert(pc.equal(generations.column("task_id"), gone)))  # a model lost it
+
+    second = push(params, tasks=tasks, generations=generations, previous=first.receipt)
+    assert second.receipt.current_round == 2 and second.missing_answers == 1
+    assert second.receipt.blinding[gone] == {
+        **first.receipt.blinding[gone],
+        "probabilities": [pytest.approx(1 / 3)] * 2,
+    }, "still on the server and in round 1; not among round 2's tasks, its chance by then is the one it had"
+    chance = 8 / 11  # the eleven others: round 2 x 4 of 11
+    assert all(
+        e["probabilities"][-1] == pytest.approx(chance) for rid, e in second.receipt.blinding.items() if rid != gone
     )
 
 
