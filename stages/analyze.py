@@ -1,7 +1,7 @@
 """DVC stage `analyze`: annotations -> the per-task scores export builds on (data/scores.parquet), metrics.json
 (dvc metrics), plots/ (dvc plots), reports/ (Markdown + PNG)."""
 
-from llm_feedback.analysis import analyze
+from llm_feedback.analysis import analyze, json_safe
 from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.artifacts import (
     ANNOTATIONS,
@@ -19,6 +19,7 @@ from llm_feedback.params import load_params
 from llm_feedback.plot_data import write_plot_data
 from llm_feedback.report import write_metrics, write_reports
 from llm_feedback.stage import run_stage
+from llm_feedback.stopping import rounds_summary, stopping
 
 
 def main() -> str:
@@ -26,8 +27,9 @@ def main() -> str:
     paths = params.paths
     receipt = read_receipt(paths.push_receipt)
     generations = read_table(paths.generations, GENERATIONS)
+    annotations = read_table(paths.annotations, ANNOTATIONS)
     result = analyze(
-        annotations=read_table(paths.annotations, ANNOTATIONS),
+        annotations=annotations,
         generations=generations,
         compare=params.compare,
         params=params.analyze,
@@ -35,7 +37,19 @@ def main() -> str:
         judgments=read_optional(paths.judgments, JUDGMENTS),
         executions=read_optional(paths.executions, EXECUTIONS),
         judge_pairwise=read_optional(paths.judge_pairwise, JUDGE_PAIRWISE),
+        chances=receipt.chances(),
     )
+    metrics, line = result.metrics, result.line()
+    if receipt.rounds:  # a look after every round: the same anytime-valid decision push stops the rounds on
+        stop = stopping(
+            annotations=annotations,
+            generations=generations,
+            compare=params.compare,
+            params=params.analyze,
+            receipt=receipt,
+        )
+        rounds, decision = rounds_summary(stop, receipt)
+        metrics, line = {**metrics, "rounds": rounds}, f"{decision}; {line}"
     how_to_annotate = (
         f"Create logins with `.venv/bin/llm-feedback annotators add NAME...`, send annotators to {receipt.url} "
         f"(dataset {receipt.workspace}/{receipt.dataset}), then run `dvc repro` to bring their work back."
@@ -50,8 +64,8 @@ def main() -> str:
         how_to_annotate=how_to_annotate,
     )
     write_plot_data(result, paths.plots)
-    write_metrics(result.metrics, paths.metrics)
-    return f"{result.line()} -> {paths.scores}, {paths.metrics}, {paths.reports}/report.md"
+    write_metrics(json_safe(metrics), paths.metrics)
+    return f"{line} -> {paths.scores}, {paths.metrics}, {paths.reports}/report.md"
 
 
 if __name__ == "__main__":

@@ -103,15 +103,17 @@ def analyze(
     judgments: pa.Table | None = None,
     executions: pa.Table | None = None,
     judge_pairwise: pa.Table | None = None,
+    chances: dict[str, tuple[int, list[float]]] | None = None,
 ) -> Analysis:
     """`records`: how many records the dataset holds (the push receipt's count); the optional tables are the judge's
-    and execute's artifacts, None when those stages are off."""
+    and execute's artifacts, None when those stages are off; `chances`: the receipt's, each task's round and its
+    chance of being published by that round and each since, when records were published in rounds."""
     rows, left_out = usable_annotations(annotations.to_pandas())
-    rows, excluded = _without_annotators(rows, params.exclude_annotators)
+    rows, excluded = without_annotators(rows, params.exclude_annotators)
     models = list(compare)
     submitted, stale = current_scores(rows, generations)
     scores = aggregate_scores(submitted, params.aggregate)
-    complete = _complete_cases(scores, models)
+    complete = complete_cases(scores, models)
     compared = submitted[submitted["model"].isin(models) & submitted["task_id"].isin(complete.index)]
     comparison = compare_models(
         complete.to_numpy(dtype=float), models, params=params, style=_style(generations, complete.index, models)
@@ -142,13 +144,15 @@ def analyze(
         "agreement": _agreement(submitted),
         "annotators": _annotators(submitted, effects, agreement),
         "position": _positions(compared, effects),
-        "judge": _judge(judgments, scores, models, judge_pairwise, complete, params) if judgments is not None else None,
+        "judge": _judge(judgments, scores, models, judge_pairwise, complete, params, chances or {})
+        if judgments is not None
+        else None,
         "execution": _execution(executions, scores, models) if executions is not None else None,
     }
     return Analysis(json_safe(metrics), scores, submitted, models, left_out)
 
 
-def _without_annotators(rows: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, list[str]]:
+def without_annotators(rows: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """Rows of everyone but the annotators `analyze.exclude_annotators` names; a name with no responses is a typo."""
     unknown = sorted(set(names) - set(rows["annotator"]))
     if unknown and not rows.empty:
@@ -157,7 +161,7 @@ def _without_annotators(rows: pd.DataFrame, names: list[str]) -> tuple[pd.DataFr
     return rows[~rows["annotator"].isin(names)], sorted(set(names))
 
 
-def _complete_cases(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+def complete_cases(scores: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     """(tasks, models) scores of the tasks every compared model has a score for, sorted by task."""
     if scores.empty:
         return pd.DataFrame(columns=models, dtype=float)
@@ -178,7 +182,7 @@ def _with_earlier_ratings(
     earlier = aggregate_scores(stale, params.aggregate)
     keys = ["task_id", "model"]
     earlier = earlier[~earlier.set_index(keys).index.isin(scores.set_index(keys).index)]
-    widened = _complete_cases(pd.concat([scores, earlier], ignore_index=True), models)
+    widened = complete_cases(pd.concat([scores, earlier], ignore_index=True), models)
     if len(widened) == comparison.tasks:
         return comparison, {}
     again = compare_models(widened.to_numpy(dtype=float), models, params=params)
@@ -477,6 +481,7 @@ def _judge(
     pairwise: pa.Table | None,
     complete: pd.DataFrame,
     params: AnalyzeParams,
+    chances: dict[str, tuple[int, list[float]]],
 ) -> dict:
     """How well the judge's scores track the humans' (Spearman and quadratic-weighted kappa over (task, model)), and
     the verdict's estimates with its help (prediction-powered, beside the humans alone)."""
@@ -501,7 +506,7 @@ def _judge(
     if pairwise is not None:
         result["pairwise"] = _judge_pairwise(pairwise.to_pandas())
     result["assisted"] = judge_assisted(
-        humans=complete, judgments=judgments, models=models, confidence=params.confidence
+        humans=complete, judgments=judgments, models=models, confidence=params.confidence, chances=chances
     )
     return result
 

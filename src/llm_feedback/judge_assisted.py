@@ -25,10 +25,11 @@ def judge_assisted(
     judgments: pa.Table,
     models: list[str],
     confidence: float,
-    sampling_probability: pd.Series | None = None,
+    chances: dict[str, tuple[int, list[float]]],
 ) -> dict | None:
-    """`humans`: (tasks, models) per-task human scores of the complete cases; `sampling_probability`: each task's
-    known chance of having been chosen for human labels (None: a uniform sample). None without enough of both."""
+    """`humans`: (tasks, models) per-task human scores of the complete cases; `chances`: the push receipt's, when
+    records were published in rounds (empty: the rated tasks are taken for a uniform random sample). None without
+    enough of both."""
     judged = judgments.select(["task_id", "model", "score"]).to_pandas().dropna(subset=["score"])
     judge = (
         judged[judged["model"].isin(models)]
@@ -38,7 +39,7 @@ def judge_assisted(
         .dropna()
         .astype(float)
     )
-    labelled = humans.index.intersection(judge.index)
+    labelled, sampling_probability = _design(humans.index.intersection(judge.index), chances)
     if len(labelled) < MIN_LABELLED:
         return None
     human, judge_labelled = humans.loc[labelled, models].to_numpy(float), judge.loc[labelled].to_numpy(float)
@@ -68,6 +69,23 @@ def judge_assisted(
         fit = estimate(*difference)
         result["pairwise"][f"{models[i]}_vs_{models[j]}"] = _entry(fit, "difference")
     return result
+
+
+def _design(rated: pd.Index, chances: dict[str, tuple[int, list[float]]]) -> tuple[pd.Index, pd.Series | None]:
+    """The labelled tasks and their chances of having been labelled. In rounds, the tasks published by round L are
+    a draw with known chances (the receipt's); the labels are that draw once every one of its tasks is rated, so
+    PPI takes the last round L whose tasks are all rated, its tasks and their chances by L (a later round, rated in
+    part, is left out: who rated what first is no random draw)."""
+    if not chances:
+        return rated, None
+    rated_set = set(rated)
+    complete_round = 0
+    for last in range(1, max(r for r, _ in chances.values()) + 1):
+        if not all(t in rated_set for t, (r, _) in chances.items() if r <= last):
+            break
+        complete_round = last
+    tasks = pd.Index(sorted(t for t, (r, _) in chances.items() if r <= complete_round), name=rated.name)
+    return tasks, pd.Series({t: chances[t][1][complete_round - chances[t][0]] for t in tasks}, dtype=float)
 
 
 def _entry(fit: PPIEstimate, name: str) -> dict:

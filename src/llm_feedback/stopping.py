@@ -18,11 +18,11 @@ import numpy as np
 import pyarrow as pa
 
 from llm_feedback.analysis import (
-    _complete_cases,
-    _without_annotators,
     aggregate_scores,
+    complete_cases,
     current_scores,
     usable_annotations,
+    without_annotators,
 )
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.confidence_sequence import decided, running
@@ -46,9 +46,9 @@ def stopping(
 ) -> Stopping:
     """`annotations`: pull's rows; `receipt`: push's, for each task's round and chance of being published."""
     rows, _ = usable_annotations(annotations.to_pandas())
-    rows, _ = _without_annotators(rows, params.exclude_annotators)
+    rows, _ = without_annotators(rows, params.exclude_annotators)
     submitted, _ = current_scores(rows, generations)
-    complete = _complete_cases(aggregate_scores(submitted, params.aggregate), compare)
+    complete = complete_cases(aggregate_scores(submitted, params.aggregate), compare)
     sampling = receipt.sampling()
     rounds = np.array([sampling.get(task, (0, 1.0))[0] for task in complete.index], dtype=np.int64)
     weights = 1 / np.array([sampling.get(task, (0, 1.0))[1] for task in complete.index], dtype=np.float64)
@@ -60,3 +60,22 @@ def stopping(
         looks = running(values, rounds=rounds, confidence=params.confidence, planned_tasks=planned)
         pairs[f"{first}_vs_{second}"] = looks[-1] if looks else Interval(None, None, None)
     return Stopping(pairs)
+
+
+def rounds_summary(stop: Stopping, receipt: Receipt) -> tuple[dict, str]:
+    """metrics.json's `rounds` and the words analyze's line starts with: stop, or how many records the latest round
+    (which push publishes before pull and analyze run) asks annotators for."""
+    latest = receipt.rounds[-1]["round"]
+    records = sum(1 for entry in receipt.blinding.values() if entry.get("round") == latest)
+    metrics = {
+        "round": latest,
+        "latest_round_records": records,
+        "decided": stop.decided,
+        "pairs": {
+            pair: {"ci_low": interval.low, "ci_high": interval.high, "decided": decided(interval)}
+            for pair, interval in stop.pairs.items()
+        },
+    }
+    if stop.decided:
+        return metrics, "decided: stop annotating"
+    return metrics, f"next round: {records} records (round {latest})"

@@ -64,17 +64,19 @@ def test_dvc_repro_publishes_round_after_round_until_push_finds_every_pair_decid
         )
         rater = Annotator(argilla_server.url, "flow-rounds", added.password or "")
 
-        lines, published = [], []
+        lines, published, analyzed = [], [], []
         for _ in range(6):
             output = run(["dvc", "repro"], repo).stdout
             assert "Running stage 'push'" in output, "push runs on every repro"
             (line,) = [m for m in ROUND.finditer(output)]
             lines.append(line.group(0))
+            analyzed.append(next(x for x in output.splitlines() if x.startswith("analyze: ")))
             receipt = read_receipt(repo / "data/push.json")
             if line.group(2) is None:
                 break
             published.append(int(line.group(2)))
             assert receipt.current_round == len(published) and receipt.records == sum(published)
+            assert analyzed[-1].startswith(f"analyze: next round: {published[-1]} records (round {len(published)});")
             for record in owner_records(argilla_server.url, argilla_server.api_key, receipt.dataset_id):
                 if not record["responses"]:  # a's answer is Response 1 or 2: a 6 or 7, b a 1 or 2
                     first = receipt.blinding[record["external_id"]]["models"][0]
@@ -87,6 +89,11 @@ def test_dvc_repro_publishes_round_after_round_until_push_finds_every_pair_decid
             run(["git", "add", "-A"], repo)
             run(["git", "commit", "-qm", f"round {len(published)}"], repo)
         assert lines[-1].endswith("records done; decided: stop annotating;"), lines
+        assert analyzed[-1].startswith("analyze: decided: stop annotating; a beats b by +"), analyzed
+        metrics = json.loads((repo / "metrics.json").read_text())
+        assert metrics["rounds"]["decided"] and metrics["rounds"]["pairs"]["a_vs_b"]["ci_low"] > 0
+        assisted = metrics["judge"]["assisted"]
+        assert assisted["human_tasks"] == receipt.records and assisted["judge_tasks"] == 24, assisted
         assert 10 <= receipt.records < 24, "decided before every task is published, on at least ten tasks"
         assert len(published) >= 2 and all(
             p.startswith(f"push: round {n} of at most 4: ") for n, p in enumerate(lines[:-1], 1)
