@@ -230,3 +230,16 @@ def test_with_a_judge_on_every_task_and_humans_on_a_quarter_analyze_reports_the_
     assert assisted["correlation"]["differences"]["a_vs_b"] > 0.6
     assert pair["width_ratio"] < 0.85 and pair["effective_human_tasks"] > 130, pair
     assert pair["ci_low"] < simulated.difference["a_vs_b"] < pair["ci_high"]
+
+
+def test_in_rounds_the_judge_assisted_estimate_takes_the_last_fully_rated_round_with_its_chances() -> None:
+    from llm_feedback.judge_assisted import _design
+
+    chances = {"t1": (1, [0.5, 1.0]), "t2": (1, [0.25, 0.5]), "t3": (2, [1.0]), "t4": (2, [0.5])}
+    rated = pd.Index(["t1", "t2", "t3"], name="task_id")  # round 2 is rated in part: who rated first is no draw
+    tasks, probability = _design(rated, chances)
+    assert list(tasks) == ["t1", "t2"] and probability.to_dict() == {"t1": 0.5, "t2": 0.25}
+    tasks, probability = _design(rated.append(pd.Index(["t4"])), chances)
+    assert list(tasks) == ["t1", "t2", "t3", "t4"]
+    assert probability.to_dict() == {"t1": 1.0, "t2": 0.5, "t3": 1.0, "t4": 0.5}, "chances by the last round"
+    assert _design(rated, {})[1] is None, "outside rounds: a uniform sample"
