@@ -59,7 +59,10 @@ class Judge:
     model + task_weight * task effect + answer_weight * answer effect + length reward + noise), 0, 7).
     `task_weight` and `answer_weight`: how much of the task's and the answer's own effect it sees (1: as annotators
     do, 0: blind to it). Task effects cancel in a paired difference, so what PPI gains on a difference rests on
-    `answer_weight` and `noise` against the population's `answer_sd`; a judge with both weights 0 is useless."""
+    `answer_weight` and `noise` against the population's `answer_sd`; a judge with both weights 0 is useless.
+    `blind_share`: the share of tasks whose answers the judge cannot tell apart: there it sees neither answer's own
+    effect and its noise is one draw for the whole task, so its scores differ by its biases alone. Its errors are
+    then largest where its scores sit closest, the case in which choosing the close comparisons for humans pays."""
 
     name: str = "judge"
     bias: dict[str, float] = field(default_factory=dict)
@@ -67,6 +70,7 @@ class Judge:
     task_weight: float = 1.0
     answer_weight: float = 1.0
     length_reward: float = 0.0  # points per 100 lines of an answer
+    blind_share: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -291,13 +295,23 @@ def _judgments(
     """The judgments artifact as the judge stage writes it: one usable score per answer, model-major."""
     models = population.models
     n, m = draw.answer.shape
+    base = np.array([population.means[model] + judge.bias.get(model, 0.0) for model in models])
     quality = (
-        np.array([population.means[model] + judge.bias.get(model, 0.0) for model in models])
+        base
         + judge.task_weight * draw.task[:, None]
         + judge.answer_weight * draw.answer
         + judge.length_reward * draw.lines / 100
         + judge.noise * rng.standard_normal((n, m))
     )
+    if judge.blind_share:  # drawn after the rest, so a judge without blind tasks draws as before
+        blind = rng.random(n) < judge.blind_share
+        alike = (
+            base
+            + judge.task_weight * draw.task[:, None]
+            + judge.length_reward * draw.lines / 100
+            + judge.noise * rng.standard_normal((n, 1))
+        )
+        quality = np.where(blind[:, None], alike, quality)
     scores = pa.array(np.clip(np.rint(quality), 0, TOP).astype(np.int64).T.reshape(-1))
     task_ids = tasks.take(pa.array(np.tile(np.arange(n), m)))
     model_ids = pa.array(models).take(pa.array(np.repeat(np.arange(m), n)))

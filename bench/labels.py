@@ -1,0 +1,369 @@
+"""Benchmark: how many human labels does a judge save? Judge scores on every task plus humans on some
+(prediction-powered inference), tasks for humans chosen at random or where the judge is least sure (active), and
+the labels until an anytime-valid confidence sequence decides.
+
+Every replicate draws a study of 1,000 tasks from the population of tests/unit/test_ppi.py (two models 0.3 apart,
+each answer an own quality of sd 1 that annotators and judge both see, one annotator of three per task, noise sd
+0.4), with a judge whose per-task differences correlate about 0.8, 0.5 or 0.2 with the humans' (biased towards a).
+Two kinds of judge: `even`, whose noise is the same on every task (the test's judges), and `blind`, which on a share
+of tasks cannot tell the answers apart and scores them alike (`Judge.blind_share`): its errors are largest where its
+scores sit closest, which is what active selection bets on. Every estimate and draw is the library's: `ppi_mean`,
+rounds.py's `judge_uncertainty`, `active_weights`, `draw_look` and `next_round`, and `ConfidenceSequence`.
+
+1. Labels for a target width (2 models): the mean width of the pair's 95% interval over the replicates, at several
+   label counts, for (a) random tasks + humans alone, (b) random tasks + PPI++, (c) active tasks (one round of
+   rounds.py's active draw, chances known) + PPI with those chances, and (d) active tasks + humans alone (weighted);
+   the labels each needs to reach the width (a) has at 400 labels, by log-log interpolation, and the saving against
+   (a). Target: (c) saves at least 40% with the 0.8 judge. Coverage of (c) is shown as a check of its validity.
+2. Labels to decide (gap 0.3; 3 models: a, b, c 0.3 apart in turn): rounds of 50 random tasks (rounds.py's draw),
+   a look after each, until every pair's confidence sequence (95%, planned for all 1,000 tasks, as push plans it)
+   excludes 0: (a) on the human differences, as push's stop rule does; (b) on PPI terms. The PPI sequence is kept
+   anytime-valid by splitting: round 1's labels only fix lam (ppi_mean's power tuning on them), then every later
+   label gives human - lam * judge + lam * mean(judge, all tasks), terms of one fixed mean, fed to a 96% sequence;
+   lam times the judge's mean's own error (99% normal bound, one fixed draw) widens it, so the two together hold
+   95% at every look. Beside it, "these tasks": the same terms in a 95% sequence without that widening, valid for
+   the mean over the 1,000 judged tasks (which the judge's mean fixes) rather than over all tasks they stand for;
+   the false decisions below show what that costs against a truth of 0. Active selection is not run here: with
+   rounds' chances changing from round to round, its weighted terms are not a stream of one mean, and no clean
+   anytime-valid form was built; part 1 measures it at a fixed count only. A run that never decides counts all
+   1,000 labels (the share is shown). With no true difference
+   (2 models), the share of runs falsely decided at some look: target at most 5%.
+
+Run from the project root (about 3 minutes on 2 cores; `--scale 0.1` for a rough look):
+
+    .venv/bin/python -m bench.labels [--scale 1.0] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import math
+import multiprocessing
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+from scipy.special import ndtri
+from tqdm import tqdm
+
+from llm_feedback.annotation.rounds import active_weights, draw_look, judge_uncertainty, next_round
+from llm_feedback.confidence_sequence import ConfidenceSequence, decided
+from llm_feedback.ppi import judge_human_correlations, ppi_mean
+from llm_feedback.testing.simulated_study import Annotator, Judge, Population, Simulated, simulate, with_difference
+
+TASKS = 1000
+CONFIDENCE = 0.95
+REFERENCE = 400  # (a)'s width at this many labels is the target width
+GRID = (100, 150, 200, 250, 300, 400, 500, 600, 700)
+ROUND = 50
+CHUNK = 20  # replicates simulated at once, as one study
+SPLIT = 0.01  # of the 5% error: the judge's mean's share; the sequence gets the rest
+SAVING = 0.40
+
+TWO = Population(
+    tasks=TASKS,
+    means={"a": 4.0, "b": 3.7},
+    annotators={
+        "harsh": Annotator(leniency=-0.5, noise=0.4),
+        "fair": Annotator(noise=0.4),
+        "lenient": Annotator(leniency=0.5, noise=0.4),
+    },
+    annotators_per_task=1,
+    task_sd=1.0,
+    answer_sd=1.0,
+)
+GAP = with_difference(TWO, difference=0.3)
+THREE = dataclasses.replace(TWO, means={"a": 4.0, "b": 3.7, "c": 3.4})
+NULL = dataclasses.replace(TWO, means={"a": 3.85, "b": 3.85})
+BIAS = {"a": 0.6, "b": -0.2}
+JUDGES = {  # per-difference correlation about 0.8, 0.5, 0.2; `even`: the tests' judges, `blind`: calibrated alike
+    ("even", "0.8"): Judge(bias=BIAS, noise=0.35),
+    ("even", "0.5"): Judge(bias={"a": 0.6}, noise=1.45),
+    ("even", "0.2"): Judge(bias={"a": 0.6}, noise=4.0),
+    ("blind", "0.8"): Judge(bias=BIAS, noise=0.2, blind_share=0.1),
+    ("blind", "0.5"): Judge(bias=BIAS, noise=0.35, blind_share=0.6),
+    ("blind", "0.2"): Judge(bias=BIAS, noise=0.35, blind_share=0.92),
+}
+QUALITIES = ("0.8", "0.5", "0.2")
+
+
+@dataclass(frozen=True)
+class Job:
+    part: str  # "width" or "decide"
+    kind: str
+    quality: str
+    population: str  # "two", "three", "null"
+    chunk: int
+
+
+POPULATIONS = {"two": TWO, "gap": GAP, "three": THREE, "null": NULL}
+
+
+def per_task(study: Simulated) -> tuple[np.ndarray, np.ndarray]:
+    """(tasks, models) mean submitted human scores and judge scores, tasks in order."""
+    rows = study.annotations.to_pandas()
+    rows = rows[rows["status"] == "submitted"]
+    human = rows.groupby(["task_id", "model"])["score"].mean().unstack()[study.compare]
+    judged = study.judgments.to_pandas().pivot(index="task_id", columns="model", values="score")
+    return human.to_numpy(float), judged.loc[human.index, study.compare].to_numpy(float)
+
+
+def run(job: Job) -> tuple[Job, dict]:
+    population = dataclasses.replace(
+        POPULATIONS[job.population], tasks=TASKS * CHUNK, judge=JUDGES[job.kind, job.quality]
+    )
+    seed = zlib.crc32(repr(job).encode())  # the same seeds in every run and process
+    study = simulate(population, seed=seed)
+    human, judge = per_task(study)
+    models = study.compare
+    correlations = judge_human_correlations(human=human, judge=judge)
+    shape = (CHUNK, TASKS, len(models))
+    human, judge = human.reshape(shape), judge.reshape(shape)
+    measure = widths if job.part == "width" else labels_to_decide
+    replicates = [measure(h, j, models, seed + r, study) for r, (h, j) in enumerate(zip(human, judge))]
+    return job, {
+        "replicates": replicates,
+        "answers": correlations.answers,
+        "differences": correlations.differences[(0, 1)],
+    }
+
+
+def widths(human: np.ndarray, judge: np.ndarray, models: list[str], seed: int, study: Simulated) -> dict:
+    """Per label count of GRID: the interval widths of (a)-(d), the labels (d) and (c) drew, and whether (c) covers."""
+    rng = np.random.default_rng(seed)
+    truth = study.difference["a_vs_b"]
+    dh, dj = human[:, 0] - human[:, 1], judge[:, 0] - judge[:, 1]
+    ids = [f"task-{i:06d}" for i in range(TASKS)]
+    index = {task: i for i, task in enumerate(ids)}
+    weights = active_weights(judge_uncertainty(ids, models=models, judgments=judgments(ids, models, judge)))
+    out = {}
+    for n in GRID:
+        chosen = rng.choice(TASKS, n, replace=False)
+        random = ppi_mean(human=dh[chosen], judge_labeled=dj[chosen], judge_all=dj, confidence=CONFIDENCE)
+        look = draw_look(weights, published=(), number=1, round_size=n, seed=seed)
+        drawn = np.array([index[t] for t in look.drawn])
+        active = ppi_mean(
+            human=dh[drawn],
+            judge_labeled=dj[drawn],
+            judge_all=dj,
+            confidence=CONFIDENCE,
+            sampling_probability=np.array(list(look.drawn.values())),
+        )
+        out[n] = {
+            "a": random.human.high - random.human.low,
+            "b": random.high - random.low,
+            "c": active.high - active.low,
+            "d": active.human.high - active.human.low,
+            "active_labels": drawn.size,
+            "covered": active.low <= truth <= active.high,
+        }
+    return out
+
+
+def judgments(ids: list[str], models: list[str], judge: np.ndarray) -> pa.Table:
+    """The judge's scores as the judgments artifact holds them, for rounds.py's judge_uncertainty."""
+    return pa.table(
+        {
+            "task_id": [t for t in ids for _ in models],
+            "model": models * len(ids),
+            "score": judge.reshape(-1),
+        }
+    )
+
+
+def labels_to_decide(human: np.ndarray, judge: np.ndarray, models: list[str], seed: int, study: Simulated) -> dict:
+    """Labels until every pair is decided by (a) the human-only sequence and (b) the split PPI sequence, over rounds
+    of ROUND random tasks; TASKS when never."""
+    ids = [f"task-{i:06d}" for i in range(TASKS)]
+    index = {task: i for i, task in enumerate(ids)}
+    even = dict.fromkeys(ids, 1.0)
+    chances: dict = {}
+    rounds = []
+    for number in range(1, math.ceil(TASKS / ROUND) + 1):
+        look, chances = next_round(chances, weights=even, number=number, round_size=ROUND, seed=seed)
+        rounds.append(np.array([index[t] for t in look.drawn], dtype=np.int64))
+    pairs = list(itertools.combinations(range(len(models)), 2))
+    human_sequences = {p: ConfidenceSequence(confidence=CONFIDENCE, planned_tasks=TASKS) for p in pairs}
+    ppi_sequences = {p: ConfidenceSequence(confidence=CONFIDENCE - SPLIT, planned_tasks=TASKS) for p in pairs}
+    task_sequences = {p: ConfidenceSequence(confidence=CONFIDENCE, planned_tasks=TASKS) for p in pairs}
+    z = float(ndtri(1 - SPLIT / 2))
+    lams, slack = {}, {}
+    for pair in pairs:
+        dh, dj = human[:, pair[0]] - human[:, pair[1]], judge[:, pair[0]] - judge[:, pair[1]]
+        first = rounds[0]
+        lams[pair] = ppi_mean(human=dh[first], judge_labeled=dj[first], judge_all=dj, confidence=CONFIDENCE).lam
+        slack[pair] = lams[pair] * z * float(dj.std(ddof=1)) / math.sqrt(TASKS)
+    result = {"human": None, "ppi": None, "ppi_tasks": None}
+    labelled = 0
+    for number, drawn in enumerate(rounds, start=1):
+        labelled += drawn.size
+        human_done, ppi_done, tasks_done = True, True, number > 1
+        for pair in pairs:
+            dh, dj = human[:, pair[0]] - human[:, pair[1]], judge[:, pair[0]] - judge[:, pair[1]]
+            human_done &= decided(human_sequences[pair].update(dh[drawn]))
+            if number > 1:
+                lam = lams[pair]
+                terms = dh[drawn] - lam * dj[drawn] + lam * float(dj.mean())
+                interval = ppi_sequences[pair].update(terms)
+                ppi_done &= interval.low is not None and (
+                    interval.low - slack[pair] > 0 or interval.high + slack[pair] < 0
+                )
+                tasks_done &= decided(task_sequences[pair].update(terms))
+            else:
+                ppi_done = False
+        for name, done in (("human", human_done), ("ppi", ppi_done), ("ppi_tasks", tasks_done)):
+            if done and result[name] is None:
+                result[name] = labelled
+    return {name: (TASKS, False) if value is None else (value, True) for name, value in result.items()}
+
+
+@dataclass(frozen=True)
+class Figure:
+    label: str
+    measured: str
+    target: str
+    baseline: str
+    ok: bool | None
+
+
+def needed(labels: np.ndarray, width: np.ndarray, target: float) -> float:
+    """Labels at which the mean width reaches `target`, interpolating log width on log labels (width ~ 1/sqrt n),
+    extrapolating along the end segments beyond the grid."""
+    x, y, goal = np.log(labels), np.log(width), math.log(target)
+    if goal > y[0]:
+        x, y = x[:2], y[:2]
+    elif goal < y[-1]:
+        x, y = x[-2:], y[-2:]
+    else:
+        return float(math.exp(np.interp(goal, y[::-1], x[::-1])))
+    return float(math.exp(x[0] + (goal - y[0]) * (x[1] - x[0]) / (y[1] - y[0])))
+
+
+def width_figures(results: dict) -> tuple[list[Figure], list[str]]:
+    rows, lines = [], []
+    header = f"{'judge':12} {'rho answers/diffs':18} " + " ".join(f"{m:>8}" for m in ("(a)", "(b)", "(c)", "(d)"))
+    lines += ["labels to reach (a)'s width at 400 labels (saving vs (a)); (c) coverage", header]
+    for kind, quality in JUDGES:
+        chunks = results.get(("width", kind, quality, "two"), [])
+        reps = [r for c in chunks for r in c["replicates"]]
+        if not reps:
+            continue
+        answers = np.mean([c["answers"] for c in chunks])
+        diffs = np.mean([c["differences"] for c in chunks])
+        mean = {m: np.array([np.mean([r[n][m] for r in reps]) for n in GRID]) for m in "abcd"}
+        drawn = np.array([np.mean([r[n]["active_labels"] for r in reps]) for n in GRID])
+        target = float(mean["a"][GRID.index(REFERENCE)])
+        counts = {m: needed(np.array(GRID, float) if m in "ab" else drawn, mean[m], target) for m in "abcd"}
+        covered = np.mean([r[n]["covered"] for r in reps for n in GRID])
+        cells = " ".join(f"{counts[m]:5.0f} {1 - counts[m] / counts['a']:+4.0%}" for m in "abcd")
+        lines.append(f"{kind + ' ' + quality:12} {answers:.2f} / {diffs:.2f}        {cells}  cover {covered:.1%}")
+        saving = 1 - counts["c"] / counts["a"]
+        rows.append(
+            Figure(
+                f"{kind} judge {quality} (diffs {diffs:.2f}): active + PPI saving",
+                f"{saving:.0%} ({counts['c']:.0f})",
+                f">= {SAVING:.0%}" if quality == "0.8" else "-",
+                f"random+PPI {1 - counts['b'] / counts['a']:.0%} ({counts['b']:.0f}), (a) {counts['a']:.0f}",
+                saving >= SAVING if quality == "0.8" else None,
+            )
+        )
+        rows.append(
+            Figure(
+                f"{kind} judge {quality}: active + PPI coverage",
+                f"{covered:.1%}",
+                "93-97%",
+                f"{len(reps)} runs x {len(GRID)} counts",
+                0.93 - 2 * math.sqrt(0.05 * 0.95 / len(reps))
+                <= covered
+                <= 0.97 + 2 * math.sqrt(0.05 * 0.95 / len(reps)),
+            )
+        )
+    return rows, lines
+
+
+def decide_figures(results: dict) -> list[Figure]:
+    rows = []
+    for population, label in (("gap", "2 models, gap 0.3"), ("three", "3 models, 0.3 apart")):
+        for quality in QUALITIES:
+            chunks = results.get(("decide", "even", quality, population), [])
+            reps = [r for c in chunks for r in c["replicates"]]
+            if not reps:
+                continue
+            human = np.mean([r["human"][0] for r in reps])
+            undecided = np.mean([not r["human"][1] for r in reps])
+            for name, what in (("ppi", "PPI"), ("ppi_tasks", "PPI, these tasks")):
+                ppi = np.mean([r[name][0] for r in reps])
+                rows.append(
+                    Figure(
+                        f"labels to decide, {label}, judge {quality}, {what}",
+                        f"{ppi:.0f} ({1 - ppi / human:+.0%})",
+                        "< human",
+                        f"human-only {human:.0f}; never {undecided:.0%}/{np.mean([not r[name][1] for r in reps]):.0%}",
+                        bool(ppi < human),
+                    )
+                )
+    for quality in QUALITIES:
+        chunks = results.get(("decide", "even", quality, "null"), [])
+        reps = [r for c in chunks for r in c["replicates"]]
+        if not reps:
+            continue
+        for name in ("human", "ppi", "ppi_tasks"):
+            flags = [r[name][1] for r in reps]
+            share = float(np.mean(flags))
+            slack = 2 * math.sqrt(0.05 * 0.95 / len(flags))
+            rows.append(
+                Figure(
+                    f"no difference, 20 looks, {name}, judge {quality}: false decided",
+                    f"{share:.1%}",
+                    "<= 5%",
+                    f"{len(flags)} runs",
+                    share <= 0.05 + slack,
+                )
+            )
+    return rows
+
+
+def jobs(scale: float) -> list[Job]:
+    width_chunks = max(1, round(20 * scale))  # x CHUNK replicates
+    decide_chunks = max(1, round(20 * scale))
+    out = [Job("width", kind, quality, "two", c) for kind, quality in JUDGES for c in range(width_chunks)]
+    out += [
+        Job("decide", "even", quality, population, c)
+        for quality in QUALITIES
+        for population in ("gap", "three", "null")
+        for c in range(decide_chunks)
+    ]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every cell's replicates")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    todo = jobs(args.scale)
+    results: dict = {}
+    began = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+        for job, result in tqdm(pool.imap_unordered(run, todo), total=len(todo), unit="chunk"):
+            results.setdefault((job.part, job.kind, job.quality, job.population), []).append(result)
+    rows, lines = width_figures(results)
+    rows += decide_figures(results)
+    print(f"\n{len(todo) * CHUNK} simulated studies of {TASKS} tasks in {(time.perf_counter() - began) / 60:.1f} min")
+    print("\n".join(lines) + "\n")
+    header = f"{'figure':68} {'measured':16} {'target':8} {'baseline (same runs)':40} result"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        result = "-" if row.ok is None else "PASS" if row.ok else "FAIL"
+        print(f"{row.label:68} {row.measured:16} {row.target:8} {row.baseline:40} {result}")
+    sys.exit(0 if all(row.ok is not False for row in rows) else 1)
+
+
+if __name__ == "__main__":
+    main()
