@@ -235,3 +235,26 @@ def test_the_same_seed_draws_the_same_study() -> None:
 def test_an_impossible_population_is_refused(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(MID, **changes)
+
+
+def test_a_judge_blind_on_a_share_of_tasks_scores_both_answers_alike_there_and_draws_as_before_elsewhere() -> None:
+    from llm_feedback.testing.simulated_study import Judge
+
+    population = Population(
+        tasks=4000,
+        means={"a": 4.5, "b": 3.5},
+        annotators={"x": Annotator()},
+        answer_sd=1.0,
+        judge=Judge(bias={"a": 0.5}, noise=0.3),
+    )
+    sighted = simulate(population).judgments.to_pandas()
+    blind = simulate(dataclasses.replace(population, judge=Judge(bias={"a": 0.5}, noise=0.3, blind_share=0.5)))
+    assert sighted.equals(simulate(population).judgments.to_pandas()), "no blind share: the same draws"
+    wide = blind.judgments.to_pandas().pivot(index="task_id", columns="model", values="score")
+    difference = wide["a"] - wide["b"]
+    # blind tasks differ by the judge's view of the models alone (4.5 + 0.5 - 3.5 = 1.5 points, rounded either way)
+    alike = difference.isin([1, 2]).mean()
+    sighted_wide = sighted.pivot(index="task_id", columns="model", values="score")
+    assert alike > (sighted_wide["a"] - sighted_wide["b"]).isin([1, 2]).mean() + 0.2
+    unchanged = (wide == sighted_wide).all(axis=1).mean()
+    assert 0.5 <= unchanged < 0.8, "the other half of the tasks are scored exactly as by the sighted judge"
