@@ -41,7 +41,6 @@ import dataclasses
 import itertools
 import math
 import multiprocessing
-import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ import pyarrow as pa
 from scipy.special import ndtri
 from tqdm import tqdm
 
+from bench.figures import Figure, exit_on_targets, print_figures
 from llm_feedback.annotation.rounds import active_weights, draw_look, judge_uncertainty, next_round
 from llm_feedback.confidence_sequence import ConfidenceSequence, decided
 from llm_feedback.ppi import judge_human_correlations, ppi_mean
@@ -222,15 +222,6 @@ def labels_to_decide(human: np.ndarray, judge: np.ndarray, models: list[str], se
     return {name: (TASKS, False) if value is None else (value, True) for name, value in result.items()}
 
 
-@dataclass(frozen=True)
-class Figure:
-    label: str
-    measured: str
-    target: str
-    baseline: str
-    ok: bool | None
-
-
 def needed(labels: np.ndarray, width: np.ndarray, target: float) -> float:
     """Labels at which the mean width reaches `target`, interpolating log width on log labels (width ~ 1/sqrt n),
     extrapolating along the end segments beyond the grid."""
@@ -356,13 +347,8 @@ def main() -> None:
     rows += decide_figures(results)
     print(f"\n{len(todo) * CHUNK} simulated studies of {TASKS} tasks in {(time.perf_counter() - began) / 60:.1f} min")
     print("\n".join(lines) + "\n")
-    header = f"{'figure':68} {'measured':16} {'target':8} {'baseline (same runs)':40} result"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        result = "-" if row.ok is None else "PASS" if row.ok else "FAIL"
-        print(f"{row.label:68} {row.measured:16} {row.target:8} {row.baseline:40} {result}")
-    sys.exit(0 if all(row.ok is not False for row in rows) else 1)
+    print_figures(rows, label_width=68, target_width=8, baseline_width=40)
+    exit_on_targets(rows)
 
 
 if __name__ == "__main__":

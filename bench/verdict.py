@@ -41,7 +41,6 @@ import argparse
 import dataclasses
 import math
 import multiprocessing
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ import numpy as np
 from scipy.stats import t
 from tqdm import tqdm
 
+from bench.figures import Figure, exit_on_targets, print_figures
 from llm_feedback.analysis import Analysis, analyze
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.stats import bootstrap_sums
@@ -253,15 +253,6 @@ def replicate(job: tuple[str, int]) -> tuple[str, dict]:
     name, seed = job
     cell = CELLS[name]
     return name, cell.measure(cell.population, seed)
-
-
-@dataclass(frozen=True)
-class Figure:
-    label: str
-    measured: str
-    target: str
-    baseline: str
-    ok: bool | None  # None: reported, no target
 
 
 def rate(flags: list[bool]) -> tuple[float, float]:
@@ -568,12 +559,7 @@ def report(rows: list[Figure], results: dict[str, list[dict]], seconds: float, w
     runs = {name: len(v) for name, v in results.items()}
     print(f"\n{sum(runs.values())} simulated studies in {seconds / 60:.1f} min on {workers} workers; runs per cell:")
     print("  " + ", ".join(f"{name} {count}" for name, count in runs.items()))
-    header = f"{'figure':58} {'measured':16} {'target':11} {'baseline (same runs)':32} result"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        result = "-" if row.ok is None else "PASS" if row.ok else "FAIL"
-        print(f"{row.label:58} {row.measured:16} {row.target:11} {row.baseline:32} {result}")
+    print_figures(rows, label_width=58, target_width=11, baseline_width=32)
 
 
 def main() -> None:
@@ -595,7 +581,7 @@ def main() -> None:
             results[name].append(result)
     rows = figures(results)
     report(rows, results, time.perf_counter() - began, args.workers)
-    sys.exit(0 if all(row.ok is not False for row in rows) else 1)
+    exit_on_targets(rows)
 
 
 if __name__ == "__main__":
