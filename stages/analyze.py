@@ -1,7 +1,7 @@
 """DVC stage `analyze`: annotations -> the per-task scores export builds on (data/scores.parquet), metrics.json
 (dvc metrics), plots/ (dvc plots), reports/ (Markdown + PNG)."""
 
-from llm_feedback.analysis import analyze, json_safe
+from llm_feedback.analysis import analyze, complete_cases, json_safe
 from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.artifacts import (
     ANNOTATIONS,
@@ -19,7 +19,7 @@ from llm_feedback.params import load_params
 from llm_feedback.plot_data import write_plot_data
 from llm_feedback.report import write_metrics, write_reports
 from llm_feedback.stage import run_stage
-from llm_feedback.stopping import rounds_summary, stopping
+from llm_feedback.stopping import rounds_summary, stopping_on
 
 
 def main() -> str:
@@ -27,9 +27,8 @@ def main() -> str:
     paths = params.paths
     receipt = read_receipt(paths.push_receipt)
     generations = read_table(paths.generations, GENERATIONS)
-    annotations = read_table(paths.annotations, ANNOTATIONS)
     result = analyze(
-        annotations=annotations,
+        annotations=read_table(paths.annotations, ANNOTATIONS),
         generations=generations,
         compare=params.compare,
         params=params.analyze,
@@ -41,11 +40,10 @@ def main() -> str:
     )
     metrics, line = result.metrics, result.line()
     if receipt.rounds:  # a look after every round: the same anytime-valid decision push stops the rounds on
-        stop = stopping(
-            annotations=annotations,
-            generations=generations,
+        stop = stopping_on(
+            complete_cases(result.scores, params.compare),
             compare=params.compare,
-            params=params.analyze,
+            confidence=params.analyze.confidence,
             receipt=receipt,
         )
         rounds, decision = rounds_summary(stop, receipt)

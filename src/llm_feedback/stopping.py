@@ -15,6 +15,7 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from llm_feedback.analysis import (
@@ -49,6 +50,11 @@ def stopping(
     rows, _ = without_annotators(rows, params.exclude_annotators)
     submitted, _ = current_scores(rows, generations)
     complete = complete_cases(aggregate_scores(submitted, params.aggregate), compare)
+    return stopping_on(complete, compare=compare, confidence=params.confidence, receipt=receipt)
+
+
+def stopping_on(complete: pd.DataFrame, *, compare: list[str], confidence: float, receipt: Receipt) -> Stopping:
+    """The same from analyze's complete cases ((tasks, models) per-task scores), when they are at hand."""
     sampling = receipt.sampling()
     rounds = np.array([sampling.get(task, (0, 1.0))[0] for task in complete.index], dtype=np.int64)
     weights = 1 / np.array([sampling.get(task, (0, 1.0))[1] for task in complete.index], dtype=np.float64)
@@ -57,7 +63,7 @@ def stopping(
     pairs = {}
     for first, second in itertools.combinations(compare, 2):
         values = weights * (complete[first] - complete[second]).to_numpy(dtype=np.float64)
-        looks = running(values, rounds=rounds, confidence=params.confidence, planned_tasks=planned)
+        looks = running(values, rounds=rounds, confidence=confidence, planned_tasks=planned)
         pairs[f"{first}_vs_{second}"] = looks[-1] if looks else Interval(None, None, None)
     return Stopping(pairs)
 
