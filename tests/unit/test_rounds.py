@@ -24,6 +24,7 @@ from llm_feedback.annotation.rounds import (
 )
 from llm_feedback.artifacts import JUDGE_PAIRWISE, JUDGMENTS
 from llm_feedback.errors import InputError
+from tests.unit.test_annotation_units import RECEIPT
 
 SEEDS = 4000
 
@@ -162,18 +163,6 @@ def test_the_round_line_says_what_was_published_or_what_it_waits_for() -> None:
     assert RoundStatus(0, 0, 0, 0, 0, 0).line() == "no round drawn: every task is already published"
 
 
-RECEIPT = {
-    "url": "http://x",
-    "workspace": "w",
-    "dataset": "d",
-    "dataset_id": "id",
-    "models": ["a", "b"],
-    "records": 2,
-    "settings_hash": "s",
-    "content_hash": "c",
-    "version": 1,
-    "blinding": {"r1": {"task_id": "t1", "models": ["b", "a"]}, "r2": {"task_id": "t2", "models": ["a", "b"]}},
-}
 ROUNDS = [
     {"round": 1, "tasks": 8, "expected": 2.0, "drawn": 1, "seed": 42},
     {"round": 2, "tasks": 8, "expected": 4.0, "drawn": 1, "seed": 42},
