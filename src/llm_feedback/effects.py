@@ -36,8 +36,14 @@ def estimate_effects(rows: pd.DataFrame, *, confidence: float) -> Effects:
         return Effects.empty()
     import statsmodels.api as sm
 
+    reference_annotator = _most_frequent(rows["annotator"])
     design = pd.concat(
-        [_dummies(rows, "model"), _dummies(rows, "position"), _dummies(rows, "annotator")], axis=1
+        [
+            _dummies(rows, "model", _most_frequent(rows["model"])),
+            _dummies(rows, "position", rows["position"].min()),  # effects are measured against the first position
+            _dummies(rows, "annotator", reference_annotator),
+        ],
+        axis=1,
     ).astype(float)
     tasks = rows["task_id"].to_numpy()
     within = design - design.groupby(tasks).transform("mean")
@@ -65,7 +71,7 @@ def estimate_effects(rows: pd.DataFrame, *, confidence: float) -> Effects:
         position[p] = contrast(pd.Series({name: 1.0})) if name in coef else Interval(None, None, None)
     return Effects(
         position=position,
-        leniency=_leniency(rows, identified, contrast),
+        leniency=_leniency(rows, identified, contrast, reference_annotator),
         position_shift=_position_shift(rows, position),
     )
 
@@ -83,24 +89,25 @@ def _independent(design: np.ndarray) -> list[int]:
     return kept
 
 
-def _dummies(rows: pd.DataFrame, column: str, reference=None) -> pd.DataFrame:
-    """Indicator columns for every level but the reference, which the others are measured against: by default the
-    most frequent level, so that it shares tasks with the others."""
-    frequency = rows[column].value_counts()
-    if reference is None:
-        reference = min(frequency.index[frequency == frequency.max()], key=str)
+def _most_frequent(values: pd.Series):
+    """A reference level that shares tasks with the others: the most frequent (ties: the first by name)."""
+    frequency = values.value_counts()
+    return min(frequency.index[frequency == frequency.max()], key=str)
+
+
+def _dummies(rows: pd.DataFrame, column: str, reference) -> pd.DataFrame:
+    """Indicator columns for every level but `reference`, which the others are measured against."""
     values = rows[column].to_numpy()
-    levels = sorted((level for level in frequency.index if level != reference), key=str)
+    levels = sorted((level for level in rows[column].unique() if level != reference), key=str)
     return pd.DataFrame({f"{column}={level}": values == level for level in levels}, index=rows.index)
 
 
-def _leniency(rows: pd.DataFrame, identified: pd.Index, contrast) -> dict[str, Interval]:
+def _leniency(rows: pd.DataFrame, identified: pd.Index, contrast, reference) -> dict[str, Interval]:
     """Offsets from the average annotator (of those whose offset is estimable: they share tasks with others)."""
     annotators = sorted(rows["annotator"].unique(), key=str)
     names = {a: f"annotator={a}" for a in annotators}
     coded = [a for a in annotators if names[a] in identified]
-    reference = [a for a in annotators if names[a] not in _dummies(rows, "annotator").columns]
-    estimable = reference + coded
+    estimable = [reference, *coded]
     if len(estimable) < 2:
         return {str(a): Interval(None, None, None) for a in annotators}
     result = {}

@@ -243,3 +243,11 @@ def test_in_rounds_the_judge_assisted_estimate_takes_the_last_fully_rated_round_
     assert list(tasks) == ["t1", "t2", "t3", "t4"]
     assert probability.to_dict() == {"t1": 1.0, "t2": 0.5, "t3": 1.0, "t4": 0.5}, "chances by the last round"
     assert _design(rated, {})[1] is None, "outside rounds: a uniform sample"
+
+
+def test_position_effects_are_measured_against_the_first_position_even_when_it_is_scored_less_often() -> None:
+    rows = within_task_rows(300, position_effect=1.0, seed=9)
+    unscored = (rows["position"] == 1) & (np.random.default_rng(0).random(len(rows)) < 0.3)  # left blank
+    effects = estimate_effects(rows[~unscored], confidence=0.95)
+    assert effects.position[1] == Interval(0.0, 0.0, 0.0)
+    assert effects.position[2].low < 1.0 < effects.position[2].high
