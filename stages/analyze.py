@@ -27,13 +27,14 @@ def main() -> str:
     paths = params.paths
     receipt = read_receipt(paths.push_receipt)
     generations = read_table(paths.generations, GENERATIONS)
+    judgments = read_optional(paths.judgments, JUDGMENTS)
     result = analyze(
         annotations=read_table(paths.annotations, ANNOTATIONS),
         generations=generations,
         compare=params.compare,
         params=params.analyze,
         records=receipt.records,
-        judgments=read_optional(paths.judgments, JUDGMENTS),
+        judgments=judgments,
         executions=read_optional(paths.executions, EXECUTIONS),
         judge_pairwise=read_optional(paths.judge_pairwise, JUDGE_PAIRWISE),
         chances=receipt.chances(),
@@ -45,6 +46,7 @@ def main() -> str:
             compare=params.compare,
             confidence=params.analyze.confidence,
             receipt=receipt,
+            judgments=judgments,
         )
         rounds, decision = rounds_summary(stop, receipt)
         metrics, line = {**metrics, "rounds": rounds}, f"{decision}; {line}"

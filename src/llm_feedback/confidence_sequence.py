@@ -1,6 +1,5 @@
-"""Anytime-valid confidence sequences for the mean of per-task values (a pair's per-task score differences, or the
-per-task terms of a prediction-powered estimate), so that "decided" may be checked after every annotation round
-without raising the chance of a false decision.
+"""The boundary of the anytime-valid confidence sequences (round_sequence.py) for a pair's difference, so that
+"decided" may be checked after every annotation round without raising the chance of a false decision.
 
 A fixed-n interval looked at after each of 20 rounds excludes a true difference of 0 at some look far more often than
 its nominal 5%; a confidence sequence covers the mean at every look at once, however many looks there are and
@@ -17,9 +16,10 @@ and Sekhon 2021). It is chosen over a betting confidence sequence for values in 
 2023), which is exact at any n, because:
 - it needs a finite variance, not known bounds, so it also serves prediction-powered terms, whose inverse-probability
   weights take them far outside the score range;
-- at a look it depends on the data only through n, the sum and the sum of squares: the order of tasks within a round
-  does not matter, and the whole sequence can be recomputed from each task's round (`running`), with no state kept
-  between runs;
+- at a look it depends on the data only through the estimate and its variance: the order of tasks within a round
+  does not matter, the whole sequence can be recomputed from each task's round with no state kept between runs, and
+  the same boundary serves any estimate whose errors over the looks behave as a Brownian motion's mean
+  (round_sequence.py: weighted rounds, a judge's help);
 - it is a closed form, O(1) per look, where betting needs a grid of candidate means updated task by task.
 Its validity is asymptotic (the error rate tends to alpha as the first look grows), so it starts at MIN_TASKS; on
 rounded scores with 20 looks of 20-50 tasks it decides falsely in about 1.3% of runs at 95% confidence (a t or BCa
@@ -33,7 +33,6 @@ pandas. The boundary is checked in the tests against a numeric integration of th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,7 +47,7 @@ def mixture_rho(*, planned_tasks: float, confidence: float) -> float:
     """The mixture's spread that makes the sequence narrowest (to within 0.01%) after `planned_tasks` tasks: rho^2 =
     (2 log(1/alpha) + log(1 + 2 log(1/alpha))) / planned_tasks. Misjudging them by a factor of 4 either way widens
     the sequence at the true count by at most 8%."""
-    _check(confidence=confidence, planned_tasks=planned_tasks)
+    check_settings(confidence=confidence, planned_tasks=planned_tasks)
     level = 2 * math.log(1 / (1 - confidence))
     return math.sqrt((level + math.log1p(level)) / planned_tasks)
 
@@ -61,95 +60,13 @@ def radius(*, tasks: np.ndarray | int, sd: np.ndarray | float, confidence: float
     return np.asarray(sd) * np.sqrt(2 * spread / (n**2 * rho2) * np.log(np.sqrt(spread) / (1 - confidence)))
 
 
-@dataclass(kw_only=True)
-class ConfidenceSequence:
-    """The sequence updated round by round. The state is the running count, mean and sum of squared deviations
-    (merged by Chan's formula, stable for any number of tasks) and the interval so far: each look intersects the new
-    interval with it, so the interval only shrinks, which keeps the same coverage (the sequence covers at every look
-    at once, so it covers in their intersection). Should a new interval fall wholly outside the old one (possible
-    only where the sequence has already missed), the interval becomes the old one's edge on that side."""
-
-    confidence: float
-    planned_tasks: float
-    tasks: int = field(default=0, init=False)
-    looks: int = field(default=0, init=False)
-    mean: float = field(default=0.0, init=False)
-    squares: float = field(default=0.0, init=False)  # sum of squared deviations from the mean
-    low: float = field(default=-math.inf, init=False)
-    high: float = field(default=math.inf, init=False)
-
-    def __post_init__(self) -> None:
-        _check(confidence=self.confidence, planned_tasks=self.planned_tasks)
-
-    def update(self, values: np.ndarray) -> Interval:
-        """Add one round's values and look; a round with no values changes nothing and is no look."""
-        values = _finite(values)
-        if values.size:
-            count, mean = values.size, float(values.mean())
-            total = self.tasks + count
-            delta = mean - self.mean
-            self.squares += float(np.sum((values - mean) ** 2)) + delta**2 * self.tasks * count / total
-            self.mean += delta * count / total
-            self.tasks = total
-            self.looks += 1
-            if total >= MIN_TASKS:
-                half = float(
-                    radius(tasks=total, sd=self.sd, confidence=self.confidence, planned_tasks=self.planned_tasks)
-                )
-                low, high = max(self.low, self.mean - half), min(self.high, self.mean + half)
-                if low > high:
-                    low = high = self.high if self.mean - half > self.high else self.low
-                self.low, self.high = low, high
-        return self.interval
-
-    @property
-    def sd(self) -> float:
-        return math.sqrt(self.squares / (self.tasks - 1)) if self.tasks >= 2 else math.nan
-
-    @property
-    def interval(self) -> Interval:
-        if self.tasks < MIN_TASKS:
-            return Interval(self.mean if self.tasks else None, None, None)
-        return Interval(self.mean, self.low, self.high)
-
-
-def confidence_sequence(values: np.ndarray, *, confidence: float, planned_tasks: float) -> Interval:
-    """The sequence's interval after all of `values`, as one look."""
-    sequence = ConfidenceSequence(confidence=confidence, planned_tasks=planned_tasks)
-    return sequence.update(values)
-
-
-def running(values: np.ndarray, *, rounds: np.ndarray, confidence: float, planned_tasks: float) -> list[Interval]:
-    """The sequence at a look after each round, in increasing order of `rounds` (each value's round), each interval
-    the intersection of all so far."""
-    values = _finite(values)
-    rounds = np.asarray(rounds)
-    if rounds.shape != values.shape:
-        raise ValueError(f"rounds: {rounds.shape[0] if rounds.ndim else 0} entries for {values.size} values")
-    sequence = ConfidenceSequence(confidence=confidence, planned_tasks=planned_tasks)
-    if not values.size:
-        return []
-    order = np.argsort(rounds, kind="stable")
-    _, starts = np.unique(rounds[order], return_index=True)
-    return [sequence.update(chunk) for chunk in np.split(values[order], starts[1:])]
-
-
 def decided(interval: Interval) -> bool:
     """Whether the interval excludes 0."""
     return interval.low is not None and interval.high is not None and (interval.low > 0 or interval.high < 0)
 
 
-def _check(*, confidence: float, planned_tasks: float) -> None:
+def check_settings(*, confidence: float, planned_tasks: float) -> None:
     if not 0 < confidence < 1:
         raise ValueError(f"confidence: {confidence} is not between 0 and 1")
     if not planned_tasks >= 1:
         raise ValueError(f"planned_tasks: {planned_tasks} is not at least 1")
-
-
-def _finite(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1:
-        raise ValueError(f"values: shape {values.shape}, not one value per task")
-    if not np.isfinite(values).all():
-        raise ValueError(f"values: {int(np.sum(~np.isfinite(values)))} not finite")
-    return values

@@ -30,15 +30,7 @@ def judge_assisted(
     """`humans`: (tasks, models) per-task human scores of the complete cases; `chances`: the push receipt's, when
     records were published in rounds (empty: the rated tasks are taken for a uniform random sample). None without
     enough of both."""
-    judged = judgments.select(["task_id", "model", "score"]).to_pandas().dropna(subset=["score"])
-    judge = (
-        judged[judged["model"].isin(models)]
-        .drop_duplicates(["task_id", "model"], keep="last")
-        .pivot(index="task_id", columns="model", values="score")
-        .reindex(columns=models)
-        .dropna()
-        .astype(float)
-    )
+    judge = judge_scores(judgments, models)
     labelled, sampling_probability = _design(humans.index.intersection(judge.index), chances)
     if len(labelled) < MIN_LABELLED:
         return None
@@ -69,6 +61,19 @@ def judge_assisted(
         fit = estimate(*difference)
         result["pairwise"][f"{models[i]}_vs_{models[j]}"] = _entry(fit, "difference")
     return result
+
+
+def judge_scores(judgments: pa.Table, models: list[str]) -> pd.DataFrame:
+    """(tasks, models) the judge's score of each compared answer, on the tasks where it scored every one."""
+    judged = judgments.select(["task_id", "model", "score"]).to_pandas().dropna(subset=["score"])
+    return (
+        judged[judged["model"].isin(models)]
+        .drop_duplicates(["task_id", "model"], keep="last")
+        .pivot(index="task_id", columns="model", values="score")
+        .reindex(columns=models)
+        .dropna()
+        .astype(float)
+    )
 
 
 def _design(rated: pd.Index, chances: dict[str, tuple[int, list[float]]]) -> tuple[pd.Index, pd.Series | None]:

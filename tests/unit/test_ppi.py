@@ -20,47 +20,26 @@ from scipy.stats import binom, pearsonr
 
 from llm_feedback.artifacts import JUDGMENTS
 from llm_feedback.ppi import judge_human_correlations, ppi_mean
-from llm_feedback.testing.simulated_study import Annotator, Judge, Population, Simulated, simulate
+from llm_feedback.testing.simulated_study import (
+    JUDGE_QUALITIES,
+    JUDGED_PAIR,
+    Judge,
+    Simulated,
+    per_task_scores,
+    simulate,
+)
 
 SURE = 0.001  # the chance a procedure on target still falls outside a band, per side
 TASKS = 400  # per replicate study; humans rate a quarter of them
 REPLICATES = 400
-# two models 0.3 apart; each answer has its own quality (sd 1) that annotators and judge both see; one annotator per
-# task from three of different leniency
-BASE = Population(
-    tasks=TASKS,
-    means={"a": 4.0, "b": 3.7},
-    annotators={
-        "harsh": Annotator(leniency=-0.5, noise=0.4),
-        "fair": Annotator(noise=0.4),
-        "lenient": Annotator(leniency=0.5, noise=0.4),
-    },
-    annotators_per_task=1,
-    task_sd=1.0,
-    answer_sd=1.0,
-)
-# judges whose per-task differences correlate about 0.8, 0.5 and 0.2 with the humans', each with a bias of its own;
+BASE = dataclasses.replace(JUDGED_PAIR, tasks=TASKS)
 # and one blind to every task and answer
-JUDGES = {
-    "0.8": Judge(bias={"a": 0.6, "b": -0.2}, noise=0.35),
-    "0.5": Judge(bias={"a": 0.6}, noise=1.45),
-    "0.2": Judge(bias={"a": 0.6}, noise=4.0),
-    "useless": Judge(bias={"a": 0.6}, task_weight=0.0, answer_weight=0.0),
-}
+JUDGES = {**JUDGE_QUALITIES, "useless": Judge(bias={"a": 0.6}, task_weight=0.0, answer_weight=0.0)}
 
 
 def band(replicates: int, low: float, high: float) -> tuple[float, float]:
     """The shares of `replicates` runs consistent with a true rate in [low, high]."""
     return binom.ppf(SURE, replicates, low) / replicates, binom.isf(SURE, replicates, high) / replicates
-
-
-def per_task(study: Simulated) -> tuple[np.ndarray, np.ndarray]:
-    """(tasks, models) mean submitted human scores and judge scores, tasks in order."""
-    rows = study.annotations.to_pandas()
-    rows = rows[rows["status"] == "submitted"]
-    human = rows.groupby(["task_id", "model"])["score"].mean().unstack()[study.compare]
-    judged = study.judgments.to_pandas().pivot(index="task_id", columns="model", values="score")
-    return human.to_numpy(float), judged.loc[human.index, study.compare].to_numpy(float)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +56,7 @@ class Replicates:
 def replicates(judge: Judge, *, tasks: int = TASKS, count: int = REPLICATES, seed: int = 11) -> Replicates:
     """`count` independent studies of `tasks` tasks, drawn as one study of count x tasks (tasks are independent)."""
     study = simulate(dataclasses.replace(BASE, tasks=tasks * count, judge=judge), seed=seed)
-    human, judged = per_task(study)
+    human, judged = per_task_scores(study)
     shape = (count, tasks, len(study.compare))
     return Replicates(human.reshape(shape), judged.reshape(shape), study)
 

@@ -131,7 +131,9 @@ def push(
                 previous=kept,
                 judgments=judgments,
                 judge_pairwise=judge_pairwise,
-                decided=lambda: kept is not None and _decided(params, receipt=kept, generations=generations),
+                decided=lambda: (
+                    kept is not None and _decided(params, receipt=kept, generations=generations, judgments=judgments)
+                ),
             )
             if settings.round_size is not None
             else _Rounds.whole(built.records, server, kept, settings.on_annotated_change)
@@ -266,15 +268,21 @@ class _Rounds:
         return {"round": number, "probabilities": since}
 
 
-def _decided(params: Params, *, receipt: Receipt, generations: pa.Table) -> bool:
-    """Every compared pair decided on the human scores of the rounds so far, read back from the server as pull reads
-    them (analysis and its statistics load only when a round is done)."""
+def _decided(params: Params, *, receipt: Receipt, generations: pa.Table, judgments: pa.Table | None) -> bool:
+    """Every compared pair decided on the human scores of the rounds so far (with the judge's, when it scored the
+    tasks), read back from the server as pull reads them (analysis and its statistics load only when a round is
+    done)."""
     from llm_feedback.annotation.pull import pull
     from llm_feedback.stopping import stopping
 
     annotations = pull(params, receipt=receipt).table
     found = stopping(
-        annotations=annotations, generations=generations, compare=params.compare, params=params.analyze, receipt=receipt
+        annotations=annotations,
+        generations=generations,
+        compare=params.compare,
+        params=params.analyze,
+        receipt=receipt,
+        judgments=judgments,
     )
     return found.decided
 

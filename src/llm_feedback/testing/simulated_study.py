@@ -131,6 +131,39 @@ class Simulated:
     judgments: pa.Table | None = None
 
 
+# The population of the judge-assisted studies (tests of ppi.py and round_sequence.py, bench/labels.py): two models
+# 0.3 apart; each answer has its own quality (sd 1) that annotators and judge both see; one annotator per task from
+# three of different leniency.
+JUDGED_PAIR = Population(
+    tasks=1,
+    means={"a": 4.0, "b": 3.7},
+    annotators={
+        "harsh": Annotator(leniency=-0.5, noise=0.4),
+        "fair": Annotator(noise=0.4),
+        "lenient": Annotator(leniency=0.5, noise=0.4),
+    },
+    annotators_per_task=1,
+    task_sd=1.0,
+    answer_sd=1.0,
+)
+# Judges of JUDGED_PAIR whose per-task differences correlate about 0.8, 0.5 and 0.2 with the humans', each with a
+# bias of its own.
+JUDGE_QUALITIES = {
+    "0.8": Judge(bias={"a": 0.6, "b": -0.2}, noise=0.35),
+    "0.5": Judge(bias={"a": 0.6}, noise=1.45),
+    "0.2": Judge(bias={"a": 0.6}, noise=4.0),
+}
+
+
+def per_task_scores(study: Simulated) -> tuple[np.ndarray, np.ndarray]:
+    """(tasks, models) the mean submitted human scores and the judge's scores, tasks in order."""
+    rows = study.annotations.to_pandas()
+    rows = rows[rows["status"] == "submitted"]
+    human = rows.groupby(["task_id", "model"])["score"].mean().unstack()[study.compare]
+    judged = study.judgments.to_pandas().pivot(index="task_id", columns="model", values="score")
+    return human.to_numpy(float), judged.loc[human.index, study.compare].to_numpy(float)
+
+
 def simulate(population: Population, *, seed: int | None = None) -> Simulated:
     """One study drawn from `population` (with `seed` in place of the population's own, for replicates)."""
     seed = population.seed if seed is None else seed
