@@ -8,26 +8,19 @@ each answer an own quality of sd 1 that annotators and judge both see, one annot
 Two kinds of judge: `even`, whose noise is the same on every task (the test's judges), and `blind`, which on a share
 of tasks cannot tell the answers apart and scores them alike (`Judge.blind_share`): its errors are largest where its
 scores sit closest, which is what active selection bets on. Every estimate and draw is the library's: `ppi_mean`,
-rounds.py's `judge_uncertainty`, `active_weights`, `draw_look` and `next_round`, and `ConfidenceSequence`.
+rounds.py's `judge_uncertainty`, `active_weights`, `draw_look` and `next_round`, and round_sequence.py's sequence.
 
 1. Labels for a target width (2 models): the mean width of the pair's 95% interval over the replicates, at several
    label counts, for (a) random tasks + humans alone, (b) random tasks + PPI++, (c) active tasks (one round of
    rounds.py's active draw, chances known) + PPI with those chances, and (d) active tasks + humans alone (weighted);
    the labels each needs to reach the width (a) has at 400 labels, by log-log interpolation, and the saving against
    (a). Target: (c) saves at least 40% with the 0.8 judge. Coverage of (c) is shown as a check of its validity.
-2. Labels to decide (gap 0.3; 3 models: a, b, c 0.3 apart in turn): rounds of 50 random tasks (rounds.py's draw),
-   a look after each, until every pair's confidence sequence (95%, planned for all 1,000 tasks, as push plans it)
-   excludes 0: (a) on the human differences, as push's stop rule does; (b) on PPI terms. The PPI sequence is kept
-   anytime-valid by splitting: round 1's labels only fix lam (ppi_mean's power tuning on them), then every later
-   label gives human - lam * judge + lam * mean(judge, all tasks), terms of one fixed mean, fed to a 96% sequence;
-   lam times the judge's mean's own error (99% normal bound, one fixed draw) widens it, so the two together hold
-   95% at every look. Beside it, "these tasks": the same terms in a 95% sequence without that widening, valid for
-   the mean over the 1,000 judged tasks (which the judge's mean fixes) rather than over all tasks they stand for;
-   the false decisions below show what that costs against a truth of 0. Active selection is not run here: with
-   rounds' chances changing from round to round, its weighted terms are not a stream of one mean, and no clean
-   anytime-valid form was built; part 1 measures it at a fixed count only. A run that never decides counts all
-   1,000 labels (the share is shown). With no true difference
-   (2 models), the share of runs falsely decided at some look: target at most 5%.
+2. Labels to decide (gap 0.3; 3 models: a, b, c 0.3 apart in turn): rounds of 50 tasks drawn by rounds.py's
+   next_round, a look after each, until every pair's sequence (round_sequence.py, 95%, planned for all 1,000 tasks,
+   as push and analyze run it) excludes 0: (a) random rounds, humans alone; (b) random rounds with the judge on every
+   task (prediction-powered); (c) active rounds with the judge. A run that never decides counts all 1,000 labels
+   (the share is shown). With no true difference (2 models), the share of runs falsely decided at some look, for
+   each of (a)-(c): target at most 5%.
 
 Run from the project root (about 3 minutes on 2 cores; `--scale 0.1` for a rough look):
 
@@ -47,14 +40,22 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-from scipy.special import ndtri
 from tqdm import tqdm
 
 from bench.figures import Figure, exit_on_targets, print_figures
 from llm_feedback.annotation.rounds import active_weights, draw_look, judge_uncertainty, next_round
-from llm_feedback.confidence_sequence import ConfidenceSequence, decided
+from llm_feedback.confidence_sequence import decided
 from llm_feedback.ppi import judge_human_correlations, ppi_mean
-from llm_feedback.testing.simulated_study import Annotator, Judge, Population, Simulated, simulate, with_difference
+from llm_feedback.round_sequence import Labels, by_round, round_sequence
+from llm_feedback.testing.simulated_study import (
+    JUDGE_QUALITIES,
+    JUDGED_PAIR,
+    Judge,
+    Simulated,
+    per_task_scores,
+    simulate,
+    with_difference,
+)
 
 TASKS = 1000
 CONFIDENCE = 0.95
@@ -62,34 +63,21 @@ REFERENCE = 400  # (a)'s width at this many labels is the target width
 GRID = (100, 150, 200, 250, 300, 400, 500, 600, 700)
 ROUND = 50
 CHUNK = 20  # replicates simulated at once, as one study
-SPLIT = 0.01  # of the 5% error: the judge's mean's share; the sequence gets the rest
 SAVING = 0.40
 
-TWO = Population(
-    tasks=TASKS,
-    means={"a": 4.0, "b": 3.7},
-    annotators={
-        "harsh": Annotator(leniency=-0.5, noise=0.4),
-        "fair": Annotator(noise=0.4),
-        "lenient": Annotator(leniency=0.5, noise=0.4),
-    },
-    annotators_per_task=1,
-    task_sd=1.0,
-    answer_sd=1.0,
-)
+TWO = dataclasses.replace(JUDGED_PAIR, tasks=TASKS)
 GAP = with_difference(TWO, difference=0.3)
 THREE = dataclasses.replace(TWO, means={"a": 4.0, "b": 3.7, "c": 3.4})
 NULL = dataclasses.replace(TWO, means={"a": 3.85, "b": 3.85})
 BIAS = {"a": 0.6, "b": -0.2}
 JUDGES = {  # per-difference correlation about 0.8, 0.5, 0.2; `even`: the tests' judges, `blind`: calibrated alike
-    ("even", "0.8"): Judge(bias=BIAS, noise=0.35),
-    ("even", "0.5"): Judge(bias={"a": 0.6}, noise=1.45),
-    ("even", "0.2"): Judge(bias={"a": 0.6}, noise=4.0),
+    **{("even", quality): judge for quality, judge in JUDGE_QUALITIES.items()},
     ("blind", "0.8"): Judge(bias=BIAS, noise=0.2, blind_share=0.1),
     ("blind", "0.5"): Judge(bias=BIAS, noise=0.35, blind_share=0.6),
     ("blind", "0.2"): Judge(bias=BIAS, noise=0.35, blind_share=0.92),
 }
 QUALITIES = ("0.8", "0.5", "0.2")
+METHODS = {"humans": ("random", False), "random+PPI": ("random", True), "active+PPI": ("active", True)}
 
 
 @dataclass(frozen=True)
@@ -104,22 +92,13 @@ class Job:
 POPULATIONS = {"two": TWO, "gap": GAP, "three": THREE, "null": NULL}
 
 
-def per_task(study: Simulated) -> tuple[np.ndarray, np.ndarray]:
-    """(tasks, models) mean submitted human scores and judge scores, tasks in order."""
-    rows = study.annotations.to_pandas()
-    rows = rows[rows["status"] == "submitted"]
-    human = rows.groupby(["task_id", "model"])["score"].mean().unstack()[study.compare]
-    judged = study.judgments.to_pandas().pivot(index="task_id", columns="model", values="score")
-    return human.to_numpy(float), judged.loc[human.index, study.compare].to_numpy(float)
-
-
 def run(job: Job) -> tuple[Job, dict]:
     population = dataclasses.replace(
         POPULATIONS[job.population], tasks=TASKS * CHUNK, judge=JUDGES[job.kind, job.quality]
     )
     seed = zlib.crc32(repr(job).encode())  # the same seeds in every run and process
     study = simulate(population, seed=seed)
-    human, judge = per_task(study)
+    human, judge = per_task_scores(study)
     models = study.compare
     correlations = judge_human_correlations(human=human, judge=judge)
     shape = (CHUNK, TASKS, len(models))
@@ -177,49 +156,41 @@ def judgments(ids: list[str], models: list[str], judge: np.ndarray) -> pa.Table:
 
 
 def labels_to_decide(human: np.ndarray, judge: np.ndarray, models: list[str], seed: int, study: Simulated) -> dict:
-    """Labels until every pair is decided by (a) the human-only sequence and (b) the split PPI sequence, over rounds
-    of ROUND random tasks; TASKS when never."""
+    """Labels until every pair is decided by round_sequence.py's sequence, over rounds of ROUND tasks drawn by
+    rounds.py: (a) random rounds, humans alone (push's rule without a judge); (b) random rounds with the judge;
+    (c) active rounds with the judge; TASKS when never."""
     ids = [f"task-{i:06d}" for i in range(TASKS)]
-    index = {task: i for i, task in enumerate(ids)}
-    even = dict.fromkeys(ids, 1.0)
-    chances: dict = {}
-    rounds = []
-    for number in range(1, math.ceil(TASKS / ROUND) + 1):
-        look, chances = next_round(chances, weights=even, number=number, round_size=ROUND, seed=seed)
-        rounds.append(np.array([index[t] for t in look.drawn], dtype=np.int64))
-    pairs = list(itertools.combinations(range(len(models)), 2))
-    human_sequences = {p: ConfidenceSequence(confidence=CONFIDENCE, planned_tasks=TASKS) for p in pairs}
-    ppi_sequences = {p: ConfidenceSequence(confidence=CONFIDENCE - SPLIT, planned_tasks=TASKS) for p in pairs}
-    task_sequences = {p: ConfidenceSequence(confidence=CONFIDENCE, planned_tasks=TASKS) for p in pairs}
-    z = float(ndtri(1 - SPLIT / 2))
-    lams, slack = {}, {}
-    for pair in pairs:
-        dh, dj = human[:, pair[0]] - human[:, pair[1]], judge[:, pair[0]] - judge[:, pair[1]]
-        first = rounds[0]
-        lams[pair] = ppi_mean(human=dh[first], judge_labeled=dj[first], judge_all=dj, confidence=CONFIDENCE).lam
-        slack[pair] = lams[pair] * z * float(dj.std(ddof=1)) / math.sqrt(TASKS)
-    result = {"human": None, "ppi": None, "ppi_tasks": None}
-    labelled = 0
-    for number, drawn in enumerate(rounds, start=1):
-        labelled += drawn.size
-        human_done, ppi_done, tasks_done = True, True, number > 1
-        for pair in pairs:
-            dh, dj = human[:, pair[0]] - human[:, pair[1]], judge[:, pair[0]] - judge[:, pair[1]]
-            human_done &= decided(human_sequences[pair].update(dh[drawn]))
-            if number > 1:
-                lam = lams[pair]
-                terms = dh[drawn] - lam * dj[drawn] + lam * float(dj.mean())
-                interval = ppi_sequences[pair].update(terms)
-                ppi_done &= interval.low is not None and (
-                    interval.low - slack[pair] > 0 or interval.high + slack[pair] < 0
-                )
-                tasks_done &= decided(task_sequences[pair].update(terms))
-            else:
-                ppi_done = False
-        for name, done in (("human", human_done), ("ppi", ppi_done), ("ppi_tasks", tasks_done)):
-            if done and result[name] is None:
-                result[name] = labelled
-    return {name: (TASKS, False) if value is None else (value, True) for name, value in result.items()}
+    designs = {
+        "random": dict.fromkeys(ids, 1.0),
+        "active": active_weights(judge_uncertainty(ids, models=models, judgments=judgments(ids, models, judge))),
+    }
+    last = math.ceil(TASKS / ROUND)
+    drawn = {}
+    for select, weights in designs.items():
+        chances: dict = {}
+        for number in range(1, last + 1):
+            _, chances = next_round(chances, weights=weights, number=number, round_size=ROUND, seed=seed)
+        tasks = sorted(chances)
+        first, matrix = by_round(chances, tasks=tasks, last=last)
+        drawn[select] = (np.array([int(task[5:]) for task in tasks]), first, matrix)
+    result = {}
+    for name, (select, assisted) in METHODS.items():
+        order, first, matrix = drawn[select]
+        done = np.ones(last, dtype=bool)
+        for a, b in itertools.combinations(range(len(models)), 2):
+            dh, dj = human[:, a] - human[:, b], judge[:, a] - judge[:, b]
+            labels = Labels(human=dh[order], judge=dj[order] if assisted else None, first_round=first, chances=matrix)
+            looks = round_sequence(
+                labels,
+                judge_mean=float(dj.mean()) if assisted else None,
+                tasks=TASKS,
+                confidence=CONFIDENCE,
+                planned_tasks=TASKS,
+            )
+            done &= np.array([decided(interval) for interval in looks])
+        hit = np.flatnonzero(done)
+        result[name] = (int(np.sum(first <= hit[0] + 1)), True) if hit.size else (TASKS, False)
+    return result
 
 
 def needed(labels: np.ndarray, width: np.ndarray, target: float) -> float:
@@ -285,17 +256,20 @@ def decide_figures(results: dict) -> list[Figure]:
             reps = [r for c in chunks for r in c["replicates"]]
             if not reps:
                 continue
-            human = np.mean([r["human"][0] for r in reps])
-            undecided = np.mean([not r["human"][1] for r in reps])
-            for name, what in (("ppi", "PPI"), ("ppi_tasks", "PPI, these tasks")):
-                ppi = np.mean([r[name][0] for r in reps])
+            human = np.mean([r["humans"][0] for r in reps])
+            undecided = np.mean([not r["humans"][1] for r in reps])
+            diffs = np.mean([c["differences"] for c in chunks])
+            for name in ("random+PPI", "active+PPI"):
+                labels = np.mean([r[name][0] for r in reps])
+                saving = 1 - labels / human
+                target = SAVING if quality == "0.8" and population == "gap" else 0.0
                 rows.append(
                     Figure(
-                        f"labels to decide, {label}, judge {quality}, {what}",
-                        f"{ppi:.0f} ({1 - ppi / human:+.0%})",
-                        "< human",
-                        f"human-only {human:.0f}; never {undecided:.0%}/{np.mean([not r[name][1] for r in reps]):.0%}",
-                        bool(ppi < human),
+                        f"labels to decide, {label}, judge {quality} (diffs {diffs:.2f}), {name}",
+                        f"{labels:.0f} ({saving:+.0%})",
+                        f">= {target:.0%} fewer" if target else "<= humans",
+                        f"humans {human:.0f}; never {undecided:.0%}/{np.mean([not r[name][1] for r in reps]):.0%}",
+                        bool(saving >= target) if target else bool(labels <= human * 1.02),
                     )
                 )
     for quality in QUALITIES:
@@ -303,7 +277,7 @@ def decide_figures(results: dict) -> list[Figure]:
         reps = [r for c in chunks for r in c["replicates"]]
         if not reps:
             continue
-        for name in ("human", "ppi", "ppi_tasks"):
+        for name in METHODS:
             flags = [r[name][1] for r in reps]
             share = float(np.mean(flags))
             slack = 2 * math.sqrt(0.05 * 0.95 / len(flags))

@@ -89,9 +89,10 @@ def test_dvc_repro_publishes_round_after_round_until_push_finds_every_pair_decid
             run(["git", "add", "-A"], repo)
             run(["git", "commit", "-qm", f"round {len(published)}"], repo)
         assert lines[-1].endswith("records done; decided: stop annotating;"), lines
-        assert analyzed[-1].startswith("analyze: decided: stop annotating; a beats b by +"), analyzed
+        assert analyzed[-1].startswith("analyze: decided: stop annotating (judge-assisted); a beats b by +"), analyzed
         metrics = json.loads((repo / "metrics.json").read_text())
         assert metrics["rounds"]["decided"] and metrics["rounds"]["pairs"]["a_vs_b"]["ci_low"] > 0
+        assert metrics["rounds"]["judge_assisted"] and metrics["rounds"]["looked_at_round"] == receipt.current_round
         assisted = metrics["judge"]["assisted"]
         assert assisted["human_tasks"] == receipt.records and assisted["judge_tasks"] == 24, assisted
         assert 10 <= receipt.records < 24, "decided before every task is published, on at least ten tasks"
