@@ -2,17 +2,20 @@
 (prediction-powered inference), tasks for humans chosen at random or where the judge is least sure (active), and
 the labels until an anytime-valid confidence sequence decides.
 
-Every replicate draws a study of 1,000 tasks from the population of tests/unit/test_ppi.py (two models 0.3 apart,
+Every replicate draws a study of 1,000 tasks from `simulated_study.JUDGED_PAIR` (two models 0.3 apart,
 each answer an own quality of sd 1 that annotators and judge both see, one annotator of three per task, noise sd
 0.4), with a judge whose per-task differences correlate about 0.8, 0.5 or 0.2 with the humans' (biased towards a).
 Two kinds of judge: `even`, whose noise is the same on every task (the test's judges), and `blind`, which on a share
 of tasks cannot tell the answers apart and scores them alike (`Judge.blind_share`): its errors are largest where its
 scores sit closest, which is what active selection bets on. Every estimate and draw is the library's: `ppi_mean`,
-rounds.py's `judge_uncertainty`, `active_weights`, `draw_look` and `next_round`, and round_sequence.py's sequence.
+rounds.py's `judge_uncertainty`, `active_weights`, `learnt_weights` and `next_round`, judge_assisted.py's
+`squared_residuals`, and round_sequence.py's sequence. Active rounds are drawn as push draws them: round 1 where the
+judge is least sure, each later one from the judge's residuals against the humans on the tasks labelled so far.
 
 1. Labels for a target width (2 models): the mean width of the pair's 95% interval over the replicates, at several
-   label counts, for (a) random tasks + humans alone, (b) random tasks + PPI++, (c) active tasks (one round of
-   rounds.py's active draw, chances known) + PPI with those chances, and (d) active tasks + humans alone (weighted);
+   label counts, for (a) random tasks + humans alone, (b) random tasks + PPI++, (c) active tasks (the first active round
+   of 50 by which that many tasks were published, chances known) + PPI with those chances, and (d) active tasks +
+   humans alone (weighted);
    the labels each needs to reach the width (a) has at 400 labels, by log-log interpolation, and the saving against
    (a). Target: (c) saves at least 40% with the 0.8 judge. Coverage of (c) is shown as a check of its validity.
 2. Labels to decide (gap 0.3; 3 models: a, b, c 0.3 apart in turn): rounds of 50 tasks drawn by rounds.py's
@@ -39,12 +42,14 @@ import zlib
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
 from bench.figures import Figure, exit_on_targets, print_figures
-from llm_feedback.annotation.rounds import active_weights, draw_look, judge_uncertainty, next_round
+from llm_feedback.annotation.rounds import Chances, active_weights, judge_uncertainty, learnt_weights, next_round
 from llm_feedback.confidence_sequence import decided
+from llm_feedback.judge_assisted import squared_residuals
 from llm_feedback.ppi import judge_human_correlations, ppi_mean
 from llm_feedback.round_sequence import Labels, by_round, round_sequence
 from llm_feedback.testing.simulated_study import (
@@ -112,33 +117,56 @@ def run(job: Job) -> tuple[Job, dict]:
     }
 
 
+def active_rounds(human: np.ndarray, judge: np.ndarray, models: list[str], seed: int) -> Chances:
+    """Every round of ROUND tasks drawn as push draws active rounds: round 1 where the judge is least sure, each
+    later one from the judge's residuals against the humans on the tasks labelled so far (rounds.py)."""
+    ids = [f"task-{i:06d}" for i in range(TASKS)]
+    uncertainty = judge_uncertainty(ids, models=models, judgments=judgments(ids, models, judge))
+    humans = pd.DataFrame(human, index=ids, columns=models)
+    judged = pd.DataFrame(judge, index=ids, columns=models)
+    chances: Chances = {}
+    for number in range(1, math.ceil(TASKS / ROUND) + 1):
+        if chances:
+            labelled = sorted(chances)
+            residuals = squared_residuals(humans.loc[labelled], judged.loc[labelled], models)
+            last = {task: since[-1] for task, (_, since) in chances.items()}
+            weights = learnt_weights(uncertainty, residuals=residuals, chances=last)
+        else:
+            weights = active_weights(uncertainty)
+        _, chances = next_round(chances, weights=weights, number=number, round_size=ROUND, seed=seed)
+    return chances
+
+
 def widths(human: np.ndarray, judge: np.ndarray, models: list[str], seed: int, study: Simulated) -> dict:
-    """Per label count of GRID: the interval widths of (a)-(d), the labels (d) and (c) drew, and whether (c) covers."""
+    """Per label count of GRID: the interval widths of (a)-(d), the labels (d) and (c) drew, and whether (c) covers.
+    (c) and (d) take the first active round by which at least that many tasks were published."""
     rng = np.random.default_rng(seed)
     truth = study.difference["a_vs_b"]
     dh, dj = human[:, 0] - human[:, 1], judge[:, 0] - judge[:, 1]
-    ids = [f"task-{i:06d}" for i in range(TASKS)]
-    index = {task: i for i, task in enumerate(ids)}
-    weights = active_weights(judge_uncertainty(ids, models=models, judgments=judgments(ids, models, judge)))
+    chances = active_rounds(human, judge, models, seed)
+    tasks = sorted(chances)
+    order = np.array([int(task[5:]) for task in tasks])
+    first, matrix = by_round(chances, tasks=tasks, last=math.ceil(TASKS / ROUND))
+    published = np.array([np.sum(first <= r) for r in range(1, matrix.shape[1] + 1)])
     out = {}
     for n in GRID:
         chosen = rng.choice(TASKS, n, replace=False)
         random = ppi_mean(human=dh[chosen], judge_labeled=dj[chosen], judge_all=dj, confidence=CONFIDENCE)
-        look = draw_look(weights, published=(), number=1, round_size=n, seed=seed)
-        drawn = np.array([index[t] for t in look.drawn])
+        by = int(np.argmax(published >= n)) + 1
+        drawn = first <= by
         active = ppi_mean(
-            human=dh[drawn],
-            judge_labeled=dj[drawn],
+            human=dh[order[drawn]],
+            judge_labeled=dj[order[drawn]],
             judge_all=dj,
             confidence=CONFIDENCE,
-            sampling_probability=np.array(list(look.drawn.values())),
+            sampling_probability=matrix[drawn, by - 1],
         )
         out[n] = {
             "a": random.human.high - random.human.low,
             "b": random.high - random.low,
             "c": active.high - active.low,
             "d": active.human.high - active.human.low,
-            "active_labels": drawn.size,
+            "active_labels": int(drawn.sum()),
             "covered": active.low <= truth <= active.high,
         }
     return out
@@ -160,16 +188,12 @@ def labels_to_decide(human: np.ndarray, judge: np.ndarray, models: list[str], se
     rounds.py: (a) random rounds, humans alone (push's rule without a judge); (b) random rounds with the judge;
     (c) active rounds with the judge; TASKS when never."""
     ids = [f"task-{i:06d}" for i in range(TASKS)]
-    designs = {
-        "random": dict.fromkeys(ids, 1.0),
-        "active": active_weights(judge_uncertainty(ids, models=models, judgments=judgments(ids, models, judge))),
-    }
     last = math.ceil(TASKS / ROUND)
+    even: Chances = {}
+    for number in range(1, last + 1):
+        _, even = next_round(even, weights=dict.fromkeys(ids, 1.0), number=number, round_size=ROUND, seed=seed)
     drawn = {}
-    for select, weights in designs.items():
-        chances: dict = {}
-        for number in range(1, last + 1):
-            _, chances = next_round(chances, weights=weights, number=number, round_size=ROUND, seed=seed)
+    for select, chances in (("random", even), ("active", active_rounds(human, judge, models, seed))):
         tasks = sorted(chances)
         first, matrix = by_round(chances, tasks=tasks, last=last)
         drawn[select] = (np.array([int(task[5:]) for task in tasks]), first, matrix)

@@ -76,6 +76,25 @@ def judge_scores(judgments: pa.Table, models: list[str]) -> pd.DataFrame:
     )
 
 
+def squared_residuals(humans: pd.DataFrame, judge: pd.DataFrame, models: list[str]) -> dict[str, float]:
+    """task -> the squared residual of the humans' per-task difference on the judge's (slope fitted by least squares,
+    at least 0), averaged over the compared pairs, on the tasks both scored: where the judge's differences miss the
+    humans'."""
+    tasks = humans.index.intersection(judge.index)
+    if len(tasks) < 2:
+        return {}
+    total = np.zeros(len(tasks))
+    pairs = list(itertools.combinations(models, 2))
+    for a, b in pairs:
+        dh = (humans.loc[tasks, a] - humans.loc[tasks, b]).to_numpy(float)
+        dj = (judge.loc[tasks, a] - judge.loc[tasks, b]).to_numpy(float)
+        dh, dj = dh - dh.mean(), dj - dj.mean()
+        spread = float(dj @ dj)
+        slope = max(float(dh @ dj) / spread, 0.0) if spread > 0 else 0.0
+        total += (dh - slope * dj) ** 2
+    return dict(zip(tasks, (total / len(pairs)).tolist(), strict=True))
+
+
 def _design(rated: pd.Index, chances: dict[str, tuple[int, list[float]]]) -> tuple[pd.Index, pd.Series | None]:
     """The labelled tasks and their chances of having been labelled. In rounds, the tasks published by round L are
     a draw with known chances (the receipt's); the labels are that draw once every one of its tasks is rated, so

@@ -50,22 +50,14 @@ class Stopping:
         return bool(self.pairs) and all(decided(interval) for interval in self.pairs.values())
 
 
-def stopping(
-    *,
-    annotations: pa.Table,
-    generations: pa.Table,
-    compare: list[str],
-    params: AnalyzeParams,
-    receipt: Receipt,
-    judgments: pa.Table | None = None,
-) -> Stopping:
-    """`annotations`: pull's rows; `receipt`: push's, for each task's round and chances of being published;
-    `judgments`: the judge stage's, when it ran."""
+def human_scores(
+    *, annotations: pa.Table, generations: pa.Table, compare: list[str], params: AnalyzeParams
+) -> pd.DataFrame:
+    """analyze's complete cases ((tasks, models) per-task scores) from pull's rows."""
     rows, _ = usable_annotations(annotations.to_pandas())
     rows, _ = without_annotators(rows, params.exclude_annotators)
     submitted, _ = current_scores(rows, generations)
-    complete = complete_cases(aggregate_scores(submitted, params.aggregate), compare)
-    return stopping_on(complete, compare=compare, confidence=params.confidence, receipt=receipt, judgments=judgments)
+    return complete_cases(aggregate_scores(submitted, params.aggregate), compare)
 
 
 def stopping_on(
@@ -76,7 +68,8 @@ def stopping_on(
     receipt: Receipt,
     judgments: pa.Table | None = None,
 ) -> Stopping:
-    """The same from analyze's complete cases ((tasks, models) per-task scores), when they are at hand."""
+    """`complete`: analyze's complete cases ((tasks, models) per-task scores, human_scores); `receipt`: push's, for
+    each task's round and chances of being published; `judgments`: the judge stage's, when it ran."""
     rounds = max(receipt.current_round, 1)
     chances = {**{task: (1, [1.0] * rounds) for task in complete.index}, **receipt.chances()}
     population = receipt.rounds[-1]["tasks"] if receipt.rounds else len(complete)

@@ -15,7 +15,7 @@ from llm_feedback.artifacts import ANNOTATIONS, text_sha
 from llm_feedback.params import AnalyzeParams
 from llm_feedback.round_sequence import Labels, round_sequence
 from llm_feedback.stats import Interval
-from llm_feedback.stopping import stopping
+from llm_feedback.stopping import Stopping, human_scores, stopping_on
 from tests.integration.annotation.annotating import make_generations, make_tasks
 
 MODELS = ["a", "b", "c"]
@@ -48,6 +48,12 @@ def rated(generations: pa.Table, scores: dict[str, list[int]], *, annotator: str
         for position, model in enumerate(MODELS, 1)
     ]
     return pa.Table.from_pylist(rows, schema=ANNOTATIONS.schema)
+
+
+def stopping(*, annotations: pa.Table, generations: pa.Table, compare, params, receipt, judgments=None) -> Stopping:
+    """What push asks when a round is done: analyze's scores from pull's rows, then the decision."""
+    complete = human_scores(annotations=annotations, generations=generations, compare=compare, params=params)
+    return stopping_on(complete, compare=compare, confidence=params.confidence, receipt=receipt, judgments=judgments)
 
 
 def receipt(tasks: list[str], chances: list[tuple[int, list[float]]], total: int) -> Receipt:

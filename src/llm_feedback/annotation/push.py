@@ -3,6 +3,7 @@ touching what someone has already answered without being told to."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -24,7 +25,14 @@ from llm_feedback.annotation.dataset_settings import (
 from llm_feedback.annotation.receipt import BlindingEntry, Receipt, RoundEntry
 from llm_feedback.annotation.record_pages import ServerRecord, list_records
 from llm_feedback.annotation.records import AnnotationRecord, build_records
-from llm_feedback.annotation.rounds import Chances, RoundStatus, active_weights, judge_uncertainty, next_round
+from llm_feedback.annotation.rounds import (
+    Chances,
+    RoundStatus,
+    active_weights,
+    judge_uncertainty,
+    learnt_weights,
+    next_round,
+)
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import Params
 
@@ -131,8 +139,8 @@ def push(
                 previous=kept,
                 judgments=judgments,
                 judge_pairwise=judge_pairwise,
-                decided=lambda: (
-                    kept is not None and _decided(params, receipt=kept, generations=generations, judgments=judgments)
+                so_far=functools.cache(  # asked only once a round is done, so kept holds it
+                    lambda: _so_far(params, receipt=kept, generations=generations, judgments=judgments)
                 ),
             )
             if settings.round_size is not None
@@ -216,10 +224,10 @@ class _Rounds:
         previous: Receipt | None,
         judgments: pa.Table | None,
         judge_pairwise: pa.Table | None,
-        decided: Callable[[], bool],
+        so_far: Callable[[], _SoFar],
     ) -> _Rounds:
         """Keep the tasks published so far up to date and, once every record of the last round is done, draw the
-        next round, unless `decided` (asked only then) says the rounds so far decide every pair. A task the receipt
+        next round, unless the rounds so far (`so_far`, asked only then) decide every pair. A task the receipt
         does not know is not published yet, even when it is on the server: a push that died after logging part of a
         round draws the same round again."""
         settings = params.annotation
@@ -235,11 +243,13 @@ class _Rounds:
         design = [record.task_id for record in built if record.task_id in chances or record.task_id not in known]
         remaining = [task for task in design if task not in chances]
         at_most = math.ceil(len(design) / settings.round_size)
-        if not remaining or done < len(last) or (entries and decided()):
+        if not remaining or done < len(last) or (entries and so_far().decided):
             stop = bool(remaining) and done == len(last)
             status = RoundStatus(len(entries), len(last), done, 0, len(remaining), at_most, decided=stop)
             return cls(current, plan, entries, chances, status)
-        weights = _weights(params, design, judgments=judgments, judge_pairwise=judge_pairwise)
+        weights = _weights(
+            params, design, judgments=judgments, judge_pairwise=judge_pairwise, so_far=so_far() if entries else None
+        )
         seed = entries[0]["seed"] if entries else settings.seed  # a new seed would unsettle every chance so far
         look = None
         while look is None or not look.drawn:  # a round may draw none: the next is drawn at once
@@ -268,33 +278,54 @@ class _Rounds:
         return {"round": number, "probabilities": since}
 
 
-def _decided(params: Params, *, receipt: Receipt, generations: pa.Table, judgments: pa.Table | None) -> bool:
-    """Every compared pair decided on the human scores of the rounds so far (with the judge's, when it scored the
-    tasks), read back from the server as pull reads them (analysis and its statistics load only when a round is
-    done)."""
-    from llm_feedback.annotation.pull import pull
-    from llm_feedback.stopping import stopping
+@dataclass(frozen=True)
+class _SoFar:
+    """What the rounds so far tell: whether every compared pair is decided, and, for active rounds, where the
+    judge's differences missed the humans' (task -> squared residual, with each labelled task's chance)."""
 
-    annotations = pull(params, receipt=receipt).table
-    found = stopping(
-        annotations=annotations,
+    decided: bool
+    residuals: dict[str, float]
+    chances: dict[str, float]
+
+
+def _so_far(params: Params, *, receipt: Receipt, generations: pa.Table, judgments: pa.Table | None) -> _SoFar:
+    """The human scores of the rounds so far, read back from the server as pull reads them (analysis and its
+    statistics load only when a round is done): the stopping decision (with the judge's scores, when it scored the
+    tasks) and the judge's residuals."""
+    from llm_feedback.annotation.pull import pull
+    from llm_feedback.judge_assisted import judge_scores, squared_residuals
+    from llm_feedback.stopping import human_scores, stopping_on
+
+    complete = human_scores(
+        annotations=pull(params, receipt=receipt).table,
         generations=generations,
         compare=params.compare,
         params=params.analyze,
-        receipt=receipt,
-        judgments=judgments,
     )
-    return found.decided
+    found = stopping_on(
+        complete, compare=params.compare, confidence=params.analyze.confidence, receipt=receipt, judgments=judgments
+    )
+    residuals = {}
+    if judgments is not None and params.annotation.select == "active":
+        residuals = squared_residuals(complete, judge_scores(judgments, params.compare), params.compare)
+    chances = {task: chance for task, (_, chance) in receipt.sampling().items()}
+    return _SoFar(found.decided, residuals, chances)
 
 
 def _weights(
-    params: Params, tasks: list[str], *, judgments: pa.Table | None, judge_pairwise: pa.Table | None
+    params: Params,
+    tasks: list[str],
+    *,
+    judgments: pa.Table | None,
+    judge_pairwise: pa.Table | None,
+    so_far: _SoFar | None,
 ) -> dict[str, float]:
     if params.annotation.select == "random":
         return dict.fromkeys(tasks, 1.0)
-    return active_weights(
-        judge_uncertainty(tasks, models=params.compare, judgments=judgments, judge_pairwise=judge_pairwise)
-    )
+    uncertainty = judge_uncertainty(tasks, models=params.compare, judgments=judgments, judge_pairwise=judge_pairwise)
+    if so_far is None:
+        return active_weights(uncertainty)
+    return learnt_weights(uncertainty, residuals=so_far.residuals, chances=so_far.chances)
 
 
 def _task_of(record_id: str) -> str:

@@ -8,8 +8,12 @@ So the tasks published by round r are an independent draw with known chances, wh
 same for every round: the chance that a task is published by round r is the largest q it had up to r. A rerun draws
 the same round, a new task changes no other task's draw, and by round ceil(tasks / round_size) every task is in.
 
-`random` gives every task the same weight; `active` more to tasks whose comparison the judge is least sure of, mixed
-with an even share so that no chance is tiny (a tiny chance would give one label a huge weight)."""
+`random` gives every task the same weight. `active` bets on the judge: round 1 gives more weight to tasks whose
+comparison the judge is least sure of; every later round learns from the labels so far how far the humans' per-task
+differences stray from the judge's on tasks of each level of the judge's uncertainty, and weights each task by the
+root mean square of those residuals at its level (chances proportional to the residuals' sd minimise the estimate's
+variance, Zrnic and Candès 2024), so a judge whose uncertainty says nothing about its errors soon gets even rounds.
+Both are mixed with an even share so that no chance is tiny (a tiny chance would give one label a huge weight)."""
 
 from __future__ import annotations
 
@@ -19,10 +23,16 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 
 # active: the share of each round spread evenly over the tasks, whatever the judge says
 UNIFORM_SHARE = 0.2
+# learnt weights: levels of the judge's uncertainty, at least this many labels each, at most MAX_LEVELS
+LABELS_PER_LEVEL = 20
+MAX_LEVELS = 4
+# each level's mean squared residual is shrunk towards the overall one as if it held this many labels more
+SHRINK_LABELS = 20
 TIE = "tie"
 
 
@@ -89,11 +99,44 @@ def next_round(
 
 def active_weights(uncertainty: Mapping[str, float]) -> dict[str, float]:
     """(1 - UNIFORM_SHARE) in proportion to the judge's uncertainty, UNIFORM_SHARE evenly: every weight is > 0."""
-    total = math.fsum(uncertainty.values())
-    even = 1 / len(uncertainty) if uncertainty else 0.0
+    return _mixed(uncertainty)
+
+
+def _mixed(scores: Mapping[str, float]) -> dict[str, float]:
+    total = math.fsum(scores.values())
+    even = 1 / len(scores) if scores else 0.0
     if total == 0:
-        return dict.fromkeys(uncertainty, even)
-    return {task: (1 - UNIFORM_SHARE) * u / total + UNIFORM_SHARE * even for task, u in uncertainty.items()}
+        return dict.fromkeys(scores, even)
+    return {task: (1 - UNIFORM_SHARE) * u / total + UNIFORM_SHARE * even for task, u in scores.items()}
+
+
+def learnt_weights(
+    uncertainty: Mapping[str, float], *, residuals: Mapping[str, float], chances: Mapping[str, float]
+) -> dict[str, float]:
+    """Active weights from the rounds so far: `residuals` (task -> squared residual of the humans' per-task
+    difference on the judge's, for the labelled tasks), `chances` (their chances of having been labelled). The tasks
+    are cut into levels of the judge's uncertainty at the labelled tasks' quantiles; each level's mean squared
+    residual (each label weighted by one over its chance, shrunk towards the overall mean) sets the weight of every
+    task at that level to its root. Too few labels for one level: the judge's uncertainty alone (active_weights)."""
+    labelled = sorted(task for task in residuals if task in uncertainty and task in chances)
+    levels = min(MAX_LEVELS, len(labelled) // LABELS_PER_LEVEL)
+    if levels < 1:
+        return active_weights(uncertainty)
+    u = np.array([uncertainty[t] for t in labelled])
+    squares = np.array([residuals[t] for t in labelled])
+    w = 1 / np.array([chances[t] for t in labelled])
+    cuts = np.quantile(u, np.linspace(0, 1, levels + 1)[1:-1])
+    level = np.searchsorted(cuts, u, side="right")
+    overall = float(w @ squares) / float(w.sum())
+    spread = np.empty(levels)
+    for k in range(levels):
+        inside = level == k
+        mean = float(w[inside] @ squares[inside]) / float(w[inside].sum()) if inside.any() else overall
+        count = int(inside.sum())
+        spread[k] = math.sqrt((count * mean + SHRINK_LABELS * overall) / (count + SHRINK_LABELS))
+    tasks = list(uncertainty)
+    at = spread[np.searchsorted(cuts, np.array([uncertainty[t] for t in tasks]), side="right")]
+    return _mixed(dict(zip(tasks, at.tolist(), strict=True)))
 
 
 def judge_uncertainty(
