@@ -51,13 +51,12 @@ class Labels:
 
 @dataclass(frozen=True)
 class Look:
-    """One look: the estimate, its variance, the judge's weight and the equivalent human labels."""
+    """One look: the estimate, its variance, and the humans' own per-task variance (their spread divided by the
+    estimate's variance is how many human labels alone would be as certain)."""
 
     estimate: float
     variance: float
-    lam: float
-    labelled: int
-    effective: float
+    spread: float
 
 
 def by_round(
@@ -92,9 +91,7 @@ def look(*, human: np.ndarray, judge: np.ndarray | None, chances: np.ndarray, ju
         lam = max(float(cost @ (y_centred * judged)) / fit, 0.0) if fit > 0 else 0.0
         estimate += lam * (judge_mean - judge_labelled)
     errors = y_centred - lam * judged
-    variance = spread / tasks + float(cost @ errors**2) / tasks**2
-    effective = spread / variance if variance > 0 else math.inf
-    return Look(estimate, variance, lam, y.size, effective)
+    return Look(estimate, spread / tasks + float(cost @ errors**2) / tasks**2, spread)
 
 
 def round_sequence(
@@ -119,9 +116,10 @@ def round_sequence(
             judge_mean=0.0 if judge_mean is None else judge_mean,
             tasks=tasks,
         )
-        if found.variance > 0:
-            sd = math.sqrt(found.variance * found.effective)
-            half = float(radius(tasks=found.effective, sd=sd, confidence=confidence, planned_tasks=planned_tasks))
+        if found.variance > 0:  # the sequence at the human labels that would be as certain, of the humans' sd
+            effective = found.spread / found.variance
+            sd = math.sqrt(found.spread)
+            half = float(radius(tasks=effective, sd=sd, confidence=confidence, planned_tasks=planned_tasks))
         else:  # every task labelled and every label the same: the mean is known
             half = 0.0
         low, high = _narrowed(low, high, found.estimate - half, found.estimate + half)

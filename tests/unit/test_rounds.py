@@ -5,25 +5,32 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
+import statsmodels.api as sm
 
 from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.annotation.rounds import (
+    SHRINK_LABELS,
     UNIFORM_SHARE,
     RoundStatus,
     active_weights,
     draw_look,
     inclusion_probabilities,
     judge_uncertainty,
+    learnt_weights,
     next_round,
     uniform,
 )
 from llm_feedback.artifacts import JUDGE_PAIRWISE, JUDGMENTS
 from llm_feedback.errors import InputError
+from llm_feedback.judge_assisted import squared_residuals
 from tests.unit.test_annotation_units import RECEIPT
 
 SEEDS = 4000
@@ -150,6 +157,65 @@ def test_the_judge_is_unsure_where_its_scores_are_close_or_its_two_orders_disagr
         }
     )
     assert active_weights({"a": 0.0, "b": 0.0}) == {"a": 0.5, "b": 0.5}, "a judge sure of everything: even"
+
+
+def test_later_rounds_weight_each_level_of_uncertainty_by_the_root_mean_squared_residual_seen_there() -> None:
+    """80 labelled tasks at four levels of the judge's uncertainty; the humans stray from the judge by 2 points at the
+    most unsure level and by 0.5 elsewhere: that level's tasks weigh more (1.7 times: 4 times the sd, shrunk towards the
+    overall mean with 20 labels a level, then mixed with the even share), every level's mean counts each label by one
+    over its chance, and unlabelled tasks take their level's."""
+    tasks = [f"t{i:03d}" for i in range(200)]
+    uncertainty = {t: (i % 4) / 3 for i, t in enumerate(tasks)}  # four levels: 0, 1/3, 2/3, 1
+    labelled = tasks[:80]
+    residuals = {t: 4.0 if uncertainty[t] == 1 else 0.25 for t in labelled}
+    chances = {t: 0.4 for t in labelled}
+    weights = learnt_weights(uncertainty, residuals=residuals, chances=chances)
+    overall = (20 * 4 + 60 * 0.25) / 80
+    shrunk = {high: math.sqrt((20 * own + SHRINK_LABELS * overall) / (20 + SHRINK_LABELS)) for high, own in (
+        (True, 4.0), (False, 0.25))}  # fmt: skip
+    total = 50 * shrunk[True] + 150 * shrunk[False]
+    expected = {t: (1 - UNIFORM_SHARE) * shrunk[uncertainty[t] == 1] / total + UNIFORM_SHARE / 200 for t in tasks}
+    assert weights == pytest.approx(expected)
+    assert 1.5 < weights["t003"] / weights["t000"] < 4 and weights["t103"] == weights["t003"]
+
+    by_chance = dict(chances, **{t: 0.1 for t in labelled[:40] if uncertainty[t] == 1})  # a quarter: ten labels
+    heavier = dict(residuals, **{t: 9.0 for t in labelled[:40] if uncertainty[t] == 1})
+    reweighted = learnt_weights(uncertainty, residuals=heavier, chances=by_chance)
+    w = {t: 1 / by_chance[t] for t in labelled}
+    overall = sum(w[t] * heavier[t] for t in labelled) / sum(w.values())
+    level = (10 * 9.0 / 0.1 + 10 * 4.0 / 0.4) / (10 / 0.1 + 10 / 0.4)  # each label weighted by 1 / chance: 8
+    ratio = math.sqrt((20 * level + SHRINK_LABELS * overall) / (20 * 0.25 + SHRINK_LABELS * overall))
+    even = UNIFORM_SHARE / 200
+    assert (reweighted["t003"] - even) / (reweighted["t000"] - even) == pytest.approx(ratio)
+
+
+def test_a_judge_whose_uncertainty_tells_nothing_of_its_errors_gets_nearly_even_rounds() -> None:
+    tasks = [f"t{i:03d}" for i in range(300)]
+    rng = random.Random(4)
+    uncertainty = {t: rng.random() for t in tasks}
+    residuals = {t: rng.expovariate(1.0) for t in tasks[:100]}
+    weights = learnt_weights(uncertainty, residuals=residuals, chances=dict.fromkeys(tasks[:100], 0.5))
+    assert max(weights.values()) / min(weights.values()) < 1.3
+    assert active_weights(uncertainty) != pytest.approx(weights), "round 1's bet on the uncertainty is dropped"
+    few = learnt_weights(uncertainty, residuals=dict(list(residuals.items())[:19]), chances=dict.fromkeys(tasks, 1))
+    assert few == active_weights(uncertainty), "fewer labels than one level needs: the judge's uncertainty alone"
+
+
+def test_the_squared_residuals_are_those_of_the_humans_differences_on_the_judge_s() -> None:
+    rng = np.random.default_rng(2)
+    tasks = [f"t{i}" for i in range(50)]
+    judge = pd.DataFrame(rng.normal(4, 1.5, (50, 3)), index=tasks, columns=["a", "b", "c"])
+    humans = pd.DataFrame(0.8 * judge.to_numpy() + rng.normal(0, 0.7, (50, 3)), index=tasks, columns=judge.columns)
+    found = squared_residuals(humans.iloc[:40], judge, ["a", "b", "c"])
+    assert set(found) == set(tasks[:40])
+    expected = np.zeros(40)
+    for x, y in [("a", "b"), ("a", "c"), ("b", "c")]:
+        fit = sm.OLS((humans[x] - humans[y])[:40], sm.add_constant((judge[x] - judge[y])[:40])).fit()
+        expected += fit.resid.to_numpy() ** 2 / 3
+    assert [found[t] for t in tasks[:40]] == pytest.approx(expected)
+    against = squared_residuals(-humans, judge, ["a", "b"])
+    centred = (humans["b"] - humans["a"]) - (humans["b"] - humans["a"]).mean()
+    assert [against[t] for t in tasks] == pytest.approx(centred.to_numpy() ** 2), "a judge against them: slope 0"
 
 
 def test_the_round_line_says_what_was_published_or_what_it_waits_for() -> None:
