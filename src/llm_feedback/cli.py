@@ -1,16 +1,28 @@
-"""`llm-feedback`: the commands that are not pipeline stages: the embedded annotation server and annotator accounts."""
+"""`llm-feedback`: the commands that are not pipeline stages: the embedded annotation server, annotator accounts and
+the annotators' progress."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
 from llm_feedback.annotation import embedded
-from llm_feedback.annotation.annotators import add_annotators, annotators_file
-from llm_feedback.annotation.connection import resolve
+from llm_feedback.annotation.annotators import (
+    Account,
+    Removed,
+    add_annotators,
+    annotators_file,
+    list_accounts,
+    remove_annotators,
+    reset_password,
+)
+from llm_feedback.annotation.connection import Target, resolve
+from llm_feedback.annotation.progress import dataset_progress
 from llm_feedback.errors import ConfigError, PipelineError
-from llm_feedback.params import DEFAULT_PARAMS_FILE, ArgillaParams, load_argilla_params, load_params
+from llm_feedback.params import DEFAULT_PARAMS_FILE, ArgillaParams, Params, load_argilla_params, load_params
 from llm_feedback.secrets import scrub
 
 
@@ -103,6 +115,79 @@ def _add_annotators(args: argparse.Namespace) -> int:
     return 0
 
 
+def _team_target(params: Params) -> Target:
+    """The server of the team commands: unlike push and `annotators add`, they never start the embedded server, so a
+    server that is down is reported as such instead of being started (and installed) to be looked at."""
+    return resolve(params.argilla, start_embedded=False)
+
+
+def _list_annotators(args: argparse.Namespace) -> int:
+    target = _team_target(load_params())
+    accounts = list_accounts(target)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(account) for account in accounts]))
+        return 0
+    rows = [("username", "role", "workspaces"), *((a.username, a.role, _workspaces(a)) for a in accounts)]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for username, role, workspaces in rows:
+        print(f"{username.ljust(widths[0])}  {role.ljust(widths[1])}  {workspaces}".rstrip())
+    return 0
+
+
+def _workspaces(account: Account) -> str:
+    if account.role == "owner":
+        return "(every workspace, as owner)"
+    return ", ".join(account.workspaces) or "-"
+
+
+def _remove_annotators(args: argparse.Namespace) -> int:
+    params = load_params()
+    target = _team_target(params)
+    on_responses = "delete" if args.delete_responses else "keep" if args.keep_responses else "refuse"
+    store = annotators_file(params.argilla.data_dir)
+    removed = remove_annotators(target, usernames=args.names, on_responses=on_responses, store=store)
+    for account in removed:
+        print(_removal_line(account))
+    if any(account.deleted for account in removed):
+        print(f"at {target.url}; the passwords of deleted accounts are dropped from {store}")
+    return 0
+
+
+def _removal_line(removed: Removed) -> str:
+    n = removed.responses
+    responses = f"{n} response{'s' * (n != 1)}"
+    if not removed.deleted:
+        left = f"taken out of {', '.join(removed.left)}" if removed.left else "it was in no workspace"
+        return f"{removed.username}: account kept with its {responses}, {left}: it sees no dataset now"
+    if not n:
+        return f"{removed.username}: deleted (it had no responses)"
+    return (
+        f"{removed.username}: deleted with its {responses} (Argilla deletes a user's responses; records they "
+        "completed are pending again)"
+    )
+
+
+def _reset_password(args: argparse.Namespace) -> int:
+    params = load_params()
+    target = _team_target(params)
+    store = annotators_file(params.argilla.data_dir)
+    password = reset_password(target, username=args.name, store=store)
+    print(f"{args.name}: password {password}")
+    print(
+        f"new password shown once and kept in {store} (mode 0600); the old one no longer logs in, but sessions "
+        "already open last until they expire (a day by default) and the user's API key is unchanged"
+    )
+    return 0
+
+
+def _progress(args: argparse.Namespace) -> int:
+    params = load_params()
+    settings = params.annotation
+    progress = dataset_progress(_team_target(params), workspace=settings.workspace, dataset=settings.dataset)
+    print(json.dumps(progress.as_dict()) if args.json else "\n".join(progress.lines()))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llm-feedback", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
@@ -127,6 +212,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     add.add_argument("names", nargs="+", metavar="NAME", help="user names: lower-case letters, digits, '-', '_'")
     add.set_defaults(command=_add_annotators)
+    listing = annotator_actions.add_parser("list", help="every account: username, role, workspaces (no secrets)")
+    listing.add_argument("--json", action="store_true", help="a JSON list instead of the table")
+    listing.set_defaults(command=_list_annotators)
+    remove = annotator_actions.add_parser(
+        "remove", help="delete annotator accounts (Argilla deletes their responses with them: see the options)"
+    )
+    remove.add_argument("names", nargs="+", metavar="NAME")
+    what = remove.add_mutually_exclusive_group()
+    what.add_argument(
+        "--delete-responses", action="store_true", help="an account that has responses is deleted with them"
+    )
+    what.add_argument(
+        "--keep-responses",
+        action="store_true",
+        help="an account that has responses is kept with them and taken out of its workspaces",
+    )
+    remove.set_defaults(command=_remove_annotators)
+    reset = annotator_actions.add_parser(
+        "reset-password", help="a new generated password for an annotator (shown once, kept 0600)"
+    )
+    reset.add_argument("name", metavar="NAME")
+    reset.set_defaults(command=_reset_password)
+    progress = commands.add_parser(
+        "progress", help="per annotator of annotation.dataset: submitted, draft, discarded, pending records"
+    )
+    progress.add_argument("--json", action="store_true", help="a JSON object instead of the table")
+    progress.set_defaults(command=_progress)
     return parser
 
 
