@@ -15,6 +15,7 @@ from llm_feedback.artifacts import (
     read_table,
     write_table,
 )
+from llm_feedback.disagreements import find_disagreements
 from llm_feedback.params import load_params
 from llm_feedback.plot_data import write_plot_data
 from llm_feedback.report import write_metrics, write_reports
@@ -28,8 +29,9 @@ def main() -> str:
     receipt = read_receipt(paths.push_receipt)
     generations = read_table(paths.generations, GENERATIONS)
     judgments = read_optional(paths.judgments, JUDGMENTS)
+    annotations = read_table(paths.annotations, ANNOTATIONS)
     result = analyze(
-        annotations=read_table(paths.annotations, ANNOTATIONS),
+        annotations=annotations,
         generations=generations,
         compare=params.compare,
         params=params.analyze,
@@ -54,14 +56,24 @@ def main() -> str:
         f"Create logins with `.venv/bin/llm-feedback annotators add NAME...`, send annotators to {receipt.url} "
         f"(dataset {receipt.workspace}/{receipt.dataset}), then run `dvc repro` to bring their work back."
     )
+    tasks = read_table(paths.tasks, TASKS)
+    # the records whose annotators disagree most, blind, for adjudication; push marks the same ones needs_review
+    found = find_disagreements(
+        annotations, params=params.analyze, tasks=tasks, url=receipt.url, dataset_id=receipt.dataset_id
+    )
+    if found.metrics is not None:
+        metrics = {**metrics, "disagreements": found.metrics}
+    if found.line():
+        line = f"{line}; {found.line()}"
     write_table(result.scores_table(), paths.scores, SCORES)
     write_reports(
         result,
         paths.reports,
-        tasks=read_table(paths.tasks, TASKS),
+        tasks=tasks,
         generations=generations,
         lowest=params.analyze.lowest,
         how_to_annotate=how_to_annotate,
+        disagreements=found.page,
     )
     write_plot_data(result, paths.plots)
     write_metrics(json_safe(metrics), paths.metrics)

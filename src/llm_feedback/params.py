@@ -310,6 +310,10 @@ class AnalyzeParams(Strict):
     exclude_annotators: list[str] = Field(default_factory=list)
     seed: Int = 0
     lowest: Int = Field(default=20, ge=0)
+    disagreements: Int = Field(default=20, ge=0)  # records listed in reports/disagreements.md
+    # annotators disagree on a record when their scores of one answer differ by this much: analyze lists it, push
+    # marks it needs_review (3: as much as the rubric's "runs correctly")
+    disagreement_spread: Int = Field(default=3, ge=1, le=7)
 
 
 class ExportParams(Strict):

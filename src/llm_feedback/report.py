@@ -1,5 +1,5 @@
 """What analyze shows people: `reports/report.md` with PNG charts (readable on any Markdown viewer, without DVC),
-`reports/lowest.md` for error analysis."""
+`reports/lowest.md` for error analysis, `reports/disagreements.md` for adjudication."""
 
 from __future__ import annotations
 
@@ -24,12 +24,24 @@ def write_metrics(metrics: dict, path: Path) -> None:
 
 
 def write_reports(
-    analysis: Analysis, folder: Path, *, tasks: pa.Table, generations: pa.Table, lowest: int, how_to_annotate: str
+    analysis: Analysis,
+    folder: Path,
+    *,
+    tasks: pa.Table,
+    generations: pa.Table,
+    lowest: int,
+    how_to_annotate: str,
+    disagreements: str | None = None,
 ) -> None:
-    """reports/report.md (+ PNG charts) and reports/lowest.md, replaced together."""
+    """reports/report.md (+ PNG charts), reports/lowest.md and, when given, reports/disagreements.md (the page
+    disagreements.py writes), replaced together."""
     with atomic_folder(folder) as staging:
         charts = write_charts(analysis, staging) if analysis.metrics["counts"]["scored_tasks"] else {}
-        (staging / "report.md").write_text(_report(analysis, charts, how_to_annotate), encoding="utf-8")
+        report = _report(analysis, charts, how_to_annotate)
+        if disagreements is not None:
+            (staging / "disagreements.md").write_text(disagreements, encoding="utf-8")
+            report += "\nWhere annotators disagree, to settle with them: [disagreements.md](disagreements.md).\n"
+        (staging / "report.md").write_text(report, encoding="utf-8")
         (staging / "lowest.md").write_text(_lowest(analysis, tasks, generations, lowest), encoding="utf-8")
 
 

@@ -20,6 +20,8 @@ GROUP_METADATA = "annotator_group"
 SOURCE_METADATA = "source"
 # on a record holding a task's current answers when an earlier record of the task was answered with older text
 CHANGED_METADATA, CHANGED_MARK = "answers_changed", "yes"
+# on a record whose annotators disagree (disagreements.py): an owner filters on it to have them settle it
+REVIEW_METADATA, REVIEW_MARK = "needs_review", "yes"
 COMBINATION, NEITHER = "combination", "neither"
 
 
@@ -82,7 +84,7 @@ class DatasetSpec:
         return {"fields": fields, "questions": questions}
 
     def metadata_names(self) -> list[str]:
-        names = [SOURCE_METADATA, CHANGED_METADATA] + ([GROUP_METADATA] if self.groups else [])
+        names = [SOURCE_METADATA, CHANGED_METADATA, REVIEW_METADATA] + ([GROUP_METADATA] if self.groups else [])
         if self.with_executions:
             names += [execution_metadata(i) for i in range(1, self.responses + 1)]
         return names
@@ -142,6 +144,7 @@ class DatasetSpec:
             rg.TermsMetadataProperty(
                 name=CHANGED_METADATA, title="Answers changed after rating", options=[CHANGED_MARK]
             ),
+            rg.TermsMetadataProperty(name=REVIEW_METADATA, title="Annotators disagree", options=[REVIEW_MARK]),
         ]
         if self.groups:
             metadata.append(

@@ -18,6 +18,7 @@ from llm_feedback.annotation.connection import Target, reporting_errors, resolve
 from llm_feedback.annotation.dataset_settings import (
     CHANGED_MARK,
     CHANGED_METADATA,
+    REVIEW_METADATA,
     DatasetSpec,
     describe_structure_change,
     structure_of,
@@ -25,6 +26,7 @@ from llm_feedback.annotation.dataset_settings import (
 from llm_feedback.annotation.receipt import BlindingEntry, Receipt, RoundEntry
 from llm_feedback.annotation.record_pages import ServerRecord, list_records
 from llm_feedback.annotation.records import AnnotationRecord, build_records
+from llm_feedback.annotation.review import ReviewMarks, to_sdk, without_mark
 from llm_feedback.annotation.rounds import (
     Chances,
     RoundStatus,
@@ -54,6 +56,7 @@ class Pushed:
     marked: int  # records marked for re-rating: the current answers of tasks answered with older text
     waiting: int  # of these, the ones nobody has submitted yet
     rounds: RoundStatus | None = None  # published in rounds (annotation.round_size)
+    review: int = 0  # records marked needs_review: their annotators disagree (disagreements.py)
 
     def line(self, *, output: Path) -> str:
         """The stage's summary; `output` is where the receipt is written."""
@@ -69,6 +72,8 @@ class Pushed:
             parts.append(
                 f"{self.marked} marked for re-rating in metadata {CHANGED_METADATA}, {self.waiting} not yet submitted"
             )
+        if self.review:
+            parts.append(f"{self.review} marked {REVIEW_METADATA}: their annotators disagree")
         if self.missing_answers:
             parts.append(f"{self.missing_answers} tasks left out: a model has no answer yet (rerun generate)")
         if self.settings_changes:
@@ -131,6 +136,7 @@ def push(
             executions=executions,
         )
         server = {r.record_id: r for r in existing}
+        review = ReviewMarks.read(client, existing, params=params, responses=spec.responses)
         rounds = (
             _Rounds.advance(
                 params,
@@ -147,7 +153,13 @@ def push(
             else _Rounds.whole(built.records, server, kept, settings.on_annotated_change)
         )
         plan = rounds.plan
-        to_log = [record.to_sdk() for record in plan.to_log] + [_unmarked(record) for record in plan.unmark]
+        to_log = [review.marked(record).to_sdk() for record in plan.to_log]
+        to_log += [_unmarked(review.on_server(record)) for record in plan.unmark]
+        remarked = review.changed(
+            existing, logged={r.record_id for r in plan.to_log} | {r.record_id for r in plan.unmark}
+        )
+        plan.updated += len(remarked)  # only the mark changes
+        to_log += [to_sdk(record) for record in remarked]
         if to_log:
             dataset.records.log(to_log, batch_size=min(settings.batch_size, len(to_log)))
 
@@ -189,6 +201,7 @@ def push(
         marked=len(plan.copies),
         waiting=plan.waiting,
         rounds=rounds.status,
+        review=review.count(),
     )
 
 
@@ -491,4 +504,5 @@ def _text_key(fields: dict) -> str:
 def _same(current: ServerRecord, record: AnnotationRecord) -> bool:
     """Same text and metadata, and every suggestion in place (a suggestion no longer wanted is left on the server)."""
     wanted = {(s.question, s.value, s.agent) for s in record.suggestions}
-    return current.fields == record.fields and current.metadata == record.metadata and wanted <= current.suggestions
+    same_metadata = without_mark(current.metadata) == record.metadata  # the review mark is decided apart
+    return current.fields == record.fields and same_metadata and wanted <= current.suggestions
