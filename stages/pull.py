@@ -1,6 +1,8 @@
-"""DVC stage `pull` (always runs): every annotation on the server -> data/annotations.parquet, models un-blinded."""
+"""DVC stage `pull` (always runs): every annotation on the server -> data/annotations.parquet, models un-blinded.
+With LLM_FEEDBACK_ANNOTATION_OFFLINE=1, no server: the annotations stay as `dvc pull` brought them."""
 
-from llm_feedback.annotation.pull import pull
+from llm_feedback.annotation.connection import offline
+from llm_feedback.annotation.pull import kept, pull
 from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.artifacts import ANNOTATIONS, write_table
 from llm_feedback.params import load_params
@@ -9,6 +11,8 @@ from llm_feedback.stage import run_stage
 
 def main() -> str:
     params = load_params()
+    if offline():
+        return kept(params.paths.annotations)
     pulled = pull(params, receipt=read_receipt(params.paths.push_receipt))
     write_table(pulled.table, params.paths.annotations, ANNOTATIONS)
     return pulled.line(output=params.paths.annotations)

@@ -1,5 +1,9 @@
-"""DVC stage `push`: tasks and generations -> the annotation dataset in Argilla, and a receipt of what is there."""
+"""DVC stage `push`: tasks and generations -> the annotation dataset in Argilla, and a receipt of what is there.
+With LLM_FEEDBACK_ANNOTATION_OFFLINE=1, no server: the receipt stays as `dvc pull` brought it."""
 
+from pathlib import Path
+
+from llm_feedback.annotation.connection import OFFLINE, kept_offline, offline
 from llm_feedback.annotation.push import push
 from llm_feedback.annotation.receipt import Receipt, read_receipt
 from llm_feedback.artifacts import (
@@ -19,6 +23,8 @@ from llm_feedback.stage import run_stage
 def main() -> str:
     params = load_params()
     paths = params.paths
+    if offline():
+        return _kept(paths.push_receipt)
     tasks = read_table(paths.tasks, TASKS)
     generations = read_table(paths.generations, GENERATIONS)
     pushed = push(
@@ -32,6 +38,15 @@ def main() -> str:
     )
     pushed.receipt.write(paths.push_receipt)
     return pushed.line(output=paths.push_receipt)
+
+
+def _kept(path: Path) -> str:
+    """Offline: the receipt stays as it is, checked and described, never rewritten; nothing is published."""
+    receipt = read_receipt(kept_offline(path))
+    return (
+        f"annotation server not contacted ({OFFLINE}): kept {path} as it is ({receipt.records} records in "
+        f"{receipt.workspace}/{receipt.dataset} at {receipt.url}; nothing published)"
+    )
 
 
 def _previous(path) -> Receipt | None:

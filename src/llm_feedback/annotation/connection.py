@@ -1,5 +1,9 @@
 """One way to reach Argilla, embedded or hosted: the URL and key resolved from params and the environment, and every
-failure turned into one line that says what to do (the SDK alone retries silently, then raises a raw traceback)."""
+failure turned into one line that says what to do (the SDK alone retries silently, then raises a raw traceback).
+
+Or no way at all: with LLM_FEEDBACK_ANNOTATION_OFFLINE=1 (a teammate with the repository and the DVC remote, but
+without the server), push and pull keep the artifacts they have, as `dvc pull` brought them, and nothing here
+contacts or starts a server."""
 
 from __future__ import annotations
 
@@ -7,18 +11,47 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 
 from llm_feedback.annotation import embedded
-from llm_feedback.errors import ConfigError, PipelineError
+from llm_feedback.errors import ConfigError, InputError, PipelineError
 from llm_feedback.params import ArgillaParams
 
 API_KEY_VARIABLE = "ARGILLA_API_KEY"
 HF_TOKEN_VARIABLE = "HF_TOKEN"
 CONNECT_RETRIES = 1  # the SDK's default of 5 means 7.5 s of silence before a dead server is reported
 PROBE_TIMEOUT_S = 5.0  # Argilla answers /version at once; a listener that accepts and never answers is not Argilla
+# 1: push and pull contact no server and keep their artifacts. An environment variable, not a param: it changes no
+# output, so a teammate's `dvc repro` leaves params.yaml and dvc.lock as they are.
+OFFLINE_VARIABLE = "LLM_FEEDBACK_ANNOTATION_OFFLINE"
+OFFLINE = f"{OFFLINE_VARIABLE}=1"
+
+
+def offline() -> bool:
+    """Whether push and pull are to do without the annotation server (LLM_FEEDBACK_ANNOTATION_OFFLINE=1)."""
+    value = os.environ.get(OFFLINE_VARIABLE, "").strip()
+    if value in ("", "0"):
+        return False
+    if value == "1":
+        return True
+    raise ConfigError(
+        f"{OFFLINE_VARIABLE} must be 1 (push and pull keep their artifacts and contact no annotation server) or 0 "
+        "(or unset)"
+    )
+
+
+def kept_offline(path: Path) -> Path:
+    """`path`, the artifact a stage keeps as it is in offline mode; missing, it stops the stage: only `dvc pull` can
+    bring it without the server."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(
+            f"{path}: not found, and with {OFFLINE} no annotation server is contacted: run `dvc pull` first"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -64,7 +97,10 @@ class Target:
 
 
 def resolve(params: ArgillaParams, start_embedded: bool = True) -> Target:
-    """The server params point at; `local` starts the embedded server when it is not running."""
+    """The server params point at; `local` starts the embedded server when it is not running. Refused in offline
+    mode, so no caller reaches or starts a server then."""
+    if offline():
+        raise ConfigError(f"{OFFLINE} is set: the annotation server is not contacted (unset it to reach {params.url})")
     if params.url == "local":
         server = embedded.EmbeddedServer(data_dir=params.data_dir, port=params.port)
         if start_embedded:
@@ -108,7 +144,8 @@ def reporting_errors(target: Target) -> Iterator[None]:
     except httpx.ConnectError:
         hint = "start it with `llm-feedback server start`" if target.embedded else "check argilla.url, or the network"
         raise PipelineError(
-            f"cannot reach Argilla at {target.url}: connection refused or unresolvable ({hint})"
+            f"cannot reach Argilla at {target.url}: connection refused or unresolvable ({hint}; without access to it, "
+            f"{OFFLINE} keeps the annotations `dvc pull` brought)"
         ) from None
     except httpx.TimeoutException:
         raise PipelineError(

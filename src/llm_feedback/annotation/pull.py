@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from llm_feedback.annotation.connection import reporting_errors, resolve
+from llm_feedback.annotation.connection import OFFLINE, kept_offline, reporting_errors, resolve
 from llm_feedback.annotation.dataset_settings import (
     COMMENTS,
     CORRECT_QUESTION,
@@ -24,7 +24,7 @@ from llm_feedback.annotation.dataset_settings import (
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.annotation.record_pages import list_records
 from llm_feedback.annotation.values import label_problem, score_problem, status_problem, text_problem
-from llm_feedback.artifacts import ANNOTATIONS, text_sha
+from llm_feedback.artifacts import ANNOTATIONS, read_table, text_sha
 from llm_feedback.errors import InputError, PipelineError
 from llm_feedback.params import Params
 
@@ -55,6 +55,18 @@ class Pulled:
                 f"(column problem; first: {self.problems[0]})"
             )
         return f"{line} -> {output} ({self.table.num_rows} rows)"
+
+
+def kept(path: Path) -> str:
+    """Offline (LLM_FEEDBACK_ANNOTATION_OFFLINE=1): the annotations at `path` stay as they are, checked against their
+    contract and described, never rewritten (so DVC sees the same output and what follows does not rerun)."""
+    table = read_table(kept_offline(path), ANNOTATIONS)
+    records = len(set(table.column("record_id").to_pylist()))
+    annotators = len(set(table.column("annotator").to_pylist()))
+    return (
+        f"annotation server not contacted ({OFFLINE}): kept {path} as it is ({table.num_rows} rows; {records} records "
+        f"annotated, {annotators} annotators)"
+    )
 
 
 def pull(params: Params, *, receipt: Receipt) -> Pulled:
