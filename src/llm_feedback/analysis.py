@@ -2,9 +2,10 @@
 annotators (and a judge) agree.
 
 Only submitted scores of answers that are still current count (a score given to text that generate has since
-replaced is stale). Several annotators of one task are aggregated per `analyze.aggregate`. The verdict rests on the
-complete cases: tasks where every compared model's current answer has a current score, so no model is judged on a
-selected subset of tasks. Tasks are the unit of resampling for every interval.
+replaced is stale; an answer as written and as annotators see it, code fences normalised, are the same answer).
+Several annotators of one task are aggregated per `analyze.aggregate`. The verdict rests on the complete cases:
+tasks where every compared model's current answer has a current score, so no model is judged on a selected subset
+of tasks. Tasks are the unit of resampling for every interval.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from llm_feedback.errors import ConfigError
 from llm_feedback.judge_assisted import judge_assisted
 from llm_feedback.model_comparison import ModelComparison, compare_models
 from llm_feedback.params import AnalyzeParams
+from llm_feedback.presentation import normalise
 from llm_feedback.stats import Interval, ordinal_alpha
 from llm_feedback.style import style_features
 from llm_feedback.verdict import Comparison, verdict_line
@@ -293,7 +295,8 @@ def current_scores(rows: pd.DataFrame, generations: pa.Table) -> tuple[pd.DataFr
     """Submitted scores of answers generate still holds; and the stale ones, given to text since replaced."""
     submitted = rows[(rows["status"] == "submitted") & rows["score"].notna()]
     submitted = submitted.merge(_current_shas(generations), on=["task_id", "model"], how="left")
-    is_current = (submitted["response_sha"] == submitted["current_sha"]).to_numpy()
+    is_current = (submitted["response_sha"] == submitted["current_sha"]).to_numpy(dtype=bool, copy=True)
+    is_current[~is_current] = _rated_as_shown(submitted[~is_current], generations)
     stale = submitted[~is_current].drop(columns="current_sha")
     submitted = submitted[is_current].drop(columns="current_sha")
     submitted["score"] = submitted["score"].astype(float)
@@ -309,6 +312,26 @@ def _current_shas(generations: pa.Table) -> pd.DataFrame:
             "model": answered.column("model").to_numpy(zero_copy_only=False),
             "current_sha": [text_sha(r) for r in answered.column("response").to_pylist()],
         }
+    )
+
+
+def _rated_as_shown(rows: pd.DataFrame, generations: pa.Table) -> np.ndarray:
+    """Of scores whose text is not the answer generate holds, the ones given to that answer as annotators see it:
+    push shows each answer with its code fences normalised (`presentation.normalise`), and pull fingerprints the
+    text on the server, so such a score is of the current answer, its words unchanged. (A record pushed before
+    answers were normalised holds the text as written, which the fingerprint of the answer itself matches.)"""
+    if rows.empty:
+        return np.zeros(0, dtype=bool)
+    wanted = set(zip(rows["task_id"], rows["model"]))
+    columns = (generations.column(c).to_pylist() for c in ("task_id", "model", "response"))
+    shown = {
+        (task_id, model): text_sha(normalise(response))
+        for task_id, model, response in zip(*columns)
+        if response is not None and (task_id, model) in wanted
+    }
+    return np.array(
+        [shown.get(key) == sha for key, sha in zip(zip(rows["task_id"], rows["model"]), rows["response_sha"])],
+        dtype=bool,
     )
 
 

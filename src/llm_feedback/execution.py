@@ -2,6 +2,11 @@
 
 Tests come from the task when it has them: a column of asserts (the shipped sample's `tests`), or the asserts that
 end a reference solution (the bigcode rows' `response`). Otherwise the answer's own asserts are its tests.
+
+The code is read from the answer as annotators see it (`presentation.normalise`, which push shows), so what runs is
+exactly what they see in `python` fences: a fence tagged `python`, `py`, `python3` or `py3` in any case, or an
+untagged one whose content looks like Python. An untagged fence that does not (a shell command, program output) is
+shown as text and not run, and a REPL transcript (`>>>` prompts) is shown as Python but not run.
 """
 
 from __future__ import annotations
@@ -9,7 +14,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -20,17 +24,16 @@ from tqdm.auto import tqdm
 
 from llm_feedback.artifacts import EXECUTIONS
 from llm_feedback.errors import InputError
+from llm_feedback.presentation import normalise, python_blocks
 from llm_feedback.sandbox import Job, Limits, Result, Sandbox
 
-FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)```", re.DOTALL)
-PYTHON_FENCES = {"", "python", "py", "python3"}
 STATUSES = ("pass", "fail", "error", "timeout", "no_code")
 
 
 def extract_code(response: str) -> str | None:
-    """The Python in an answer: its fenced python (or untagged) blocks in order, or the whole answer when it is
-    bare Python with a definition; None when there is no code."""
-    blocks = [body for language, body in FENCE.findall(response) if language.lower() in PYTHON_FENCES]
+    """The Python in an answer: the `python` fences of the text annotators see, in order (see the module
+    docstring), or the whole answer when it is bare Python with a definition; None when there is no code."""
+    blocks = python_blocks(normalise(response))
     if blocks:
         return "\n\n".join(block.rstrip() for block in blocks) + "\n"
     try:

@@ -18,6 +18,7 @@ from llm_feedback.annotation.connection import Target, reporting_errors, resolve
 from llm_feedback.annotation.dataset_settings import (
     CHANGED_MARK,
     CHANGED_METADATA,
+    INSTRUCTION,
     REVIEW_METADATA,
     DatasetSpec,
     describe_structure_change,
@@ -37,6 +38,7 @@ from llm_feedback.annotation.rounds import (
 )
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import Params
+from llm_feedback.presentation import normalise
 
 SHOWN_IDS = 5
 
@@ -435,7 +437,9 @@ def _plan(records: Sequence[AnnotationRecord], server: dict[str, ServerRecord], 
         if current is None:
             plan.to_log.append(record)
             plan.created += 1
-        elif _same(current, record):
+            continue
+        record = _as_shown(record, current)
+        if _same(current, record):
             plan.unchanged += 1
         elif current.annotated and current.fields != record.fields:
             answered_and_changed.append(record)
@@ -463,10 +467,11 @@ def _place_copies(
     copies_on_server: dict[tuple[str, str], str] = {}
     for record_id, current in server.items():
         if "." in record_id:
-            copies_on_server.setdefault((record_id.rpartition(".")[0], _text_key(current.fields)), record_id)
+            copies_on_server.setdefault((record_id.rpartition(".")[0], _text_key(_shown(current.fields))), record_id)
     for record in answered_and_changed:
         copy = _marked_copy(record, copies_on_server.get((record.task_id, _text_key(record.fields))))
         current = server.get(copy.record_id)
+        copy = _as_shown(copy, current)
         if current is None and on_change == "skip":
             plan.skipped += 1
             continue
@@ -495,6 +500,20 @@ def _unmarked(current: ServerRecord):  # -> argilla.Record
 
     metadata = {k: v for k, v in current.metadata.items() if k != CHANGED_METADATA}
     return rg.Record(id=current.record_id, fields=current.fields, metadata=metadata)
+
+
+def _as_shown(record: AnnotationRecord, current: ServerRecord | None) -> AnnotationRecord:
+    """An answered record whose answers on the server differ from this one's only in how their code is fenced (it
+    was pushed before answers were normalised for display) keeps the server's text: the words annotators rated did
+    not change, so there is nothing to re-rate, and what they saw stays as they saw it."""
+    if current is None or not current.annotated or current.fields == record.fields:
+        return record
+    return replace(record, fields=current.fields) if _shown(current.fields) == record.fields else record
+
+
+def _shown(fields: dict) -> dict:
+    """Fields with every answer normalised as build_records normalises it (the instruction is shown as written)."""
+    return {k: v if k == INSTRUCTION or not isinstance(v, str) else normalise(v) for k, v in fields.items()}
 
 
 def _text_key(fields: dict) -> str:

@@ -1,5 +1,7 @@
 """The records annotators see: one per task, its answers in a seeded random order (the blinding map stays with the
-pipeline, never on the server), with the judge's scores as suggestions and execution results as metadata."""
+pipeline, never on the server), with the judge's scores as suggestions and execution results as metadata. Each
+answer is shown with its code fences normalised (`presentation.normalise`), so no model looks better or worse for
+how it fenced its code; its words are the model's own."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from llm_feedback.annotation.dataset_settings import (
     response_field,
     score_question,
 )
+from llm_feedback.presentation import normalise
 
 
 @dataclass(frozen=True)
@@ -89,13 +92,14 @@ def build_records(
     judgments: pa.Table | None = None,
     executions: pa.Table | None = None,
 ) -> BuiltRecords:
-    """One record per task that every model answered. `known_orders` (from the last receipt) keeps the order of
-    records already on the server, so a changed seed cannot reshuffle what annotators have seen."""
+    """One record per task that every model answered, each answer normalised for display. `known_orders` (from the
+    last receipt) keeps the order of records already on the server, so a changed seed cannot reshuffle what
+    annotators have seen."""
     known_orders = known_orders or {}
     answers: dict[tuple[str, str], str] = {}
     for task_id, model, response in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response"))):
         if response is not None:
-            answers[(task_id, model)] = response
+            answers[(task_id, model)] = normalise(response)
     judged = _by_answer(judgments, "score", ("judge",)) if judgments is not None else {}
     executed = _by_answer(executions, "status", ()) if executions is not None else {}
 
