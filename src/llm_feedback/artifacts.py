@@ -182,6 +182,26 @@ SCORES = ArtifactSchema(
     ),
 )
 
+# export's splits as the train stage reads them (export writes more columns): TRL's conversational formats, each row
+# with the task it came from, so that a tuned model is never evaluated on a task it was trained on.
+SFT_ROWS = ArtifactSchema(
+    "SFT",
+    pa.schema([pa.field("messages", pa.list_(MESSAGE), nullable=False), pa.field("task_id", pa.string(), False)]),
+    open_ended=True,
+)
+DPO_ROWS = ArtifactSchema(
+    "DPO",
+    pa.schema(
+        [
+            pa.field("prompt", pa.list_(MESSAGE), nullable=False),
+            pa.field("chosen", pa.list_(MESSAGE), nullable=False),
+            pa.field("rejected", pa.list_(MESSAGE), nullable=False),
+            pa.field("task_id", pa.string(), nullable=False),
+        ]
+    ),
+    open_ended=True,
+)
+
 
 def text_sha(text: str) -> str:
     """A short fingerprint of a text, to match what annotators rated with what generate holds now."""

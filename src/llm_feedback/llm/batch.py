@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from llm_feedback.adapters import tuned_identity
 from llm_feedback.errors import PipelineError
 from llm_feedback.llm.base import Backend, Request
 from llm_feedback.llm.cache import CachedGeneration, GenerationCache
@@ -115,6 +116,7 @@ def request_hash(spec: ModelSpec, request: Request) -> str:
     }
     if request.json_schema is not None:  # only then, so requests without it keep their hashes
         key["json_schema"] = request.json_schema
+    key.update(tuned_identity(spec))  # empty unless the model is tuned: other models keep their hashes
     return hashlib.sha256(json.dumps(key, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 

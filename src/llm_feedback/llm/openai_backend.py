@@ -24,7 +24,7 @@ class OpenAIBackend:
         self._url = f"{(spec.base_url or '').rstrip('/')}/chat/completions"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._model = spec.model
+        self._model = spec.adapter or spec.model  # a server such as vLLM serves a LoRA adapter under its own name
         self._session: aiohttp.ClientSession | None = None
 
     async def complete(self, request: Request) -> Completion:

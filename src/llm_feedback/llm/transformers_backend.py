@@ -4,8 +4,10 @@ generated as one left-padded batch."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
+from llm_feedback.adapters import with_adapter
 from llm_feedback.errors import ConfigError
 from llm_feedback.llm.base import Completion, PermanentError, Request, cut_at_stop
 from llm_feedback.params import ModelSpec
@@ -13,6 +15,9 @@ from llm_feedback.secrets import scrub
 
 # How long the batcher waits for more requests to fill a batch once one has arrived.
 FILL_WAIT_S = 0.01
+# One model loads at a time: transformers' lazy imports are not safe in two threads at once (peft, loading an
+# adapter, imports parts of transformers while another model's thread does), and loads share the disk anyway.
+_LOADING = threading.Lock()
 
 
 class TransformersBackend:
@@ -68,6 +73,10 @@ class TransformersBackend:
                 future.set_result(completion)
 
     def _load(self) -> None:
+        with _LOADING:
+            self._load_alone()
+
+    def _load_alone(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -77,7 +86,11 @@ class TransformersBackend:
                 self._spec.tokenizer or self._spec.model, token=self._token, padding_side="left"
             )
             model = AutoModelForCausalLM.from_pretrained(self._spec.model, token=self._token, dtype="auto")
+            if self._spec.adapter is not None:
+                model = with_adapter(model, name=self._name, spec=self._spec, token=self._token)
             self._model = model.to(device)
+        except ConfigError:  # the adapter's own line
+            raise
         except Exception as e:  # noqa: BLE001 (whatever transformers raises, one line naming the model)
             raise ConfigError(
                 f"params.yaml: models.{self._name}: cannot load '{self._spec.model}' ({_first_line(e)})"

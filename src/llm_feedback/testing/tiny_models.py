@@ -51,8 +51,9 @@ def build_tokenizer(folder: Path, chat_template: str | None = CHATML_TEMPLATE, v
     return folder
 
 
-def build_model(folder: Path, tokenizer_folder: Path, seed: int = 0) -> Path:
-    """A randomly initialised two-layer Llama beside a copy of the tokenizer: a complete local model folder."""
+def build_model(folder: Path, tokenizer_folder: Path, seed: int = 0, *, hidden_size: int = 32, layers: int = 2) -> Path:
+    """A randomly initialised Llama (two layers unless told) beside a copy of the tokenizer: a complete local model
+    folder. A wider one (`hidden_size`) learns a handful of examples in a few steps, for the training tests."""
     import shutil
 
     import torch
@@ -62,9 +63,9 @@ def build_model(folder: Path, tokenizer_folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=4096,

@@ -1,0 +1,64 @@
+"""export's output for a handful of tasks small enough to memorise, for the train stage's tests and benchmark."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pyarrow as pa
+
+from llm_feedback.export import DPO_SCHEMA, SFT_SCHEMA, Exported, write_exports
+
+
+def task_id(instruction: str) -> str:
+    return hashlib.sha256(instruction.encode()).hexdigest()[:16]
+
+
+def instruction(number: int) -> str:
+    return f"Write a Python function add_{number} that returns the sum of a and b."
+
+
+def answer(number: int) -> str:
+    return f"def add_{number}(a, b):\n    return a + b\n"
+
+
+def write_training_export(folder: Path, *, train: int = 4, test: int = 2, dpo: bool = True, sft: bool = True) -> Path:
+    """export's folder with `train` tasks in the train split and `test` in the test split; each task has an SFT row
+    (its answer) and a DPO pair (its answer over a refusal), unless `sft` or `dpo` is off."""
+    splits = {"train": range(train), "test": range(train, train + test)}
+    sft_rows = {split: [_sft(n) for n in numbers] if sft else [] for split, numbers in splits.items()}
+    dpo_rows = {split: [_dpo(n) for n in numbers] if dpo else [] for split, numbers in splits.items()}
+    write_exports(
+        Exported(
+            sft={split: pa.Table.from_pylist(rows, schema=SFT_SCHEMA) for split, rows in sft_rows.items()},
+            dpo={split: pa.Table.from_pylist(rows, schema=DPO_SCHEMA) for split, rows in dpo_rows.items()},
+        ),
+        folder,
+    )
+    return folder
+
+
+def _sft(number: int) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": instruction(number)},
+            {"role": "assistant", "content": answer(number)},
+        ],
+        "task_id": task_id(instruction(number)),
+        "source": "model",
+        "model": "a",
+        "score": 7.0,
+    }
+
+
+def _dpo(number: int) -> dict:
+    return {
+        "prompt": [{"role": "user", "content": instruction(number)}],
+        "chosen": [{"role": "assistant", "content": answer(number)}],
+        "rejected": [{"role": "assistant", "content": "I cannot help with that."}],
+        "task_id": task_id(instruction(number)),
+        "chosen_model": "a",
+        "rejected_model": "b",
+        "score_chosen": 7.0,
+        "score_rejected": 0.0,
+    }
