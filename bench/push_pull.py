@@ -78,7 +78,6 @@ def params(url: str, dataset: str) -> Params:
                 "dataset": dataset,
                 "assignment": "overlap",
                 "guidelines": str(ROOT / "annotation/guidelines.md"),
-                "rating_tooltip": str(ROOT / "annotation/rating_tooltip.md"),
             },
             "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
             "compare": MODELS,
@@ -148,7 +147,9 @@ def main() -> None:
                 assert again.unchanged == n and again.created == again.updated == 0
                 push_rerun.append(seconds)
                 receipt = result.receipt
-                spec = DatasetSpec.from_params(p.annotation, responses=len(MODELS), with_executions=False)
+                spec = DatasetSpec.from_params(
+                    p.annotation, rubric=p.rubric, responses=len(MODELS), with_executions=False
+                )
                 built = build_records(
                     tasks, generations=generations, models=MODELS, spec=spec, seed=p.annotation.seed
                 ).records

@@ -3,6 +3,7 @@
 
 from llm_feedback.analysis import analyze, complete_cases, json_safe
 from llm_feedback.annotation.receipt import read_receipt
+from llm_feedback.annotation.values import rating_scale
 from llm_feedback.artifacts import (
     ANNOTATIONS,
     EXECUTIONS,
@@ -40,6 +41,7 @@ def main() -> str:
         executions=read_optional(paths.executions, EXECUTIONS),
         judge_pairwise=read_optional(paths.judge_pairwise, JUDGE_PAIRWISE),
         chances=receipt.chances(),
+        scale=rating_scale(params.rubric),
     )
     metrics, line = result.metrics, result.line()
     if receipt.rounds:  # a look after every round: the same anytime-valid decision push stops the rounds on

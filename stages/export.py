@@ -1,6 +1,7 @@
 """DVC stage `export`: analyze's scores and the annotators' corrections -> SFT and DPO datasets in TRL's formats
 under data/export/ (optionally the Hub)."""
 
+from llm_feedback.annotation.values import rating_scale
 from llm_feedback.artifacts import ANNOTATIONS, GENERATIONS, SCORES, TASKS, read_table
 from llm_feedback.export import build_exports, push_to_hub, write_exports
 from llm_feedback.params import load_params
@@ -17,6 +18,7 @@ def main() -> str:
         tasks=read_table(paths.tasks, TASKS),
         compare=params.compare,
         params=params.export,
+        scale=rating_scale(params.rubric),
     )
     write_exports(exported, paths.export)
     line = f"{exported.line()} -> {paths.export}"

@@ -4,7 +4,6 @@
 from functools import partial
 
 from llm_feedback.artifacts import GENERATIONS, JUDGE_PAIRWISE, JUDGMENTS, TASKS, read_previous, read_table, write_table
-from llm_feedback.errors import InputError
 from llm_feedback.judge import run_judge
 from llm_feedback.llm.factory import backend_for
 from llm_feedback.params import load_params
@@ -18,15 +17,10 @@ def main() -> str:
         write_table(JUDGMENTS.schema.empty_table(), paths.judgments, JUDGMENTS)
         write_table(JUDGE_PAIRWISE.schema.empty_table(), paths.judge_pairwise, JUDGE_PAIRWISE)
         return f"disabled (judge.enabled: false) -> {paths.judgments} (0 rows)"
-    try:
-        rubric = settings.rubric.read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        raise InputError(f"{settings.rubric}: not found (judge.rubric)") from None
     result = run_judge(
         tasks=read_table(paths.tasks, TASKS),
         generations=read_table(paths.generations, GENERATIONS),
         params=params,
-        rubric=rubric,
         make_backend=partial(backend_for, run=params.generate),
         previous=read_previous(paths.judgments, JUDGMENTS),
     )

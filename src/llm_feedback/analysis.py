@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from llm_feedback.annotation.values import OTHER_OPTIONS, SCALE, STATUSES, status_problem
+from llm_feedback.annotation.dataset_settings import TIE
+from llm_feedback.annotation.values import DEFAULT_SCALE, OTHER_OPTIONS, STATUSES, status_problem
 from llm_feedback.annotator_agreement import Agreement, annotator_agreement
 from llm_feedback.artifacts import SCORES, text_sha
 from llm_feedback.effects import Effects, estimate_effects
@@ -25,6 +26,7 @@ from llm_feedback.errors import ConfigError
 from llm_feedback.judge_assisted import judge_assisted
 from llm_feedback.model_comparison import ModelComparison, compare_models
 from llm_feedback.params import AnalyzeParams
+from llm_feedback.preferences import preference_metrics
 from llm_feedback.presentation import normalise
 from llm_feedback.stats import Interval, ordinal_alpha
 from llm_feedback.style import style_features
@@ -38,6 +40,7 @@ class Analysis:
     submitted: pd.DataFrame  # current submitted rows: task_id, record_id, annotator, model, position, score, comments
     models: list[str]
     left_out: LeftOut
+    scale: range = DEFAULT_SCALE  # the rubric's: what a score may be
 
     def ranking(self) -> list[tuple[str, dict]]:
         """Models with a mean score, best first."""
@@ -106,11 +109,13 @@ def analyze(
     executions: pa.Table | None = None,
     judge_pairwise: pa.Table | None = None,
     chances: dict[str, tuple[int, list[float]]] | None = None,
+    scale: range = DEFAULT_SCALE,
 ) -> Analysis:
     """`records`: how many records the dataset holds (the push receipt's count); the optional tables are the judge's
     and execute's artifacts, None when those stages are off; `chances`: the receipt's, each task's round and its
-    chance of being published by that round and each since, when records were published in rounds."""
-    rows, left_out = usable_annotations(annotations.to_pandas())
+    chance of being published by that round and each since, when records were published in rounds; `scale`: the
+    rubric's (values.rating_scale)."""
+    rows, left_out = usable_annotations(annotations.to_pandas(), scale=scale)
     rows, excluded = without_annotators(rows, params.exclude_annotators)
     models = list(compare)
     submitted, stale = current_scores(rows, generations)
@@ -143,15 +148,18 @@ def analyze(
         "bradley_terry": _ratings(comparison.bradley_terry, models),
         "bradley_terry_style_controlled": _ratings(comparison.bradley_terry_style, models),
         "corrections": _corrections(submitted, rows, models),
-        "agreement": _agreement(submitted),
+        "agreement": _agreement(submitted, scale),
         "annotators": _annotators(submitted, effects, agreement),
         "position": _positions(compared, effects),
-        "judge": _judge(judgments, scores, models, judge_pairwise, complete, params, chances or {})
+        "judge": _judge(judgments, scores, models, judge_pairwise, complete, params, chances or {}, scale)
         if judgments is not None
         else None,
         "execution": _execution(executions, scores, models) if executions is not None else None,
+        "preference": preference_metrics(
+            submitted, models, confidence=params.confidence, resamples=params.bootstrap, seed=params.seed
+        ),
     }
-    return Analysis(json_safe(metrics), scores, submitted, models, left_out)
+    return Analysis(json_safe(metrics), scores, submitted, models, left_out, scale)
 
 
 def without_annotators(rows: pd.DataFrame, names: list[str]) -> tuple[pd.DataFrame, list[str]]:
@@ -250,7 +258,7 @@ class LeftOut:
         return "; ".join(parts) or None
 
 
-def usable_annotations(rows: pd.DataFrame) -> tuple[pd.DataFrame, LeftOut]:
+def usable_annotations(rows: pd.DataFrame, *, scale: range = DEFAULT_SCALE) -> tuple[pd.DataFrame, LeftOut]:
     """The annotation rows that may count. A response (one annotator on one record) with any value outside the
     dataset's settings is left out whole: a score off the rating scale, an unknown status, a `to_correct` that is none
     of the record's models nor combination or neither, or a problem pull recorded. An annotator answering one record
@@ -258,12 +266,17 @@ def usable_annotations(rows: pd.DataFrame) -> tuple[pd.DataFrame, LeftOut]:
     response = ["record_id", "annotator"]
     shown = rows[response + ["model"]].rename(columns={"model": "to_correct"}).drop_duplicates()
     label = rows[response + ["to_correct"]].merge(shown, how="left", on=response + ["to_correct"], indicator=True)
+    preferred = rows[response + ["preferred"]].merge(
+        shown.rename(columns={"to_correct": "preferred"}), how="left", on=response + ["preferred"], indicator=True
+    )
     checks = {
         "problem": rows["problem"].notna().to_numpy(),
         "status": (~rows["status"].isin(STATUSES)).to_numpy(),
-        "score": (rows["score"].notna() & ~rows["score"].isin(list(SCALE))).to_numpy(),
+        "score": (rows["score"].notna() & ~rows["score"].isin(list(scale))).to_numpy(),
         "to_correct": (rows["to_correct"].notna() & ~rows["to_correct"].isin(OTHER_OPTIONS)).to_numpy()
         & (label["_merge"] == "left_only").to_numpy(),
+        "preferred": (rows["preferred"].notna() & (rows["preferred"] != TIE)).to_numpy()
+        & (preferred["_merge"] == "left_only").to_numpy(),
     }
     bad = np.logical_or.reduce(list(checks.values()))
     bad_responses = rows[bad].drop_duplicates(response).sort_values(response)
@@ -272,7 +285,7 @@ def usable_annotations(rows: pd.DataFrame) -> tuple[pd.DataFrame, LeftOut]:
         at = rows.index.get_loc(bad_responses.index[0])
         row = rows.iloc[at]
         failed = next(name for name, found in checks.items() if found[at])
-        first = f"record {row['record_id']} by {row['annotator']}: {_why(row, failed)}"
+        first = f"record {row['record_id']} by {row['annotator']}: {_why(row, failed, scale)}"
     keep = ~rows.set_index(response).index.isin(bad_responses.set_index(response).index)
     rows = rows[keep]
     copies = rows.groupby(response + ["position"]).size() - 1
@@ -281,13 +294,15 @@ def usable_annotations(rows: pd.DataFrame) -> tuple[pd.DataFrame, LeftOut]:
     return latest.sort_index(), LeftOut(len(bad_responses), duplicates, first)
 
 
-def _why(row: pd.Series, check: str) -> str:
+def _why(row: pd.Series, check: str, scale: range) -> str:
     if check == "problem":
         return row["problem"]
     if check == "status":
         return status_problem(row["status"])
     if check == "score":
-        return f"score {int(row['score'])} for model {row['model']} is not on the {SCALE.start}-{SCALE.stop - 1} scale"
+        return f"score {int(row['score'])} for model {row['model']} is not on the {scale.start}-{scale.stop - 1} scale"
+    if check == "preferred":
+        return f"preferred {row['preferred']!r} is none of the record's models nor a tie"
     return f"to_correct {row['to_correct']!r} is none of the record's models, combination or neither"
 
 
@@ -441,24 +456,24 @@ def _corrections(submitted: pd.DataFrame, rows: pd.DataFrame, models: list[str])
     }
 
 
-def _agreement(submitted: pd.DataFrame) -> dict:
+def _agreement(submitted: pd.DataFrame, scale: range) -> dict:
     """Ordinal Krippendorff's alpha per rating question (display position), and over all of them."""
     result = {}
     if submitted.empty:
         return {"all": {"alpha": None, "records": 0}}
     for position in sorted(submitted["position"].unique()):
         at = submitted[submitted["position"] == position]
-        result[f"score_response_{position}"] = _alpha(at, ["record_id"])
-    result["all"] = _alpha(submitted, ["record_id", "position"])
+        result[f"score_response_{position}"] = _alpha(at, ["record_id"], scale)
+    result["all"] = _alpha(submitted, ["record_id", "position"], scale)
     return result
 
 
-def _alpha(rows: pd.DataFrame, unit: list[str]) -> dict:
+def _alpha(rows: pd.DataFrame, unit: list[str], scale: range) -> dict:
     table = rows.pivot_table(index="annotator", columns=unit, values="score", aggfunc="first")
     multi = table.notna().sum(axis=0) >= 2
     shared = table.loc[:, multi]
     records = int(shared.columns.get_level_values(0).nunique()) if shared.shape[1] else 0
-    alpha = ordinal_alpha(shared.to_numpy(dtype=float), SCALE)
+    alpha = ordinal_alpha(shared.to_numpy(dtype=float), scale)
     return {"alpha": None if alpha is None else round(alpha, 4), "records": records}
 
 
@@ -505,6 +520,7 @@ def _judge(
     complete: pd.DataFrame,
     params: AnalyzeParams,
     chances: dict[str, tuple[int, list[float]]],
+    scale: range,
 ) -> dict:
     """How well the judge's scores track the humans' (Spearman and quadratic-weighted kappa over (task, model)), and
     the verdict's estimates with its help (prediction-powered, beside the humans alone)."""
@@ -524,7 +540,7 @@ def _judge(
         result["spearman"] = float(spearmanr(both["score_judge"], both["score_human"]).statistic)
         human = np.floor(both["score_human"].to_numpy() + 0.5).astype(int)
         result["kappa_quadratic"] = float(
-            cohen_kappa_score(both["score_judge"].astype(int), human, weights="quadratic", labels=list(SCALE))
+            cohen_kappa_score(both["score_judge"].astype(int), human, weights="quadratic", labels=list(scale))
         )
     if pairwise is not None:
         result["pairwise"] = _judge_pairwise(pairwise.to_pandas())

@@ -25,15 +25,19 @@ MESSAGE = pa.struct([pa.field("role", pa.string(), nullable=False), pa.field("co
 
 @dataclass(frozen=True)
 class ArtifactSchema:
-    """Required columns of one artifact; `open_ended` artifacts may carry more (e.g. the kept source columns)."""
+    """Required columns of one artifact; `open_ended` artifacts may carry more (e.g. the kept source columns).
+    `added`: nullable columns the contract gained later, read as all null from an artifact written before."""
 
     name: str
     schema: pa.Schema
     open_ended: bool = False
+    added: tuple[str, ...] = ()
 
     def validate(self, table: pa.Table, where: str) -> pa.Table:
         """Check names, types and nulls; return the table with its columns in contract order."""
         for field in self.schema:
+            if field.name not in table.column_names and field.name in self.added:
+                table = table.append_column(field, pa.nulls(table.num_rows, field.type))
             if field.name not in table.column_names:
                 raise InputError(f"{where}: missing column '{field.name}' ({self.name} artifact)")
             actual = table.schema.field(field.name).type
@@ -163,8 +167,12 @@ ANNOTATIONS = ArtifactSchema(
             # why this response does not count (a value outside the dataset's settings, which is then left out);
             # null when it counts
             pa.field("problem", pa.string()),
+            # annotation.preference: the model the annotator found better (the same on each row of the response), or
+            # "tie"; null when not asked or not answered
+            pa.field("preferred", pa.string()),
         ]
     ),
+    added=("preferred",),
 )
 
 

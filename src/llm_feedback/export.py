@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_feedback.analysis import usable_annotations
+from llm_feedback.annotation.values import DEFAULT_SCALE
 from llm_feedback.artifacts import MESSAGE, atomic_folder
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import ExportParams
@@ -70,10 +71,11 @@ def build_exports(
     tasks: pa.Table,
     compare: list[str],
     params: ExportParams,
+    scale: range = DEFAULT_SCALE,
 ) -> Exported:
     """`scores` are analyze's per-task scores (the scores artifact), so the training data follows the metrics; the
     corrections come from the annotations that count by analyze's rules."""
-    rows, _ = usable_annotations(annotations.to_pandas())
+    rows, _ = usable_annotations(annotations.to_pandas(), scale=scale)
     scores = scores.to_pandas()
     instructions = dict(zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist()))
     answers = {

@@ -12,8 +12,6 @@ a judge's preference for the first (or second) position cancels out.
 from __future__ import annotations
 
 import itertools
-import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,53 +19,60 @@ from pathlib import Path
 import pyarrow as pa
 
 from llm_feedback.artifacts import JUDGE_PAIRWISE, JUDGMENTS
+from llm_feedback.judge_replies import Verdict, parse_preference, parse_verdict
 from llm_feedback.llm.base import Request
 from llm_feedback.llm.batch import Answer, BackendFactory, ModelSummary, ask
 from llm_feedback.llm.cache import CachedGeneration
-from llm_feedback.params import GenerationParams, JudgeParams, ModelSpec, Params
+from llm_feedback.params import GenerationParams, JudgeParams, ModelSpec, Params, RubricParams
 from llm_feedback.prompts import conversation, load_tokenizer, render_prompts
+from llm_feedback.rubric import full_text, points_text
 
-CRITERIA = {"comments_and_docstrings": (0, 1, 2), "test_example": (0, 1, 2), "runs_correctly": (0, 3)}
-VERDICT_SCHEMA = {
-    "type": "object",
-    "properties": {
-        **{name: {"type": "integer", "enum": list(values)} for name, values in CRITERIA.items()},
-        "total": {"type": "integer", "minimum": 0, "maximum": 7},
-        "rationale": {"type": "string"},
-    },
-    "required": [*CRITERIA, "total", "rationale"],
-}
 PAIRWISE_SCHEMA = {
     "type": "object",
     "properties": {"better": {"type": "string", "enum": ["A", "B", "tie"]}, "rationale": {"type": "string"}},
     "required": ["better", "rationale"],
 }
-# What each kind of request asks for: ("score", task, model) a verdict, ("pair", task, first, second) a preference.
-SCHEMAS = {"score": VERDICT_SCHEMA, "pair": PAIRWISE_SCHEMA}
 Key = tuple[str, ...]
 
 
-# The verdict's shape as the score prompt shows it, on one line.
-SCORE_REPLY = (
-    '{"comments_and_docstrings": <0-2>, "test_example": <0-2>, "runs_correctly": <0 or 3>, "total": <0-7>, '
-    '"rationale": "<one or two sentences>"}'
-)
+def verdict_schema(rubric: RubricParams) -> dict:
+    """The JSON shape of a verdict on the declared rubric: each criterion's points, then the total on its scale."""
+    criteria = {c.name: {"type": "integer", "enum": list(c.points)} for c in rubric.criteria}
+    return {
+        "type": "object",
+        "properties": {
+            **criteria,
+            "total": {"type": "integer", "minimum": rubric.low, "maximum": rubric.high},
+            "rationale": {"type": "string"},
+        },
+        "required": [*criteria, "total", "rationale"],
+    }
 
 
-def score_prompt(rubric: str, instruction: str, answer: str) -> str:
-    return f"""You review answers to Python programming tasks, with the same rubric as the human reviewers.
+def score_reply(rubric: RubricParams) -> str:
+    """The verdict's shape as the score prompt shows it, on one line."""
+    parts = [f'"{c.name}": <{points_text(c.points)}>' for c in rubric.criteria]
+    parts += [f'"total": <{rubric.low}-{rubric.high}>', '"rationale": "<one or two sentences>"']
+    return "{" + ", ".join(parts) + "}"
 
-Rubric (the points add up, 0 to 7):
-{rubric}
 
-Judge the answer criterion by criterion, then add them up:
-- comments_and_docstrings: 0, 1 or 2
-- test_example: 0, 1 or 2
-- runs_correctly: 3 if the code runs and does what the task asks, else 0
-- total: the sum of the three
+def score_prompt(rubric: RubricParams, instruction: str, answer: str) -> str:
+    if rubric.criteria:
+        steps = "Judge the answer criterion by criterion, then add them up:\n" + "\n".join(
+            [f"- {c.name}: {points_text(c.points)}" for c in rubric.criteria]
+            + [f"- total: the sum of the {len(rubric.criteria)}"]
+        )
+    else:
+        steps = f"Give the answer one total score from {rubric.low} to {rubric.high}."
+    return f"""You review answers to tasks, with the same rubric as the human reviewers.
+
+Rubric (from {rubric.low} to {rubric.high}):
+{full_text(rubric)}
+
+{steps}
 
 Reply with one JSON object and nothing else:
-{SCORE_REPLY}
+{score_reply(rubric)}
 
 <task>
 {instruction}
@@ -78,9 +83,9 @@ Reply with one JSON object and nothing else:
 </answer>"""
 
 
-def pairwise_prompt(rubric: str, instruction: str, first: str, second: str) -> str:
-    return f"""You compare two answers to a Python programming task, with this rubric (higher is better):
-{rubric}
+def pairwise_prompt(rubric: RubricParams, instruction: str, first: str, second: str) -> str:
+    return f"""You compare two answers to a task, with this rubric (higher is better):
+{full_text(rubric)}
 
 Which answer is better? Reply with one JSON object and nothing else:
 {{"better": "A" or "B" or "tie", "rationale": "<one or two sentences>"}}
@@ -96,57 +101,6 @@ Which answer is better? Reply with one JSON object and nothing else:
 <answer_B>
 {second}
 </answer_B>"""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    score: int | None
-    rationale: str | None
-    error: str | None
-
-
-def parse_verdict(text: str | None) -> Verdict:
-    """A rubric verdict from the judge's answer, or the reason it is not one."""
-    data, problem = _json_object(text)
-    if data is None:
-        return Verdict(None, None, problem)
-    for name, allowed in CRITERIA.items():
-        value = data.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value not in allowed:
-            return Verdict(None, None, f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
-    parts = sum(data[name] for name in CRITERIA)
-    total = data.get("total")
-    if total != parts:
-        return Verdict(None, None, f"total {total!r} is not the sum of the criteria ({parts})")
-    rationale = data.get("rationale")
-    return Verdict(parts, rationale if isinstance(rationale, str) else None, None)
-
-
-def parse_preference(text: str | None) -> tuple[str | None, str | None]:
-    """ "A", "B" or "tie" from a pairwise answer, or (None, the reason)."""
-    data, problem = _json_object(text)
-    if data is None:
-        return None, problem
-    better = data.get("better")
-    if better not in ("A", "B", "tie"):
-        return None, f"better must be A, B or tie, got {better!r}"
-    return better, None
-
-
-def _json_object(text: str | None) -> tuple[dict | None, str | None]:
-    """The first JSON object in the text (bare, fenced, or after some prose)."""
-    if text is None:
-        return None, "no answer"
-    decoder = json.JSONDecoder()
-    for match in re.finditer(r"\{", text):
-        try:
-            value, _ = decoder.raw_decode(text, match.start())
-        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than Python's stack
-            continue
-        if isinstance(value, dict):
-            return value, None
-    snippet = " ".join(text.split())[:80]
-    return None, f"no JSON object in the judge's answer: {snippet!r}" if snippet else "an empty answer"
 
 
 def judge_sampling(settings: JudgeParams) -> GenerationParams:
@@ -176,13 +130,12 @@ def run_judge(
     tasks: pa.Table,
     generations: pa.Table,
     params: Params,
-    rubric: str,
     make_backend: BackendFactory,
     previous: pa.Table | None,
 ) -> Judged:
     """Score every compared model's answer (and, in pairwise mode, compare each pair in both orders); `previous` is
     the stage's earlier judgments artifact, whose raw answers count as cached."""
-    settings = params.judge
+    settings, rubric = params.judge, params.rubric
     judge = settings.model
     assert judge is not None  # checked when params load
     instructions = dict(zip(tasks.column("task_id").to_pylist(), tasks.column("instruction").to_pylist()))
@@ -202,7 +155,7 @@ def run_judge(
                 rubric, instructions[task_id], answers[(task_id, first)], answers[(task_id, second)]
             )
     batch = ask(
-        judge_requests(prompts, judge=judge, spec=params.models[judge], settings=settings),
+        judge_requests(prompts, judge=judge, spec=params.models[judge], settings=settings, rubric=rubric),
         models=params.models,
         settings=params.generate,
         cache_path=params.paths.judge_cache,
@@ -212,14 +165,14 @@ def run_judge(
     )
     return Judged(
         judge,
-        _judgments(batch.answers, answers, judge),
+        _judgments(batch.answers, answers, judge, rubric),
         _pairwise(batch.answers, pairs, judge),
         batch.summaries,
     )
 
 
 def judge_requests(
-    prompts: Mapping[Key, str], *, judge: str, spec: ModelSpec, settings: JudgeParams
+    prompts: Mapping[Key, str], *, judge: str, spec: ModelSpec, settings: JudgeParams, rubric: RubricParams
 ) -> dict[Key, Request]:
     """Each prompt as the judge model takes it (chat messages, or its chat template rendered for a raw-text backend),
     at the judge's sampling, asking for the JSON shape of its kind of answer."""
@@ -231,13 +184,15 @@ def judge_requests(
     else:
         rendered = [None] * len(keys)
     sampling = judge_sampling(settings)
+    # what each kind of request asks for: ("score", task, model) a verdict, ("pair", task, first, second) a preference
+    schemas = {"score": verdict_schema(rubric), "pair": PAIRWISE_SCHEMA}
     return {
         key: Request(
             model=judge,
             messages=conversation(system, prompts[key]),
             prompt=prompt,
             generation=sampling,
-            json_schema=SCHEMAS[key[0]] if settings.json_mode else None,
+            json_schema=schemas[key[0]] if settings.json_mode else None,
         )
         for key, prompt in zip(keys, rendered)
     }
@@ -254,11 +209,13 @@ def _earlier(previous: pa.Table | None) -> list[tuple[str, CachedGeneration]]:
     ]
 
 
-def _judgments(replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], str], judge: str) -> pa.Table:
+def _judgments(
+    replies: Mapping[Key, Answer], answers: Mapping[tuple[str, str], str], judge: str, rubric: RubricParams
+) -> pa.Table:
     rows = []
     for task_id, model in answers:
         reply = replies[("score", task_id, model)]
-        verdict = parse_verdict(reply.text) if reply.error is None else Verdict(None, None, reply.error)
+        verdict = parse_verdict(reply.text, rubric) if reply.error is None else Verdict(None, None, reply.error)
         rows.append(
             {
                 "task_id": task_id,

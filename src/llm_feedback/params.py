@@ -61,7 +61,8 @@ Float = StrictFloat
 Bool = StrictBool
 
 
-FOLDER_OUTPUTS = ("plots", "reports", "export", "models", "train_checkpoints")  # paths.* that name a folder
+RATING_TOP = 10  # Argilla's rating questions take values 0 to 10
+FOLDER_OUTPUTS = ("plots", "reports", "export")  # paths.* that name a folder; the others name a file
 
 
 class Paths(Strict):
@@ -80,10 +81,6 @@ class Paths(Strict):
     plots: Path = Path("plots")
     reports: Path = Path("reports")
     export: Path = Path("data/export")
-    models: Path = Path("models")
-    train_checkpoints: Path = Path("data/cache/train")
-    train_metrics: Path = Path("training/metrics.json")
-    train_loss: Path = Path("training/loss.csv")
 
     @field_validator("*")
     @classmethod
@@ -190,7 +187,6 @@ class ModelSpec(Strict):
     base_url: str | None = None
     api_key_env: str | None = None
     device: str | None = None
-    adapter: str | None = None  # transformers: a PEFT adapter's folder or hub id; openai: the name it is served under
     generation: GenerationOverrides = Field(default_factory=GenerationOverrides)
     concurrency: Int | None = Field(default=None, ge=1, le=1024)
     requests_per_minute: Float | None = Field(default=None, gt=0)
@@ -226,11 +222,6 @@ class ModelSpec(Strict):
             raise ValueError("base_url is for backend 'openai'")
         if self.backend != "transformers" and self.device:
             raise ValueError("device is for backend 'transformers'")
-        if self.backend == "hf" and self.adapter:
-            raise ValueError(
-                "adapter is for backend 'transformers' (an adapter's folder) or 'openai' (the name a server such as "
-                "vLLM serves it under)"
-            )
         if self.model is None and not (self.backend == "hf" and self.endpoint_url):
             raise ValueError("model is required")
         if self.needs_prompt and not (self.tokenizer or self.model):
@@ -276,13 +267,85 @@ class ArgillaParams(Strict):
         return url.rstrip("/")
 
 
+class Criterion(Strict):
+    """One part of a cumulative rubric: the points it may give, which add up with the others' to the total."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
+    title: str = Field(min_length=1, max_length=60)
+    points: list[Int] = Field(min_length=2)
+    description: str = ""  # plain text: what earns the points (the question's tooltip, the judge's guide)
+
+    @field_validator("points")
+    @classmethod
+    def _points(cls, points: list[int]) -> list[int]:
+        if points != sorted(set(points)) or points[0] < 0 or points[-1] > RATING_TOP:
+            raise ValueError(f"points: {points} must rise, without repeats, within 0-{RATING_TOP}")
+        return points
+
+
+def _code_rubric() -> list[Criterion]:
+    return [
+        Criterion(
+            name="comments_and_docstrings",
+            title="Comments and docstring",
+            points=[0, 1, 2],
+            description="+1 some useful comments or a docstring; +2 a clear docstring and comments where the logic "
+            "is not obvious.",
+        ),
+        Criterion(
+            name="test_example",
+            title="Test example",
+            points=[0, 1, 2],
+            description="+1 an example of use; +2 runnable tests or asserts that check the behaviour, including an "
+            "edge case.",
+        ),
+        Criterion(
+            name="runs_correctly",
+            title="Runs correctly",
+            points=[0, 3],
+            description="+3 (worth the most) if the code runs and does what the instruction asks (you ran it, or the "
+            "execution result shown says pass).",
+        ),
+    ]
+
+
+class RubricParams(Strict):
+    """The scale annotators and the judge score each answer on, and, for a cumulative rubric, its criteria: the
+    rating questions, the tooltips, the judge's prompt and JSON shape, pull's checks and analyze's ranges all follow
+    it. The default is the cumulative 0-7 code rubric; a 1-5 Likert scale is `low: 1, high: 5, criteria: []`."""
+
+    low: Int = Field(default=0, ge=0, le=RATING_TOP)
+    high: Int = Field(default=7, ge=1, le=RATING_TOP)
+    intro: str = "Start at 0 and add up the points."  # plain text, said before the criteria
+    criteria: list[Criterion] = Field(default_factory=_code_rubric)
+    note: str = "0 for no code, code for a different task, or a refusal."  # plain text, said after them
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> RubricParams:
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        names = [c.name for c in self.criteria]
+        if len(set(names)) != len(names):
+            raise ValueError("criteria: two criteria share a name")
+        if self.criteria:
+            least, most = sum(c.points[0] for c in self.criteria), sum(c.points[-1] for c in self.criteria)
+            if (least, most) != (self.low, self.high):
+                raise ValueError(
+                    f"criteria: their points add up to {least}-{most}, not the scale {self.low}-{self.high}"
+                )
+        return self
+
+    @property
+    def span(self) -> int:
+        return self.high - self.low
+
+
 class AnnotationParams(Strict):
     """The Argilla dataset annotators work in, and how records reach them."""
 
     workspace: str = "llm-feedback"
     dataset: str = Field(default="code-answers", min_length=1, max_length=DATASET_NAME_MAX)
     guidelines: Path = Path("annotation/guidelines.md")
-    rating_tooltip: Path = Path("annotation/rating_tooltip.md")
     seed: Int = 42
     assignment: Literal["metadata", "overlap"] = "metadata"
     groups: Int = Field(default=2, ge=1, le=1000)
@@ -293,6 +356,9 @@ class AnnotationParams(Strict):
     batch_size: Int = Field(default=500, ge=1, le=1000)
     round_size: Int | None = Field(default=None, ge=1)  # records per round (expected); None: every record at once
     select: Literal["random", "active"] = "random"  # how a round's records are drawn; active: where the judge is unsure
+    layout: Literal["side_by_side", "stacked"] = "side_by_side"  # the answers in columns, or one under another
+    rubric: Literal["total", "criteria"] = "total"  # one rating per answer, or one per criterion (pull adds them up)
+    preference: Bool = False  # also ask which response is better (or a tie)
 
     @field_validator("workspace")
     @classmethod
@@ -312,11 +378,11 @@ class AnalyzeParams(Strict):
     """How annotations become scores and how sure we are of them."""
 
     aggregate: Literal["mean", "median", "majority"] = "mean"
-    tie_margin: Float = Field(default=0.0, ge=0.0, le=7.0)
+    tie_margin: Float = Field(default=0.0, ge=0.0)
     bootstrap: Int = Field(default=1000, ge=100, le=100_000)
     permutations: Int = Field(default=10_000, ge=100, le=1_000_000)  # sign flips behind each pair's p-value
     confidence: Float = Field(default=0.95, gt=0.5, lt=1.0)
-    min_difference: Float = Field(default=0.5, gt=0.0, le=7.0)  # the gap the "tasks for 80% power" figure is for
+    min_difference: Float = Field(default=0.5, gt=0.0)  # the gap the "tasks for 80% power" figure is for
     exclude_annotators: list[str] = Field(default_factory=list)
     seed: Int = 0
     lowest: Int = Field(default=20, ge=0)
@@ -329,8 +395,8 @@ class AnalyzeParams(Strict):
 class ExportParams(Strict):
     """Which annotated answers become training data."""
 
-    sft_min_score: Float = Field(default=6.0, ge=0.0, le=7.0)
-    dpo_min_margin: Float = Field(default=2.0, gt=0.0, le=7.0)
+    sft_min_score: Float = Field(default=6.0, ge=0.0)
+    dpo_min_margin: Float = Field(default=2.0, gt=0.0)
     test_fraction: Float = Field(default=0.1, ge=0.0, lt=1.0)
     seed: Int = 0
     push_to_hub: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")
@@ -342,7 +408,6 @@ class JudgeParams(Strict):
 
     enabled: Bool = False
     model: str | None = None  # a name under models:, compared or not
-    rubric: Path = Path("annotation/rating_tooltip.md")
     json_mode: Bool = True  # ask for JSON where the backend can (OpenAI response_format, TGI grammar)
     pairwise: Bool = False  # also ask which answer is better, in both orders
     max_new_tokens: Int = Field(default=512, ge=16)
@@ -363,56 +428,6 @@ class ExecuteParams(Strict):
     python: str | None = None  # the interpreter for generated code (default: the pipeline's, if others may read it)
 
 
-class LoraParams(Strict):
-    """The low-rank adapter peft trains: its updates are scaled by alpha / rank."""
-
-    rank: Int = Field(default=16, ge=1, le=1024)
-    alpha: Int = Field(default=32, ge=1)
-    dropout: Float = Field(default=0.05, ge=0.0, lt=1.0)
-    target_modules: str | list[str] = "all-linear"  # peft's name for every linear layer but the output head
-
-
-class TrainParams(Strict):
-    """Fine-tuning a declared model on export's train split with TRL, LoRA through peft unless tuning is full."""
-
-    enabled: Bool = False
-    base: str | None = None  # a name under models: with backend transformers
-    name: str = Field(default="tuned", pattern=MODEL_NAME_PATTERN)  # the result goes to <paths.models>/<name>
-    method: Literal["sft", "dpo", "sft_then_dpo"] = "sft"
-    tuning: Literal["lora", "full"] = "lora"
-    merge: Bool = False  # lora: write the base with the adapter merged in, instead of the adapter alone
-    lora: LoraParams = Field(default_factory=LoraParams)
-    learning_rate: Float = Field(default=0.0002, gt=0.0, le=1.0)
-    epochs: Float = Field(default=3.0, gt=0.0)
-    max_steps: Int | None = Field(default=None, ge=1)  # optimizer steps; when set, epochs is not used
-    batch_size: Int = Field(default=4, ge=1)
-    gradient_accumulation: Int = Field(default=4, ge=1)
-    max_length: Int = Field(default=2048, ge=16)  # tokens per example; longer ones are cut
-    beta: Float = Field(default=0.1, gt=0.0)  # DPO: how far the tuned model may move from the reference
-    seed: Int = 0
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
-    gradient_checkpointing: Bool = False
-    save_steps: Int = Field(default=50, ge=1)  # a checkpoint every this many steps: a killed run resumes there
-    logging_steps: Int = Field(default=10, ge=1)  # a point of the loss curve every this many steps
-    progress_every_s: Float = Field(default=30.0, gt=0)  # progress lines when not on a terminal
-    push_to_hub: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")  # a model repo id
-    private: Bool = True
-
-    @field_validator("learning_rate", "beta", mode="before")
-    @classmethod
-    def _exponent_without_dot(cls, value: Any) -> Any:
-        """YAML reads 2e-4 as text; say how to write it instead of only that a number was expected."""
-        if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9]+[eE][-+]?[0-9]+", value.strip()):
-            raise ValueError(f"YAML reads {value} as text: write {float(value)!r} (or with a dot: 2.0e-4)")
-        return value
-
-    @model_validator(mode="after")
-    def _merge_needs_lora(self) -> TrainParams:
-        if self.merge and self.tuning == "full":
-            raise ValueError("merge: a fully tuned model has no adapter to merge (merge is for tuning: lora)")
-        return self
-
-
 class Params(Strict):
     paths: Paths = Field(default_factory=Paths)
     fetch: FetchParams = Field(default_factory=FetchParams)
@@ -425,7 +440,7 @@ class Params(Strict):
     execute: ExecuteParams = Field(default_factory=ExecuteParams)
     analyze: AnalyzeParams = Field(default_factory=AnalyzeParams)
     export: ExportParams = Field(default_factory=ExportParams)
-    train: TrainParams = Field(default_factory=TrainParams)
+    rubric: RubricParams = Field(default_factory=RubricParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     compare: list[str] = Field(default_factory=list)
 
@@ -445,6 +460,26 @@ class Params(Strict):
         return self
 
     @model_validator(mode="after")
+    def _on_the_scale(self) -> Params:
+        """Margins and thresholds in points must fit the rubric's scale."""
+        scale = self.rubric
+        for key, value in {
+            "analyze.tie_margin": self.analyze.tie_margin,
+            "analyze.min_difference": self.analyze.min_difference,
+            "export.dpo_min_margin": self.export.dpo_min_margin,
+        }.items():
+            if value > scale.span:
+                raise ValueError(f"{key}: {value} points is more than the rubric's span ({scale.low}-{scale.high})")
+        if not scale.low <= self.export.sft_min_score <= scale.high:
+            raise ValueError(
+                f"export.sft_min_score: {self.export.sft_min_score} is off the rubric's scale "
+                f"({scale.low}-{scale.high})"
+            )
+        if self.annotation.rubric == "criteria" and not scale.criteria:
+            raise ValueError("annotation.rubric: criteria asks each criterion on its own, and rubric.criteria is empty")
+        return self
+
+    @model_validator(mode="after")
     def _compare_declared(self) -> Params:
         if not self.compare:
             raise ValueError("compare: list at least one model declared under models:")
@@ -457,27 +492,6 @@ class Params(Strict):
         if self.judge.enabled and self.judge.model not in self.models:
             declared = ", ".join(self.models) or "none"
             raise ValueError(f"judge.model: {self.judge.model!r} is not declared under models: (declared: {declared})")
-        return self
-
-    @model_validator(mode="after")
-    def _train_base_declared(self) -> Params:
-        """Training starts from a declared model that transformers loads; checked only when training is on."""
-        train = self.train
-        if not train.enabled:
-            return self
-        if train.base not in self.models:
-            declared = ", ".join(self.models) or "none"
-            raise ValueError(f"train.base: {train.base!r} is not declared under models: (declared: {declared})")
-        base = self.models[train.base]
-        if base.backend != "transformers":
-            raise ValueError(
-                f"train.base: {train.base!r} has backend {base.backend!r}; training loads the model with "
-                "transformers (backend: transformers)"
-            )
-        if base.adapter:
-            raise ValueError(f"train.base: {train.base!r} has an adapter; train from the model it adapts")
-        if train.name == train.base:
-            raise ValueError(f"train.name: {train.name!r} is the base's name; give the tuned model its own")
         return self
 
 

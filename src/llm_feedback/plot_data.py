@@ -8,7 +8,6 @@ import itertools
 from pathlib import Path
 
 from llm_feedback.analysis import Analysis
-from llm_feedback.annotation.values import SCALE
 from llm_feedback.artifacts import atomic_folder
 
 
@@ -48,7 +47,7 @@ def write_plot_data(analysis: Analysis, folder: Path) -> None:
 def score_distribution(analysis: Analysis) -> dict[str, dict[int, int]]:
     """How often each model got each score (every submitted score, not the per-task aggregate)."""
     counts = analysis.submitted.groupby(["model", "score"]).size()
-    return {m: {s: int(counts.get((m, float(s)), 0)) for s in SCALE} for m in analysis.models}
+    return {m: {s: int(counts.get((m, float(s)), 0)) for s in analysis.scale} for m in analysis.models}
 
 
 def _csv(path: Path, header: list[str], rows: list[list]) -> None:

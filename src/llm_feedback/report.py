@@ -112,6 +112,7 @@ def _report(analysis: Analysis, charts: dict[str, str], how_to_annotate: str) ->
     lines += _means(analysis, charts)
     lines += _head_to_head(m, charts)
     lines += _ratings(m)
+    lines += _preference(m)
     lines += _biases(m)
     lines += _agreement(m, charts)
     lines += _extras(m)
@@ -145,7 +146,7 @@ def _differences(m: dict, charts: dict[str, str]) -> list[str]:
 
 def _means(analysis: Analysis, charts: dict[str, str]) -> list[str]:
     lines = [
-        "## Mean score (0-7) on the same tasks, with 95% BCa interval",
+        f"## Mean score ({analysis.scale.start}-{analysis.scale.stop - 1}) on the same tasks, with 95% BCa interval",
         "",
         "Position-corrected: the mean had every model been shown equally often in every position.",
         "",
@@ -196,6 +197,31 @@ def _ratings(m: dict) -> list[str]:
             f"| {name} | {_fmt(v['rating'], 0)} | {_span(v['ci_low'], v['ci_high'], 0)} "
             f"| {_fmt(s['rating'], 0)} | {_span(s['ci_low'], s['ci_high'], 0)} |"
         )
+    return [*lines, ""]
+
+
+def _preference(m: dict) -> list[str]:
+    found = m.get("preference")
+    if not found:
+        return []
+    lines = [
+        "## Which response is better? (annotators' direct preference)",
+        "",
+        f"{found['responses']} responses on {found['tasks']} tasks. A response naming one answer says it beat every "
+        "other on the record; intervals: Wilson for the rates, a bootstrap over tasks for the ratings.",
+        "",
+        "| pair | first wins | ties | second wins | decisive share won by the first | comparisons |",
+        "|---|---|---|---|---|---|",
+    ]
+    for pair, v in found["pairwise"].items():
+        cells = [
+            f"{_pct(v[k]['rate'])} ({_pct(v[k]['ci_low'])} to {_pct(v[k]['ci_high'])})"
+            for k in ("win", "tie", "loss", "decisive")
+        ]
+        lines.append(f"| {pair.replace('_vs_', ' vs ')} | {' | '.join(cells)} | {v['comparisons']} |")
+    lines += ["", "| model | Bradley-Terry rating (Elo scale, ties count half) | interval |", "|---|---|---|"]
+    for name, v in sorted(found["bradley_terry"].items(), key=lambda kv: -(kv[1]["rating"] or -1e9)):
+        lines.append(f"| {name} | {_fmt(v['rating'], 0)} | {_span(v['ci_low'], v['ci_high'], 0)} |")
     return [*lines, ""]
 
 

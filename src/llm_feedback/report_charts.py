@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from llm_feedback.analysis import Analysis
-from llm_feedback.annotation.values import SCALE
 from llm_feedback.plot_data import score_distribution
 
 OUTCOME_COLOURS = (("win", "#55a868"), ("tie", "#c0c0c0"), ("loss", "#c44e52"))
@@ -33,8 +32,8 @@ def write_charts(analysis: Analysis, folder: Path) -> dict[str, str]:
         folder / "mean_scores.png",
         "Mean score per model",
         [(n, m["models"][n]["mean"], m["models"][n]["ci_low"], m["models"][n]["ci_high"]) for n in names],
-        xlabel=f"mean score ({SCALE.start}-{SCALE.stop - 1}), 95% interval",
-        limits=(SCALE.start, SCALE.stop - 1),
+        xlabel=f"mean score ({analysis.scale.start}-{analysis.scale.stop - 1}), 95% interval",
+        limits=(analysis.scale.start, analysis.scale.stop - 1),
     )
     if pairs:
         charts["win_rates"] = _win_rates(folder / "win_rates.png", pairs)
@@ -85,8 +84,8 @@ def _distribution(path: Path, analysis: Analysis) -> str:
     distribution = score_distribution(analysis)
     width = 0.8 / max(len(distribution), 1)
     for k, (model, counts) in enumerate(distribution.items()):
-        ax.bar([s + k * width for s in SCALE], [counts[s] for s in SCALE], width=width, label=model)
-    ax.set_xticks([s + 0.4 - width / 2 for s in SCALE], [str(s) for s in SCALE])
+        ax.bar([s + k * width for s in analysis.scale], [counts[s] for s in analysis.scale], width=width, label=model)
+    ax.set_xticks([s + 0.4 - width / 2 for s in analysis.scale], [str(s) for s in analysis.scale])
     ax.set_xlabel("score")
     ax.set_ylabel("scores given")
     ax.legend()

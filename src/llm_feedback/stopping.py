@@ -51,10 +51,10 @@ class Stopping:
 
 
 def human_scores(
-    *, annotations: pa.Table, generations: pa.Table, compare: list[str], params: AnalyzeParams
+    *, annotations: pa.Table, generations: pa.Table, compare: list[str], params: AnalyzeParams, scale: range
 ) -> pd.DataFrame:
-    """analyze's complete cases ((tasks, models) per-task scores) from pull's rows."""
-    rows, _ = usable_annotations(annotations.to_pandas())
+    """analyze's complete cases ((tasks, models) per-task scores) from pull's rows; `scale`: the rubric's."""
+    rows, _ = usable_annotations(annotations.to_pandas(), scale=scale)
     rows, _ = without_annotators(rows, params.exclude_annotators)
     submitted, _ = current_scores(rows, generations)
     return complete_cases(aggregate_scores(submitted, params.aggregate), compare)

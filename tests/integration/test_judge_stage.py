@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llm_feedback.judge import PAIRWISE_SCHEMA, VERDICT_SCHEMA
+from llm_feedback.judge import PAIRWISE_SCHEMA, verdict_schema
+from llm_feedback.params import RubricParams
 from llm_feedback.testing.fake_llm_server import CHAT_PATH, FakeLLMServer
 from llm_feedback.testing.generations import answered
-from tests.conftest import PROJECT_ROOT
 from tests.project import make_project, run_stage
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,6 @@ def project(
         "judge": {
             "enabled": True,
             "model": "judge-llm",
-            "rubric": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
             **judge,
         },
         "generate": {"backoff_initial_s": 0.01, **(generate or {})},
@@ -156,7 +155,9 @@ def test_pairwise_requests_ask_for_the_pairwise_shape_and_score_requests_for_the
     scores = [b for b in bodies if "<answer_A>" not in b["inputs"]]
     assert (len(pairwise), len(scores)) == (8, 8)
     assert [b["parameters"]["grammar"] for b in pairwise] == [{"type": "json", "value": PAIRWISE_SCHEMA}] * 8
-    assert [b["parameters"]["grammar"] for b in scores] == [{"type": "json", "value": VERDICT_SCHEMA}] * 8
+    assert [b["parameters"]["grammar"] for b in scores] == [
+        {"type": "json", "value": verdict_schema(RubricParams())}
+    ] * 8
 
 
 def test_the_judge_samples_greedily_whatever_its_models_own_generation_settings(

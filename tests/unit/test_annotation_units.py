@@ -12,14 +12,14 @@ import pyarrow as pa
 import pytest
 
 from llm_feedback.annotation.connection import Target, _sends_hf_token, resolve
-from llm_feedback.annotation.dataset_settings import DatasetSpec, describe_structure_change
+from llm_feedback.annotation.dataset_settings import DatasetSpec, describe_structure_change, shown_answer
 from llm_feedback.annotation.pull import Pulled, _unblind
 from llm_feedback.annotation.push import Pushed
 from llm_feedback.annotation.receipt import Receipt, read_receipt
 from llm_feedback.annotation.records import annotator_group, blind_order, build_records
 from llm_feedback.artifacts import ANNOTATIONS
 from llm_feedback.errors import ConfigError, InputError
-from llm_feedback.params import AnnotationParams, ArgillaParams, Params
+from llm_feedback.params import AnnotationParams, ArgillaParams, Params, RubricParams
 from tests.conftest import PROJECT_ROOT
 from tests.integration.annotation.annotating import make_generations, make_tasks
 
@@ -27,10 +27,9 @@ from tests.integration.annotation.annotating import make_generations, make_tasks
 def spec(responses: int = 2, **params) -> DatasetSpec:
     annotation = AnnotationParams(
         guidelines=PROJECT_ROOT / "annotation/guidelines.md",
-        rating_tooltip=PROJECT_ROOT / "annotation/rating_tooltip.md",
         **params,
     )
-    return DatasetSpec.from_params(annotation, responses=responses, with_executions=False)
+    return DatasetSpec.from_params(annotation, rubric=RubricParams(), responses=responses, with_executions=False)
 
 
 def test_display_order_is_seeded_per_task_and_balanced() -> None:
@@ -61,7 +60,7 @@ def test_records_keep_known_orders_and_leave_out_unanswered_tasks() -> None:
     built = build_records(tasks, generations=generations, models=["a", "b"], spec=spec(), seed=3, known_orders=known)
     assert built.missing_answers == 1 and [r.record_id for r in built.records] == ids[1:]
     by_id = {r.record_id: r for r in built.records}
-    assert by_id[ids[1]].models == ("b", "a") and "written by b" in by_id[ids[1]].fields["response_1"]
+    assert by_id[ids[1]].models == ("b", "a") and "written by b" in shown_answer(by_id[ids[1]].fields, 1)
     assert by_id[ids[2]].models == ("a", "b")
     assert all(r.metadata["annotator_group"] in ("group-1", "group-2") for r in built.records)
     overlap = build_records(tasks, generations=generations, models=["a", "b"], spec=spec(assignment="overlap"), seed=3)
@@ -69,9 +68,16 @@ def test_records_keep_known_orders_and_leave_out_unanswered_tasks() -> None:
 
 
 def test_structure_changes_are_named() -> None:
-    two, three = spec(2).structure(), spec(3).structure()
+    two, three = spec(2, layout="stacked").structure(), spec(3, layout="stacked").structure()
     assert describe_structure_change(current=two, wanted=three) == (
         "new field response_3, new question score_response_3, question to_correct changed"
+    )
+    side_by_side = spec(2).structure(), spec(3).structure()  # one field holds every answer
+    assert describe_structure_change(current=side_by_side[0], wanted=side_by_side[1]) == (
+        "new question score_response_3, question to_correct changed"
+    )
+    assert describe_structure_change(current=two, wanted=side_by_side[0]) == (
+        "new field responses, no field response_1, no field response_2"
     )
     assert spec(2).settings_hash() != spec(2, min_submitted=2).settings_hash()
     assert spec(2).structure() == spec(2, min_submitted=3).structure(), "min_submitted can change in place"
@@ -243,22 +249,22 @@ def server_response(status: str = "submitted", **values: object) -> dict:
     ],
 )
 def test_pull_keeps_no_value_outside_the_settings_and_says_why(response: dict, problem: str) -> None:
-    from llm_feedback.annotation.pull import _Answer
+    from llm_feedback.annotation.pull import Answer, Asked
 
-    answer = _Answer.read(response, 2)
+    answer = Answer.read(response, Asked(responses=2, scale=range(0, 8)))
     assert answer.problem.startswith(problem)
     assert all(score is None or (score in range(8) and type(score) is int) for score in answer.scores)
     assert answer.to_correct in (None, "response_1", "response_2", "combination", "neither")
 
 
 def test_pull_reads_a_valid_response_as_it_is() -> None:
-    from llm_feedback.annotation.pull import _Answer
+    from llm_feedback.annotation.pull import Answer, Asked
 
-    answer = _Answer.read(
+    answer = Answer.read(
         server_response(
             score_response_1=0, score_response_2=7, to_correct="combination", corrected_response="fixed", comments=""
         ),
-        2,
+        Asked(responses=2, scale=range(0, 8)),
     )
     assert (answer.status, answer.scores, answer.to_correct, answer.problem) == (
         "submitted",
@@ -267,7 +273,13 @@ def test_pull_reads_a_valid_response_as_it_is() -> None:
         None,
     )
     assert (answer.corrected_response, answer.comments) == ("fixed", None)
-    assert _Answer.read({"user_id": "u", "status": "discarded", "updated_at": "x", "values": None}, 2).problem is None
+    assert (
+        Answer.read(
+            {"user_id": "u", "status": "discarded", "updated_at": "x", "values": None},
+            Asked(responses=2, scale=range(0, 8)),
+        ).problem
+        is None
+    )
 
 
 def test_push_and_pull_lines_are_the_stages_summaries() -> None:

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from llm_feedback.analysis import analyze
+from llm_feedback.annotation.pull import Asked
 from llm_feedback.annotation.push import Pushed
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.annotation.record_pages import ServerRecord
@@ -225,7 +226,7 @@ def test_push_marks_the_records_the_page_lists_and_only_changes_the_ones_that_di
         # a score that is no number is no score: nothing to compare with
         server_record("t5", {"source": "s"}, ("u1", "submitted", [7, 7]), ("u2", "submitted", [7, "1"])),
     ]
-    ratings = ratings_on_server(records, responses=2, usernames={"u1": "ann"})
+    ratings = ratings_on_server(records, asked=Asked(responses=2, scale=range(0, 8)), usernames={"u1": "ann"})
     assert {(r.record_id, r.annotator) for r in ratings} == {
         ("t1", "ann"),
         ("t1", "u2"),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_feedback.judge import parse_preference, parse_verdict
+from llm_feedback.judge_replies import parse_preference, parse_verdict
+from llm_feedback.params import RubricParams
 
 GOOD = '{"comments_and_docstrings": 2, "test_example": 1, "runs_correctly": 3, "total": 6, "rationale": "Solid."}'
 
@@ -18,7 +19,7 @@ GOOD = '{"comments_and_docstrings": 2, "test_example": 1, "runs_correctly": 3, "
     ],
 )
 def test_well_formed_verdicts_are_read(text: str) -> None:
-    verdict = parse_verdict(text)
+    verdict = parse_verdict(text, RubricParams())
     assert (verdict.score, verdict.rationale, verdict.error) == (6, "Solid.", None)
 
 
@@ -49,7 +50,7 @@ def test_well_formed_verdicts_are_read(text: str) -> None:
     ],
 )
 def test_unusable_answers_are_errors_with_the_reason(text: str | None, reason: str) -> None:
-    verdict = parse_verdict(text)
+    verdict = parse_verdict(text, RubricParams())
     assert verdict.score is None and verdict.error is not None and verdict.error.startswith(reason)
 
 

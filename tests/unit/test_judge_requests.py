@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_feedback.judge import PAIRWISE_SCHEMA, VERDICT_SCHEMA, judge_requests, pairwise_prompt, score_prompt
+from llm_feedback.judge import PAIRWISE_SCHEMA, judge_requests, pairwise_prompt, score_prompt, verdict_schema
 from llm_feedback.llm.batch import request_hash
-from llm_feedback.params import GenerationOverrides, GenerationParams, JudgeParams, ModelSpec
+from llm_feedback.params import GenerationOverrides, GenerationParams, JudgeParams, ModelSpec, RubricParams
 
 SCORE = ("score", "t1", "a")
 PAIR = ("pair", "t1", "a", "b")
 PROMPTS = {
-    SCORE: score_prompt("Rubric.", "Write f.", "def f(): pass"),
-    PAIR: pairwise_prompt("R.", "Write f.", "x", "y"),
+    SCORE: score_prompt(RubricParams(), "Write f.", "def f(): pass"),
+    PAIR: pairwise_prompt(RubricParams(), "Write f.", "x", "y"),
 }
 
 
@@ -22,15 +22,22 @@ def spec(**extra: object) -> ModelSpec:
 
 
 def test_each_kind_of_request_asks_for_its_own_shape_and_none_without_json_mode() -> None:
-    requests = judge_requests(PROMPTS, judge="j", spec=spec(), settings=JudgeParams())
-    assert (requests[SCORE].json_schema, requests[PAIR].json_schema) == (VERDICT_SCHEMA, PAIRWISE_SCHEMA)
-    plain = judge_requests(PROMPTS, judge="j", spec=spec(), settings=JudgeParams(json_mode=False))
+    requests = judge_requests(PROMPTS, judge="j", spec=spec(), settings=JudgeParams(), rubric=RubricParams())
+    assert (requests[SCORE].json_schema, requests[PAIR].json_schema) == (
+        verdict_schema(RubricParams()),
+        PAIRWISE_SCHEMA,
+    )
+    plain = judge_requests(
+        PROMPTS, judge="j", spec=spec(), settings=JudgeParams(json_mode=False), rubric=RubricParams()
+    )
     assert (plain[SCORE].json_schema, plain[PAIR].json_schema) == (None, None)
 
 
 def test_the_judge_models_own_generation_settings_do_not_reach_its_verdicts() -> None:
     own = GenerationOverrides(temperature=0.7, max_new_tokens=64, top_p=0.9, seed=5, stop=["}"])
-    requests = judge_requests(PROMPTS, judge="j", spec=spec(generation=own), settings=JudgeParams(max_new_tokens=300))
+    requests = judge_requests(
+        PROMPTS, judge="j", spec=spec(generation=own), settings=JudgeParams(max_new_tokens=300), rubric=RubricParams()
+    )
     greedy = GenerationParams(max_new_tokens=300, temperature=0.0, top_p=1.0, seed=0, stop=[])
     assert [r.generation for r in requests.values()] == [greedy, greedy]
     assert all(r.model == "j" and r.prompt is None for r in requests.values())
@@ -40,7 +47,7 @@ def test_a_raw_text_judge_gets_its_chat_template_and_system_prompt(tiny_tokenize
     tgi = ModelSpec(
         backend="hf", endpoint_url="http://127.0.0.1:1", tokenizer=str(tiny_tokenizer), system_prompt="Be fair."
     )
-    request = judge_requests(PROMPTS, judge="j", spec=tgi, settings=JudgeParams())[SCORE]
+    request = judge_requests(PROMPTS, judge="j", spec=tgi, settings=JudgeParams(), rubric=RubricParams())[SCORE]
     assert request.messages == [{"role": "system", "content": "Be fair."}, {"role": "user", "content": PROMPTS[SCORE]}]
     chatml = f"<|im_start|>system\nBe fair.<|im_end|>\n<|im_start|>user\n{PROMPTS[SCORE]}<|im_end|>\n"
     assert request.prompt == chatml + "<|im_start|>assistant\n"
@@ -48,5 +55,5 @@ def test_a_raw_text_judge_gets_its_chat_template_and_system_prompt(tiny_tokenize
 
 def test_score_requests_keep_their_cache_keys() -> None:
     """Earlier judgments (the cache, or the artifact after `dvc pull`) are found by these: a change asks again."""
-    request = judge_requests(PROMPTS, judge="j", spec=spec(), settings=JudgeParams())[SCORE]
-    assert request_hash(spec(), request) == "53cd011fd69aa631fdcce7cfc2ef86432f6bcda28c9c0fc0933e310120fdc0ff"
+    request = judge_requests(PROMPTS, judge="j", spec=spec(), settings=JudgeParams(), rubric=RubricParams())[SCORE]
+    assert request_hash(spec(), request) == "63c204b344e5101fa90fe5ab3913c65507eae1ec9366d0816a6443fb94b8c234"

@@ -13,14 +13,14 @@ import pytest
 from markdown_it import MarkdownIt
 
 from llm_feedback.analysis import current_scores
-from llm_feedback.annotation.dataset_settings import DatasetSpec, response_field
+from llm_feedback.annotation.dataset_settings import DatasetSpec, shown_answer
 from llm_feedback.annotation.push import _plan
 from llm_feedback.annotation.record_pages import ServerRecord
 from llm_feedback.annotation.records import AnnotationRecord, build_records
 from llm_feedback.artifacts import text_sha
 from llm_feedback.errors import PipelineError
 from llm_feedback.execution import extract_code
-from llm_feedback.params import AnnotationParams
+from llm_feedback.params import AnnotationParams, RubricParams
 from llm_feedback.presentation import fences, is_transcript, looks_like_python, normalise, python_blocks
 from llm_feedback.testing.generations import answered
 from tests.conftest import PROJECT_ROOT
@@ -299,7 +299,7 @@ def spec() -> DatasetSpec:
     annotation = AnnotationParams(
         guidelines=PROJECT_ROOT / "annotation/guidelines.md",
     )
-    return DatasetSpec.from_params(annotation, responses=2, with_executions=False)
+    return DatasetSpec.from_params(annotation, rubric=RubricParams(), responses=2, with_executions=False)
 
 
 UNTAGGED = (
@@ -310,8 +310,8 @@ TAGGED = "~~~Python3\ndef f0():\n    return 0\n~~~\n"
 
 
 def shown_answers(record: AnnotationRecord) -> list[str]:
-    """The answers' text as a record holds it, in position order (what pull fingerprints)."""
-    return [record.fields[response_field(position)] for position in range(1, len(record.models) + 1)]
+    """The answers' text as a record holds it, in position order, in either layout (what pull fingerprints)."""
+    return [shown_answer(record.fields, position) for position in range(1, len(record.models) + 1)]
 
 
 def test_execute_runs_the_code_the_pushed_record_shows_as_python() -> None:

@@ -113,7 +113,7 @@ def test_krippendorffs_published_ordinal_example_through_annotation_rows() -> No
             if not np.isnan(value)
         ]
     )
-    agreement = _agreement(rows)
+    agreement = _agreement(rows, range(0, 8))
     assert agreement["score_response_1"]["alpha"] == pytest.approx(0.815, abs=5e-4)
     assert agreement["score_response_1"]["records"] == 11, "unit 12 has a single rating and does not count"
 
@@ -125,7 +125,7 @@ def test_agreement_is_null_without_overlap() -> None:
             {"record_id": "r2", "annotator": "b", "position": 1, "score": 5.0},
         ]
     )
-    assert _agreement(rows)["all"] == {"alpha": None, "records": 0}
+    assert _agreement(rows, range(0, 8))["all"] == {"alpha": None, "records": 0}
 
 
 def test_aggregation_of_several_annotators() -> None:

@@ -52,7 +52,9 @@ def rated(generations: pa.Table, scores: dict[str, list[int]], *, annotator: str
 
 def stopping(*, annotations: pa.Table, generations: pa.Table, compare, params, receipt, judgments=None) -> Stopping:
     """What push asks when a round is done: analyze's scores from pull's rows, then the decision."""
-    complete = human_scores(annotations=annotations, generations=generations, compare=compare, params=params)
+    complete = human_scores(
+        annotations=annotations, generations=generations, compare=compare, params=params, scale=range(0, 8)
+    )
     return stopping_on(complete, compare=compare, confidence=params.confidence, receipt=receipt, judgments=judgments)
 
 

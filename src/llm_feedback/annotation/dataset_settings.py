@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from llm_feedback.annotation.side_by_side import RESPONSES, answer_text, template
+from llm_feedback.annotation.side_by_side import TITLE as RESPONSES_TITLE
 from llm_feedback.errors import InputError
-from llm_feedback.params import AnnotationParams
+from llm_feedback.params import AnnotationParams, RubricParams
+from llm_feedback.rubric import criterion_question, tooltip
 
-MIN_RATING, MAX_RATING = 0, 7
 INSTRUCTION = "instruction"
 CORRECT_QUESTION = "to_correct"
 CORRECTED_RESPONSE = "corrected_response"
@@ -23,10 +26,30 @@ CHANGED_METADATA, CHANGED_MARK = "answers_changed", "yes"
 # on a record whose annotators disagree (disagreements.py): an owner filters on it to have them settle it
 REVIEW_METADATA, REVIEW_MARK = "needs_review", "yes"
 COMBINATION, NEITHER = "combination", "neither"
+PREFERENCE_QUESTION, TIE = "preference", "tie"  # annotation.preference: which response is better, or a tie
 
 
 def response_field(position: int) -> str:
     return f"response_{position}"
+
+
+def shown_answer(fields: Mapping, position: int) -> str:
+    """The text of the answer at `position` in a record's fields as read from the server, in either layout."""
+    if RESPONSES in fields:
+        return answer_text(fields[RESPONSES] or {}, position)
+    return str(fields.get(response_field(position)) or "")
+
+
+def rated_content(fields: Mapping) -> dict:
+    """What annotators rate on a record: the instruction and each answer's text, in either layout. The rest of the
+    side-by-side field (each answer's rendering, execution result and the judge's reasoning) is presentation, which
+    push may update on a record already answered, as it does metadata and suggestions."""
+    if RESPONSES in fields:
+        answers = sorted((fields[RESPONSES] or {}).get("answers") or [], key=lambda answer: answer.get("position", 0))
+        texts = [answer.get("text") for answer in answers]
+    else:
+        texts = [fields[key] for key in sorted(k for k in fields if k.startswith("response_"))]
+    return {INSTRUCTION: fields.get(INSTRUCTION), "answers": texts}
 
 
 def score_question(position: int) -> str:
@@ -47,21 +70,42 @@ class DatasetSpec:
 
     responses: int
     guidelines: str
-    rating_tooltip: str
+    rating_tooltip: str  # plain text: Argilla shows a question's description as it is
     min_submitted: int
     groups: tuple[str, ...]
     with_executions: bool
+    layout: str = "side_by_side"
+    scale: tuple[int, int] = (0, 7)
+    # annotation.rubric: criteria: (name, title, points, description) of each criterion, asked on its own
+    criteria: tuple[tuple[str, str, tuple[int, ...], str], ...] = ()
+    preference: bool = False
 
     @classmethod
-    def from_params(cls, params: AnnotationParams, *, responses: int, with_executions: bool) -> DatasetSpec:
+    def from_params(
+        cls, params: AnnotationParams, *, rubric: RubricParams, responses: int, with_executions: bool
+    ) -> DatasetSpec:
+        asked = rubric.criteria if params.rubric == "criteria" else []
         return cls(
             responses=responses,
             guidelines=_read_markdown(params.guidelines, "annotation.guidelines"),
-            rating_tooltip=_read_markdown(params.rating_tooltip, "annotation.rating_tooltip"),
+            rating_tooltip=tooltip(rubric),
             min_submitted=params.min_submitted,
             groups=tuple(group_names(params)),
             with_executions=with_executions,
+            layout=params.layout,
+            scale=(rubric.low, rubric.high),
+            criteria=tuple((c.name, c.title, tuple(c.points), c.description) for c in asked),
+            preference=params.preference,
         )
+
+    def score_questions(self, position: int) -> list[str]:
+        """The rating questions of the answer at `position`: its total, or one per criterion (pull adds them up)."""
+        if self.criteria:
+            return [criterion_question(name, position) for name, *_ in self.criteria]
+        return [score_question(position)]
+
+    def preference_options(self) -> dict[str, str]:
+        return {**{response_field(i): f"Response {i}" for i in range(1, self.responses + 1)}, TIE: "Tie"}
 
     def label_options(self) -> dict[str, str]:
         options = {response_field(i): f"Response {i}" for i in range(1, self.responses + 1)}
@@ -71,17 +115,42 @@ class DatasetSpec:
 
     def structure(self) -> dict:
         """What Argilla cannot change once the dataset is published: fields, questions, their types and options."""
-        fields = [INSTRUCTION] + [response_field(i) for i in range(1, self.responses + 1)]
-        questions = [
-            [score_question(i), "rating", True, list(range(MIN_RATING, MAX_RATING + 1))]
-            for i in range(1, self.responses + 1)
-        ]
+        fields = [INSTRUCTION] + self.answer_fields()
+        questions = [[name, "rating", True, values] for name, values, *_ in self._ratings()]
+        if self.preference:
+            questions.append([PREFERENCE_QUESTION, "label_selection", True, list(self.preference_options())])
         questions += [
             [CORRECT_QUESTION, "label_selection", False, list(self.label_options())],
             [CORRECTED_RESPONSE, "text", False, None],
             [COMMENTS, "text", False, None],
         ]
         return {"fields": fields, "questions": questions}
+
+    def _ratings(self) -> list[tuple[str, list[int], str, str]]:
+        """(name, values, title, tooltip) of every rating question, answer by answer."""
+        if not self.criteria:
+            values = list(range(self.scale[0], self.scale[1] + 1))
+            return [
+                (score_question(i), values, f"Rate Response {i}", self.rating_tooltip)
+                for i in range(1, self.responses + 1)
+            ]
+        return [
+            (criterion_question(name, i), list(points), f"Response {i}: {title}", description or title)
+            for i in range(1, self.responses + 1)
+            for name, title, points, description in self.criteria
+        ]
+
+    def _correct_title(self) -> str:
+        low, high = self.scale
+        if (low, high) == (0, 7):  # the code rubric: below 5 nothing runs with a docstring or test worth keeping
+            return "If every response scores 4 or less, select a response to correct"
+        return "If no response is good enough, select a response to correct"
+
+    def answer_fields(self) -> list[str]:
+        """Where the answers are: one custom field of them all (side by side), or a text field each (stacked)."""
+        if self.layout == "side_by_side":
+            return [RESPONSES]
+        return [response_field(i) for i in range(1, self.responses + 1)]
 
     def metadata_names(self) -> list[str]:
         names = [SOURCE_METADATA, CHANGED_METADATA, REVIEW_METADATA] + ([GROUP_METADATA] if self.groups else [])
@@ -97,6 +166,7 @@ class DatasetSpec:
                     "metadata": self.metadata_names(),
                     "guidelines": self.guidelines,
                     "tooltip": self.rating_tooltip,
+                    **({"template": template()} if self.layout == "side_by_side" else {}),
                     "min_submitted": self.min_submitted,
                 },
                 sort_keys=True,
@@ -107,24 +177,32 @@ class DatasetSpec:
         import argilla as rg
 
         fields = [rg.TextField(name=INSTRUCTION, title="Instruction", use_markdown=True)]
-        fields += [
-            rg.TextField(name=response_field(i), title=f"Response {i}", use_markdown=True)
-            for i in range(1, self.responses + 1)
-        ]
-        questions = [
-            rg.RatingQuestion(
-                name=score_question(i),
-                title=f"Rate Response {i}",
-                description=self.rating_tooltip,
-                values=list(range(MIN_RATING, MAX_RATING + 1)),
-                required=True,
+        if self.layout == "side_by_side":
+            fields.append(
+                rg.CustomField(name=RESPONSES, title=RESPONSES_TITLE, template=template(), advanced_mode=True)
             )
-            for i in range(1, self.responses + 1)
+        else:
+            fields += [
+                rg.TextField(name=response_field(i), title=f"Response {i}", use_markdown=True)
+                for i in range(1, self.responses + 1)
+            ]
+        questions: list = [
+            rg.RatingQuestion(name=name, title=title, description=description, values=values, required=True)
+            for name, values, title, description in self._ratings()
         ]
+        if self.preference:
+            questions.append(
+                rg.LabelQuestion(
+                    name=PREFERENCE_QUESTION,
+                    title="Which response is better?",
+                    labels=self.preference_options(),
+                    required=True,
+                )
+            )
         questions += [
             rg.LabelQuestion(
                 name=CORRECT_QUESTION,
-                title="If every response scores 4 or less, select a response to correct",
+                title=self._correct_title(),
                 labels=self.label_options(),
                 required=False,
             ),

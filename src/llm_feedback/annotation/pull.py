@@ -18,15 +18,25 @@ from llm_feedback.annotation.dataset_settings import (
     COMMENTS,
     CORRECT_QUESTION,
     CORRECTED_RESPONSE,
+    PREFERENCE_QUESTION,
     response_field,
     score_question,
+    shown_answer,
 )
 from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.annotation.record_pages import list_records
-from llm_feedback.annotation.values import label_problem, score_problem, status_problem, text_problem
+from llm_feedback.annotation.values import (
+    label_problem,
+    preference_problem,
+    rating_scale,
+    score_problem,
+    status_problem,
+    text_problem,
+)
 from llm_feedback.artifacts import ANNOTATIONS, read_table, text_sha
 from llm_feedback.errors import InputError, PipelineError
 from llm_feedback.params import Params
+from llm_feedback.rubric import criterion_question
 
 
 @dataclass(frozen=True)
@@ -111,11 +121,11 @@ def pull(params: Params, *, receipt: Receipt) -> Pulled:
             continue
         annotated += bool(record.responses)
         task_id = receipt.blinding[record.record_id]["task_id"]
-        shas = [text_sha(record.fields.get(response_field(p), "")) for p in range(1, len(order) + 1)]
+        shas = [text_sha(shown_answer(record.fields, p)) for p in range(1, len(order) + 1)]
         for response in record.responses:
             annotator = usernames.get(response["user_id"], response["user_id"])
             annotators.add(annotator)
-            answer = _Answer.read(response, len(order))
+            answer = Answer.read(response, Asked.from_params(params, responses=len(order)))
             statuses[answer.status] += 1
             if answer.problem:
                 problems.append(f"record {record.record_id} by {annotator}: {answer.problem}")
@@ -135,6 +145,7 @@ def pull(params: Params, *, receipt: Receipt) -> Pulled:
                         "comments": answer.comments,
                         "updated_at": _utc(response["updated_at"]),
                         "problem": answer.problem,
+                        "preferred": _unblind(answer.preferred, order),
                     }
                 )
     rows.sort(key=lambda r: (r["task_id"], r["record_id"], r["annotator"], r["position"]))
@@ -151,36 +162,75 @@ def pull(params: Params, *, receipt: Receipt) -> Pulled:
 
 
 @dataclass(frozen=True)
-class _Answer:
+class Asked:
+    """What the dataset asks of each answer, by the rubric: its total on the scale, or each criterion's points
+    (added up here), and whether it asks which response is better."""
+
+    responses: int
+    scale: range
+    criteria: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    preference: bool = False
+
+    @classmethod
+    def from_params(cls, params: Params, *, responses: int) -> Asked:
+        rubric = params.rubric
+        asked = rubric.criteria if params.annotation.rubric == "criteria" else []
+        return cls(
+            responses=responses,
+            scale=rating_scale(rubric),
+            criteria=tuple((c.name, tuple(c.points)) for c in asked),
+            preference=params.annotation.preference,
+        )
+
+    def ratings(self, position: int) -> dict[str, range | tuple[int, ...]]:
+        """The rating questions of the answer at `position`, each with the values it may hold."""
+        if self.criteria:
+            return {criterion_question(name, position): points for name, points in self.criteria}
+        return {score_question(position): self.scale}
+
+
+@dataclass(frozen=True)
+class Answer:
     """One response's values, each checked against the dataset's settings; a value that fails is not kept (it could
-    not even be stored when it is not a number) and `problem` says what it was."""
+    not even be stored when it is not a number) and `problem` says what it was. A score asked criterion by
+    criterion is their sum, once every criterion of the answer is rated."""
 
     status: str
     scores: list[int | None]
     to_correct: str | None
     corrected_response: str | None
     comments: str | None
+    preferred: str | None
     problem: str | None
 
     @classmethod
-    def read(cls, response: dict, responses: int) -> _Answer:
+    def read(cls, response: dict, asked: Asked) -> Answer:
         values = response.get("values") or {}
-        questions = [score_question(p) for p in range(1, responses + 1)]
+        ratings = {name: allowed for p in range(1, asked.responses + 1) for name, allowed in asked.ratings(p).items()}
+        labels = [CORRECT_QUESTION] + ([PREFERENCE_QUESTION] if asked.preference else [])
         raw = {
-            name: (values.get(name) or {}).get("value")
-            for name in [*questions, CORRECT_QUESTION, CORRECTED_RESPONSE, COMMENTS]
+            name: (values.get(name) or {}).get("value") for name in [*ratings, *labels, CORRECTED_RESPONSE, COMMENTS]
         }
-        checks = {name: score_problem(name, raw[name]) for name in questions}
-        checks[CORRECT_QUESTION] = label_problem(CORRECT_QUESTION, raw[CORRECT_QUESTION], responses=responses)
+        checks = {name: score_problem(name, raw[name], allowed=allowed) for name, allowed in ratings.items()}
+        checks[CORRECT_QUESTION] = label_problem(CORRECT_QUESTION, raw[CORRECT_QUESTION], responses=asked.responses)
+        if asked.preference:
+            checks[PREFERENCE_QUESTION] = preference_problem(
+                PREFERENCE_QUESTION, raw[PREFERENCE_QUESTION], responses=asked.responses
+            )
         checks |= {name: text_problem(name, raw[name]) for name in (CORRECTED_RESPONSE, COMMENTS)}
         found = [status_problem(response["status"])] + list(checks.values())
         kept = {name: None if checks[name] else raw[name] for name in checks}
+        scores = []
+        for position in range(1, asked.responses + 1):
+            parts = [kept[name] for name in asked.ratings(position)]
+            scores.append(None if any(part is None for part in parts) else sum(parts))
         return cls(
             status=response["status"],
-            scores=[kept[name] for name in questions],
+            scores=scores,
             to_correct=kept[CORRECT_QUESTION],
             corrected_response=kept[CORRECTED_RESPONSE] or None,
             comments=kept[COMMENTS] or None,
+            preferred=kept.get(PREFERENCE_QUESTION),
             problem="; ".join(p for p in found if p) or None,
         )
 

@@ -22,6 +22,7 @@ from llm_feedback.annotation.dataset_settings import (
     REVIEW_METADATA,
     DatasetSpec,
     describe_structure_change,
+    rated_content,
     structure_of,
 )
 from llm_feedback.annotation.receipt import BlindingEntry, Receipt, RoundEntry
@@ -105,7 +106,9 @@ def push(
             f"scores in {params.paths.judgments}: set judge.enabled: true and run judge, or use select: random"
         )
     target = resolve(params.argilla)
-    spec = DatasetSpec.from_params(settings, responses=len(params.compare), with_executions=executions is not None)
+    spec = DatasetSpec.from_params(
+        settings, rubric=params.rubric, responses=len(params.compare), with_executions=executions is not None
+    )
     with reporting_errors(target), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SDK warns where a lookup finds nothing; we report that ourselves
         client = target.client()
@@ -308,6 +311,7 @@ def _so_far(params: Params, *, receipt: Receipt, generations: pa.Table, judgment
     statistics load only when a round is done): the stopping decision (with the judge's scores, when it scored the
     tasks) and the judge's residuals."""
     from llm_feedback.annotation.pull import pull
+    from llm_feedback.annotation.values import rating_scale
     from llm_feedback.judge_assisted import judge_scores, squared_residuals
     from llm_feedback.stopping import human_scores, stopping_on
 
@@ -316,6 +320,7 @@ def _so_far(params: Params, *, receipt: Receipt, generations: pa.Table, judgment
         generations=generations,
         compare=params.compare,
         params=params.analyze,
+        scale=rating_scale(params.rubric),
     )
     found = stopping_on(
         complete, compare=params.compare, confidence=params.analyze.confidence, receipt=receipt, judgments=judgments
@@ -389,7 +394,8 @@ def _reconcile_settings(target: Target, dataset, spec: DatasetSpec, params: Para
 
 
 def _update_presentation(dataset, spec: DatasetSpec) -> tuple[str, ...]:
-    """Guidelines, rating tooltip, task distribution and new metadata: Argilla lets these change after publishing."""
+    """Guidelines, rating tooltip, the side-by-side template, task distribution and new metadata: Argilla lets these
+    change after publishing."""
     import argilla as rg
 
     built = spec.build()
@@ -403,6 +409,14 @@ def _update_presentation(dataset, spec: DatasetSpec) -> tuple[str, ...]:
         if (mine.description or "") != (question.description or "") or mine.title != question.title:
             mine.description, mine.title = question.description, question.title
             changes.append(f"question {question.name}")
+    for wanted in built.fields:
+        mine = server.fields[wanted.name]
+        if isinstance(wanted, rg.CustomField) and (mine.template, mine.advanced_mode) != (
+            wanted.template,
+            wanted.advanced_mode,
+        ):
+            mine.template, mine.advanced_mode = wanted.template, wanted.advanced_mode
+            changes.append(f"field {wanted.name}'s template")
     if server.distribution.min_submitted != spec.min_submitted:
         server.distribution = rg.TaskDistribution(min_submitted=spec.min_submitted)
         changes.append("min_submitted")
@@ -441,9 +455,9 @@ def _plan(records: Sequence[AnnotationRecord], server: dict[str, ServerRecord], 
         record = _as_shown(record, current)
         if _same(current, record):
             plan.unchanged += 1
-        elif current.annotated and current.fields != record.fields:
+        elif current.annotated and rated_content(current.fields) != rated_content(record.fields):
             answered_and_changed.append(record)
-        else:  # new text nobody answered yet, or only metadata and suggestions changed (e.g. the judge ran again)
+        else:  # new text nobody answered yet, or only its presentation, metadata or suggestions (the judge ran again)
             plan.to_log.append(record)
             plan.updated += 1
     if answered_and_changed and on_change == "fail":
@@ -517,7 +531,7 @@ def _shown(fields: dict) -> dict:
 
 
 def _text_key(fields: dict) -> str:
-    return json.dumps(fields, sort_keys=True)
+    return json.dumps(rated_content(fields), sort_keys=True)
 
 
 def _same(current: ServerRecord, record: AnnotationRecord) -> bool:

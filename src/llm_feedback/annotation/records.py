@@ -22,7 +22,10 @@ from llm_feedback.annotation.dataset_settings import (
     response_field,
     score_question,
 )
+from llm_feedback.annotation.side_by_side import RESPONSES, field_value
+from llm_feedback.judge_replies import first_json_object
 from llm_feedback.presentation import normalise
+from llm_feedback.rubric import criterion_question
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,12 @@ def build_records(
     for task_id, model, response in zip(*(generations.column(c).to_pylist() for c in ("task_id", "model", "response"))):
         if response is not None:
             answers[(task_id, model)] = normalise(response)
-    judged = _by_answer(judgments, "score", ("judge",)) if judgments is not None else {}
-    executed = _by_answer(executions, "status", ()) if executions is not None else {}
+    judged = _by_answer(judgments, "score", ("judge", "rationale", "answer")) if judgments is not None else {}
+    executed = (
+        _by_answer(executions, "status", ("tests_passed", "tests_total", "stderr_tail"))
+        if executions is not None
+        else {}
+    )
 
     records, missing = [], 0
     for task_id, instruction, source in zip(
@@ -114,16 +121,24 @@ def build_records(
         if known is None or sorted(known) != sorted(models):
             known = blind_order(task_id, models=models, seed=seed)
         order = tuple(known)
-        fields = {INSTRUCTION: instruction}
-        fields.update({response_field(i): answers[(task_id, model)] for i, model in enumerate(order, 1)})
+        shown = [answers[(task_id, model)] for model in order]
+        fields: dict = {INSTRUCTION: instruction}
+        if spec.layout == "side_by_side":
+            fields[RESPONSES] = field_value(
+                shown,
+                executions=[_execution(executed.get((task_id, model))) for model in order],
+                rationales=[judged.get((task_id, model), (None, None, None, None))[2] for model in order],
+            )
+        else:
+            fields.update({response_field(i): text for i, text in enumerate(shown, 1)})
         metadata = {SOURCE_METADATA: source}
         if spec.groups:
             metadata[GROUP_METADATA] = annotator_group(task_id, groups=spec.groups, seed=seed)
         suggestions = []
         for i, model in enumerate(order, 1):
             if (task_id, model) in judged:
-                score, judge = judged[(task_id, model)]
-                suggestions.append(Suggestion(score_question(i), int(score), str(judge)))
+                score, judge, _, answer = judged[(task_id, model)]
+                suggestions += _suggested(spec, position=i, score=int(score), judge=str(judge), answer=answer)
             if spec.with_executions and (task_id, model) in executed:
                 metadata[execution_metadata(i)] = executed[(task_id, model)][0]
         records.append(AnnotationRecord(task_id, task_id, order, fields, metadata, tuple(suggestions)))
@@ -134,6 +149,29 @@ def _by_answer(table: pa.Table, value: str, extra: tuple[str, ...]) -> dict[tupl
     """(task_id, model) -> (value, *extra) for rows whose value is set."""
     columns = [table.column(c).to_pylist() for c in ("task_id", "model", value, *extra)]
     return {(row[0], row[1]): tuple(row[2:]) for row in zip(*columns) if row[2] is not None}
+
+
+def _suggested(spec: DatasetSpec, *, position: int, score: int, judge: str, answer: str | None) -> list[Suggestion]:
+    """The judge's verdict as suggestions: its total, or, criterion by criterion, the points its reply gave each
+    (a usable verdict's criteria are on the rubric: judge checked them)."""
+    if not spec.criteria:
+        return [Suggestion(score_question(position), score, judge)]
+    data, _ = first_json_object(answer)
+    parts = data or {}
+    return [
+        Suggestion(criterion_question(name, position), parts[name], judge)
+        for name, _, points, _ in spec.criteria
+        if parts.get(name) in points
+    ]
+
+
+def _execution(row: tuple | None) -> dict[str, str] | None:
+    """What the side-by-side view folds under an answer from its execution row (status, tests, stderr's tail)."""
+    if row is None:
+        return None
+    status, passed, total, stderr = row
+    tests = f"{passed} of {total} tests passed" if total else ""
+    return {"status": str(status), "tests": tests, "stderr": stderr or ""}
 
 
 def _sha256(text: str) -> str:

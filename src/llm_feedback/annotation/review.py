@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from llm_feedback.annotation.dataset_settings import REVIEW_MARK, REVIEW_METADATA, score_question
+from llm_feedback.annotation.dataset_settings import REVIEW_MARK, REVIEW_METADATA
+from llm_feedback.annotation.pull import Answer, Asked
 from llm_feedback.annotation.record_pages import ServerRecord
 from llm_feedback.annotation.records import AnnotationRecord
 from llm_feedback.disagreements import Rating, disagreeing, rank_disagreements
@@ -32,7 +33,9 @@ class ReviewMarks:
         usernames = _usernames(client) if excluded else {}
         ratings = [
             rating
-            for rating in ratings_on_server(records, responses=responses, usernames=usernames)
+            for rating in ratings_on_server(
+                records, asked=Asked.from_params(params, responses=responses), usernames=usernames
+            )
             if rating.annotator not in excluded
         ]
         found = disagreeing(rank_disagreements(ratings), min_spread=params.analyze.disagreement_spread)
@@ -70,19 +73,17 @@ def without_mark(metadata: dict) -> dict:
     return {k: v for k, v in metadata.items() if k != REVIEW_METADATA}
 
 
-def ratings_on_server(records: Iterable[ServerRecord], *, responses: int, usernames: dict[str, str]) -> list[Rating]:
-    """The submitted ratings on the server's records, a score per answer (Argilla checks each value against its
-    rating question; one that is not a whole number counts as no score). Annotators are named by `usernames` (user
-    id -> username) where it knows them, else by user id."""
+def ratings_on_server(records: Iterable[ServerRecord], *, asked: Asked, usernames: dict[str, str]) -> list[Rating]:
+    """The submitted ratings on the server's records, a score per answer read as pull reads it (the total, or the
+    sum of its criteria; a value off the rubric counts as no score). Annotators are named by `usernames` (user id ->
+    username) where it knows them, else by user id."""
     ratings = []
     for record in records:
         task_id = record.record_id.rpartition(".")[0] if "." in record.record_id else record.record_id
         for response in record.responses:
             if response["status"] != "submitted":
                 continue
-            values = response.get("values") or {}
-            given = [(values.get(score_question(p)) or {}).get("value") for p in range(1, responses + 1)]
-            scores = tuple(score if type(score) is int else None for score in given)
+            scores = tuple(Answer.read(response, asked).scores)
             user = response["user_id"]
             ratings.append(Rating(record.record_id, task_id, usernames.get(user, user), scores))
     return ratings

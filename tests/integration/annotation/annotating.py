@@ -24,7 +24,6 @@ def params_for(url: str, dataset: str, models: list[str], **annotation) -> Param
             "annotation": {
                 "dataset": dataset,
                 "guidelines": str(PROJECT_ROOT / "annotation/guidelines.md"),
-                "rating_tooltip": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
                 **annotation,
             },
             "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in models},

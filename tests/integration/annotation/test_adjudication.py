@@ -141,7 +141,7 @@ def test_a_dataset_made_before_the_review_mark_gets_it_in_place(hosted: RunningS
     dataset = next(_names)
     params = params_for(hosted.url, dataset, MODELS, assignment="overlap", min_submitted=2)
     client = resolve(params.argilla).client()
-    spec = DatasetSpec.from_params(params.annotation, responses=2, with_executions=False)
+    spec = DatasetSpec.from_params(params.annotation, rubric=params.rubric, responses=2, with_executions=False)
     settings = spec.build()
     settings.metadata.remove("needs_review")
     workspace = client.workspaces("llm-feedback") or rg.Workspace(name="llm-feedback", client=client).create()

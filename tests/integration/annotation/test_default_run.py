@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from llm_feedback.annotation.dataset_settings import shown_answer
 from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.testing.argilla_records import owner_records
 from llm_feedback.testing.fake_llm_server import FakeLLMServer
@@ -57,7 +58,9 @@ def test_a_fresh_clone_starts_its_server_and_pushes_with_the_shipped_params(tmp_
             receipt = read_receipt(clone / "data" / "push.json")
             assert receipt.url == f"http://127.0.0.1:{port}"
             shown = owner_records(receipt.url, credentials["api_key"], receipt.dataset_id)
-            assert len(shown) == 44 and all(r["fields"]["response_1"] and r["fields"]["response_2"] for r in shown)
+            assert len(shown) == 44 and all(
+                shown_answer(r["fields"], 1) and shown_answer(r["fields"], 2) for r in shown
+            )
             before = (clone / "data" / "push.json").read_bytes()
             again = run(["dvc", "repro", "push"], clone).stdout  # push always runs: only the server knows what is due
             assert (

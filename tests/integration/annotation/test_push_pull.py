@@ -15,7 +15,7 @@ import pytest
 
 from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
-from llm_feedback.annotation.dataset_settings import DatasetSpec, response_field
+from llm_feedback.annotation.dataset_settings import DatasetSpec, shown_answer
 from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
 from llm_feedback.annotation.records import build_records
@@ -80,7 +80,7 @@ def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_pat
 
     def answer(person: str, record: dict, status: str, values: dict | None) -> None:
         people[person].respond(record["id"], status, values)
-        shown = [writer_of(record["fields"][response_field(p)]) for p in range(1, len(MODELS) + 1)]
+        shown = [writer_of(shown_answer(record["fields"], p)) for p in range(1, len(MODELS) + 1)]
         for position, model in enumerate(shown, 1):
             expected.append(
                 {
@@ -89,7 +89,7 @@ def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_pat
                     "annotator": person,
                     "model": model,
                     "position": position,
-                    "response_sha": text_sha(record["fields"][response_field(position)]),
+                    "response_sha": text_sha(shown_answer(record["fields"], position)),
                     "score": (values or {}).get(f"score_response_{position}"),
                     "status": status,
                     "to_correct": None
@@ -102,13 +102,12 @@ def test_annotations_come_back_on_the_right_model(hosted: RunningServer, tmp_pat
                     "corrected_response": (values or {}).get("corrected_response"),
                     "comments": (values or {}).get("comments"),
                     "problem": None,
+                    "preferred": None,
                 }
             )
 
     def scores(person: str, record: dict) -> dict:
-        return {
-            f"score_response_{p}": SCORES[person][writer_of(record["fields"][response_field(p)])] for p in (1, 2, 3)
-        }
+        return {f"score_response_{p}": SCORES[person][writer_of(shown_answer(record["fields"], p))] for p in (1, 2, 3)}
 
     for i, record in enumerate(records):
         answer("ann-a", record, "submitted", scores("ann-a", record))
@@ -185,7 +184,7 @@ def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer,
     )
     now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
     assert now[answered["external_id"]]["fields"] == answered["fields"]
-    assert all(" v2" in now[r["external_id"]]["fields"]["response_1"] for r in records[1:])
+    assert all(" v2" in shown_answer(now[r["external_id"]]["fields"], 1) for r in records[1:])
 
     copied = push(
         params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record"),
@@ -196,7 +195,7 @@ def test_a_record_someone_answered_never_changes_silently(hosted: RunningServer,
     assert (copied.copies, copied.receipt.records) == (1, 5)
     now = {r["external_id"]: r for r in owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)}
     copy_id = next(rid for rid in now if rid.startswith(answered["external_id"] + "."))
-    assert " v2" in now[copy_id]["fields"]["response_1"] and now[answered["external_id"]]["responses"]
+    assert " v2" in shown_answer(now[copy_id]["fields"], 1) and now[answered["external_id"]]["responses"]
     assert copied.receipt.blinding[copy_id]["task_id"] == answered["external_id"]
 
 
@@ -222,7 +221,7 @@ def test_published_settings_change_in_place_or_stop_with_the_options(hosted: Run
     assert settings["guidelines"].startswith("# New guidelines") and settings["distribution"]["min_submitted"] == 2
 
     three = make_generations(tasks, MODELS)
-    with pytest.raises(ConfigError, match=r"new field response_3.*annotation\.dataset.*annotation\.recreate"):
+    with pytest.raises(ConfigError, match=r"new question score_response_3.*annotation\.dataset.*annotation\.recreate"):
         push(params_for(hosted.url, dataset, MODELS), tasks=tasks, generations=three, previous=edited.receipt)
 
     record = owner_records(hosted.url, hosted.api_key, first.receipt.dataset_id)[0]
@@ -431,7 +430,7 @@ def test_new_answers_of_a_rated_task_go_to_a_copy_marked_for_rerating(hosted: Ru
     (copy_id,) = [rid for rid in now if "." in rid]
     assert (copied.copies, copied.marked, copied.waiting) == (1, 1, 1)
     assert "; 1 marked for re-rating in metadata answers_changed, 1 not yet submitted)" in copied.line(output=Path("p"))
-    assert now[copy_id]["metadata"]["answers_changed"] == "yes" and " v2" in now[copy_id]["fields"]["response_1"]
+    assert now[copy_id]["metadata"]["answers_changed"] == "yes" and " v2" in shown_answer(now[copy_id]["fields"], 1)
     assert [rid for rid, r in now.items() if "answers_changed" in r["metadata"]] == [copy_id]
     assert owner_filter(hosted, dataset, MARKED) == owner_filter(hosted, dataset, WAITING) == [copy_id]
     properties = httpx.get(
@@ -471,7 +470,7 @@ def test_a_dataset_made_before_the_mark_gets_it_in_place_on_the_next_push(
     dataset = new_dataset()
     params = params_for(hosted.url, dataset, MODELS[:2], on_annotated_change="new_record")
     client = resolve(params.argilla).client()  # the SDK's settings objects need a client first
-    spec = DatasetSpec.from_params(params.annotation, responses=2, with_executions=False)
+    spec = DatasetSpec.from_params(params.annotation, rubric=params.rubric, responses=2, with_executions=False)
     settings = spec.build()
     settings.metadata.remove("answers_changed")
     workspace = client.workspaces("llm-feedback") or rg.Workspace(name="llm-feedback", client=client).create()

@@ -22,6 +22,7 @@ import pytest
 
 from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
+from llm_feedback.annotation.dataset_settings import shown_answer
 from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
 from llm_feedback.errors import PipelineError
@@ -47,7 +48,6 @@ def project(folder: Path, argilla: dict, tasks: int, **annotation) -> Path:
         "argilla": argilla,
         "annotation": {
             "guidelines": str(PROJECT_ROOT / "annotation/guidelines.md"),
-            "rating_tooltip": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
             **annotation,
         },
         "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
@@ -258,7 +258,7 @@ def test_values_outside_the_settings_never_reach_the_metrics_nor_the_training_da
     records = owner_records(argilla_server.url, argilla_server.api_key, dataset_id)
     wanted = {"alpha": 6, "beta": 2}
     for record in records:
-        shown = [writer_of(record["fields"][f"response_{p}"]) for p in (1, 2)]
+        shown = [writer_of(shown_answer(record["fields"], p)) for p in (1, 2)]
         rater.respond(record["id"], "submitted", {f"score_response_{p}": wanted[m] for p, m in enumerate(shown, 1)})
     tamper(argilla_server, "stage-bad-values", records[0]["external_id"], "$.score_response_1.value", 9)
     tamper(argilla_server, "stage-bad-values", records[1]["external_id"], "$.score_response_2.value", 1_000_000)

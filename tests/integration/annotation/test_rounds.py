@@ -16,6 +16,7 @@ import pytest
 
 from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
+from llm_feedback.annotation.dataset_settings import shown_answer
 from llm_feedback.annotation.push import Pushed, push
 from llm_feedback.annotation.rounds import UNIFORM_SHARE, uniform
 from llm_feedback.artifacts import JUDGE_PAIRWISE, JUDGMENTS
@@ -180,7 +181,7 @@ def annotate_in_rounds(
         for record in on_server(server, pushes[-1]).values():
             if not record["responses"]:
                 wanted = dict(zip(("alpha", "beta"), scores(rated)))
-                shown = [writer_of(record["fields"][f"response_{p}"]) for p in (1, 2)]
+                shown = [writer_of(shown_answer(record["fields"], p)) for p in (1, 2)]
                 rater.respond(
                     record["id"], "submitted", {f"score_response_{p}": wanted[m] for p, m in enumerate(shown, 1)}
                 )
@@ -265,7 +266,6 @@ def test_the_push_stage_in_rounds_reruns_to_the_same_receipt_and_says_what_it_wa
         "annotation": {
             "dataset": "rounds-stage",
             "guidelines": str(PROJECT_ROOT / "annotation/guidelines.md"),
-            "rating_tooltip": str(PROJECT_ROOT / "annotation/rating_tooltip.md"),
             "round_size": 5,
         },
         "models": {m: {"backend": "openai", "model": m, "base_url": "http://127.0.0.1:9/v1"} for m in MODELS},
