@@ -62,7 +62,7 @@ Bool = StrictBool
 
 
 RATING_TOP = 10  # Argilla's rating questions take values 0 to 10
-FOLDER_OUTPUTS = ("plots", "reports", "export")  # paths.* that name a folder; the others name a file
+FOLDER_OUTPUTS = ("plots", "reports", "export", "models", "train_checkpoints")  # paths.* that name a folder
 
 
 class Paths(Strict):
@@ -81,6 +81,10 @@ class Paths(Strict):
     plots: Path = Path("plots")
     reports: Path = Path("reports")
     export: Path = Path("data/export")
+    models: Path = Path("models")
+    train_checkpoints: Path = Path("data/cache/train")
+    train_metrics: Path = Path("training/metrics.json")
+    train_loss: Path = Path("training/loss.csv")
 
     @field_validator("*")
     @classmethod
@@ -187,6 +191,7 @@ class ModelSpec(Strict):
     base_url: str | None = None
     api_key_env: str | None = None
     device: str | None = None
+    adapter: str | None = None  # transformers: a PEFT adapter's folder or hub id; openai: the name it is served under
     generation: GenerationOverrides = Field(default_factory=GenerationOverrides)
     concurrency: Int | None = Field(default=None, ge=1, le=1024)
     requests_per_minute: Float | None = Field(default=None, gt=0)
@@ -222,6 +227,11 @@ class ModelSpec(Strict):
             raise ValueError("base_url is for backend 'openai'")
         if self.backend != "transformers" and self.device:
             raise ValueError("device is for backend 'transformers'")
+        if self.backend == "hf" and self.adapter:
+            raise ValueError(
+                "adapter is for backend 'transformers' (an adapter's folder) or 'openai' (the name a server such as "
+                "vLLM serves it under)"
+            )
         if self.model is None and not (self.backend == "hf" and self.endpoint_url):
             raise ValueError("model is required")
         if self.needs_prompt and not (self.tokenizer or self.model):
@@ -428,6 +438,56 @@ class ExecuteParams(Strict):
     python: str | None = None  # the interpreter for generated code (default: the pipeline's, if others may read it)
 
 
+class LoraParams(Strict):
+    """The low-rank adapter peft trains: its updates are scaled by alpha / rank."""
+
+    rank: Int = Field(default=16, ge=1, le=1024)
+    alpha: Int = Field(default=32, ge=1)
+    dropout: Float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = "all-linear"  # peft's name for every linear layer but the output head
+
+
+class TrainParams(Strict):
+    """Fine-tuning a declared model on export's train split with TRL, LoRA through peft unless tuning is full."""
+
+    enabled: Bool = False
+    base: str | None = None  # a name under models: with backend transformers
+    name: str = Field(default="tuned", pattern=MODEL_NAME_PATTERN)  # the result goes to <paths.models>/<name>
+    method: Literal["sft", "dpo", "sft_then_dpo"] = "sft"
+    tuning: Literal["lora", "full"] = "lora"
+    merge: Bool = False  # lora: write the base with the adapter merged in, instead of the adapter alone
+    lora: LoraParams = Field(default_factory=LoraParams)
+    learning_rate: Float = Field(default=0.0002, gt=0.0, le=1.0)
+    epochs: Float = Field(default=3.0, gt=0.0)
+    max_steps: Int | None = Field(default=None, ge=1)  # optimizer steps; when set, epochs is not used
+    batch_size: Int = Field(default=4, ge=1)
+    gradient_accumulation: Int = Field(default=4, ge=1)
+    max_length: Int = Field(default=2048, ge=16)  # tokens per example; longer ones are cut
+    beta: Float = Field(default=0.1, gt=0.0)  # DPO: how far the tuned model may move from the reference
+    seed: Int = 0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
+    gradient_checkpointing: Bool = False
+    save_steps: Int = Field(default=50, ge=1)  # a checkpoint every this many steps: a killed run resumes there
+    logging_steps: Int = Field(default=10, ge=1)  # a point of the loss curve every this many steps
+    progress_every_s: Float = Field(default=30.0, gt=0)  # progress lines when not on a terminal
+    push_to_hub: str | None = Field(default=None, pattern=r"^[\w.-]+/[\w.-]+$")  # a model repo id
+    private: Bool = True
+
+    @field_validator("learning_rate", "beta", mode="before")
+    @classmethod
+    def _exponent_without_dot(cls, value: Any) -> Any:
+        """YAML reads 2e-4 as text; say how to write it instead of only that a number was expected."""
+        if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9]+[eE][-+]?[0-9]+", value.strip()):
+            raise ValueError(f"YAML reads {value} as text: write {float(value)!r} (or with a dot: 2.0e-4)")
+        return value
+
+    @model_validator(mode="after")
+    def _merge_needs_lora(self) -> TrainParams:
+        if self.merge and self.tuning == "full":
+            raise ValueError("merge: a fully tuned model has no adapter to merge (merge is for tuning: lora)")
+        return self
+
+
 class Params(Strict):
     paths: Paths = Field(default_factory=Paths)
     fetch: FetchParams = Field(default_factory=FetchParams)
@@ -441,6 +501,7 @@ class Params(Strict):
     analyze: AnalyzeParams = Field(default_factory=AnalyzeParams)
     export: ExportParams = Field(default_factory=ExportParams)
     rubric: RubricParams = Field(default_factory=RubricParams)
+    train: TrainParams = Field(default_factory=TrainParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     compare: list[str] = Field(default_factory=list)
 
@@ -492,6 +553,27 @@ class Params(Strict):
         if self.judge.enabled and self.judge.model not in self.models:
             declared = ", ".join(self.models) or "none"
             raise ValueError(f"judge.model: {self.judge.model!r} is not declared under models: (declared: {declared})")
+        return self
+
+    @model_validator(mode="after")
+    def _train_base_declared(self) -> Params:
+        """Training starts from a declared model that transformers loads; checked only when training is on."""
+        train = self.train
+        if not train.enabled:
+            return self
+        if train.base not in self.models:
+            declared = ", ".join(self.models) or "none"
+            raise ValueError(f"train.base: {train.base!r} is not declared under models: (declared: {declared})")
+        base = self.models[train.base]
+        if base.backend != "transformers":
+            raise ValueError(
+                f"train.base: {train.base!r} has backend {base.backend!r}; training loads the model with "
+                "transformers (backend: transformers)"
+            )
+        if base.adapter:
+            raise ValueError(f"train.base: {train.base!r} has an adapter; train from the model it adapts")
+        if train.name == train.base:
+            raise ValueError(f"train.name: {train.name!r} is the base's name; give the tuned model its own")
         return self
 
 
