@@ -40,9 +40,9 @@ from llm_feedback.annotation.annotators import add_annotators  # noqa: E402
 from llm_feedback.annotation.connection import resolve  # noqa: E402
 from llm_feedback.annotation.embedded import EmbeddedServer, start, stop  # noqa: E402
 from llm_feedback.annotation.push import push  # noqa: E402
-from llm_feedback.artifacts import EXECUTIONS, JUDGMENTS, TASKS  # noqa: E402
+from llm_feedback.artifacts import TASKS  # noqa: E402
 from llm_feedback.params import Params  # noqa: E402
-from llm_feedback.testing.generations import answered  # noqa: E402
+from llm_feedback.testing.generations import answered, judged_and_run  # noqa: E402
 from llm_feedback.testing.ports import free_port  # noqa: E402
 
 MODELS = ["model-a", "model-b"]
@@ -75,40 +75,7 @@ def inputs(n: int) -> tuple[pa.Table, pa.Table, pa.Table, pa.Table]:
         "tasks",
     )
     generations = answered({(t, m): answer(i, m) for i, t in enumerate(ids) for m in MODELS})
-    judgments = pa.Table.from_pylist(
-        [
-            {
-                "task_id": t,
-                "model": m,
-                "judge": "judge",
-                "score": 5,
-                "rationale": "Clear; it runs.",
-                "error": None,
-                "answer": None,
-                "request_hash": "h",
-            }
-            for t in ids
-            for m in MODELS
-        ],
-        schema=JUDGMENTS.schema,
-    )
-    executions = pa.Table.from_pylist(
-        [
-            {
-                "task_id": t,
-                "model": m,
-                "status": "pass",
-                "tests_passed": 1,
-                "tests_total": 1,
-                "duration_s": 0.1,
-                "stderr_tail": None,
-                "run_hash": "r",
-            }
-            for t in ids
-            for m in MODELS
-        ],
-        schema=EXECUTIONS.schema,
-    )
+    judgments, executions = judged_and_run(ids, MODELS, score=5, rationale="Clear; it runs.")
     return tasks, generations, judgments, executions
 
 

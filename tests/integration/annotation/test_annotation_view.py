@@ -19,7 +19,8 @@ from llm_feedback.annotation.annotators import add_annotators
 from llm_feedback.annotation.connection import resolve
 from llm_feedback.annotation.pull import pull
 from llm_feedback.annotation.push import push
-from llm_feedback.artifacts import EXECUTIONS, GENERATIONS, JUDGMENTS
+from llm_feedback.artifacts import GENERATIONS
+from llm_feedback.testing.generations import judged_and_run
 from tests.integration.annotation.annotating import make_tasks, params_for
 from tests.project import PROJECT_ROOT
 
@@ -76,45 +77,6 @@ def generations(tasks: pa.Table, models: list[str]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=GENERATIONS.schema)
 
 
-def suggestions(tasks: pa.Table, models: list[str]) -> tuple[pa.Table, pa.Table]:
-    ids = tasks.column("task_id").to_pylist()
-    judgments = pa.Table.from_pylist(
-        [
-            {
-                "task_id": t,
-                "model": m,
-                "judge": "judge-llm",
-                "score": 5,
-                "rationale": "A docstring and an assert; it runs.",
-                "error": None,
-                "answer": None,
-                "request_hash": "h",
-            }
-            for t in ids
-            for m in models
-        ],
-        schema=JUDGMENTS.schema,
-    )
-    executions = pa.Table.from_pylist(
-        [
-            {
-                "task_id": t,
-                "model": m,
-                "status": "pass",
-                "tests_passed": 1,
-                "tests_total": 1,
-                "duration_s": 0.1,
-                "stderr_tail": None,
-                "run_hash": "r",
-            }
-            for t in ids
-            for m in models
-        ],
-        schema=EXECUTIONS.schema,
-    )
-    return judgments, executions
-
-
 def open_dataset(playwright, server, annotator, dataset: str):
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
     page = browser.new_page(viewport=VIEWPORT)
@@ -138,7 +100,9 @@ def published(argilla_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         suffix = secrets.token_hex(3)
         params = params_for(argilla_server.url, f"view-{suffix}", models, assignment="overlap", **annotation)
         tasks = make_tasks(2)
-        judgments, executions = suggestions(tasks, models)
+        judgments, executions = judged_and_run(
+            tasks.column("task_id").to_pylist(), models, score=5, rationale="A docstring and an assert; it runs."
+        )
         result = push(
             params,
             tasks=tasks,
