@@ -93,21 +93,21 @@ def test_a_preference_for_an_answer_not_on_the_record_leaves_the_response_out() 
 
 @pytest.mark.slow
 def test_on_simulated_annotators_the_rates_and_ratings_cover_the_truth() -> None:
-    """400 studies of 150 tasks, one annotator each, who prefers a with chance 0.45, ties 0.2, prefers b 0.35: the
+    """300 studies of 150 tasks, one annotator each, who prefers a with chance 0.45, ties 0.2, prefers b 0.35: the
     win, tie and decisive intervals and a's rating interval each cover the truth 93-97% of the time."""
     rng = np.random.default_rng(7)
     p = {"a": 0.45, "tie": 0.2, "b": 0.35}
     truth_rating = 1000 + 200 * math.log10((p["a"] + p["tie"] / 2) / (p["b"] + p["tie"] / 2))
     truths = {"win": p["a"], "tie": p["tie"], "decisive": p["a"] / (p["a"] + p["b"])}
     covered = {name: 0 for name in [*truths, "rating"]}
-    studies = 400
+    studies = 300
     for _ in range(studies):
         picks = rng.choice(list(p), size=150, p=list(p.values()))
         found = preference_metrics(
             rows_of([(f"t{i}", "x", ["a", "b"], pick) for i, pick in enumerate(picks)]),
             ["a", "b"],
             confidence=0.95,
-            resamples=400,
+            resamples=300,
             seed=int(rng.integers(1 << 30)),
         )
         pair = found["pairwise"]["a_vs_b"]

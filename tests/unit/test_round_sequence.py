@@ -322,7 +322,7 @@ def test_the_reported_variance_is_the_spread_of_the_estimates_and_later_looks_sh
 @pytest.mark.slow
 @pytest.mark.parametrize(("select", "quality"), [("random", "0.8"), ("active", "0.8"), ("random", "useless")])
 def test_with_no_true_difference_20_looks_rarely_decide_with_the_judge_or_without(select: str, quality: str) -> None:
-    runs = studies("null", quality, select, 500)
+    runs = studies("null", quality, select, 400)
     assert runs[0].truth == 0
     for judge in (True, False):
         false = np.mean([any(decided(i) for i in run(study, judge=judge)) for study in runs])
