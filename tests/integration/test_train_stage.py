@@ -213,3 +213,47 @@ def test_dvc_repro_trains_once_and_declaring_the_tuned_model_reuses_it(tmp_path:
     )
     assert (repo / "models/tuned/adapter_model.safetensors").read_bytes() == adapter
     assert "up to date" in run(["dvc", "repro", "--single-item", "train"], repo).stdout
+
+
+@pytest.mark.slow
+def test_sft_then_dpo_killed_in_dpo_resumes_there_and_keeps_its_sft(
+    tmp_path: Path, base_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm_feedback.training.progress import Progress
+
+    loaded = Params.model_validate(params(base_model, method="sft_then_dpo", max_steps=4, save_steps=2))
+    where = {
+        "params": loaded.train,
+        "models": loaded.models,
+        "export": write_training_export(tmp_path / "export", train=TRAIN_TASKS, test=TEST_TASKS),
+        "models_folder": tmp_path / "models",
+        "checkpoints": tmp_path / "checkpoints",
+    }
+    counted = Progress.on_step_end
+
+    def killed_at_dpo_step_3(self: Progress, args: object, state: object, control: object, **kwargs: object) -> None:
+        counted(self, args, state, control, **kwargs)
+        if self.phase == "dpo" and state.global_step == 3:
+            raise KeyboardInterrupt  # what a kill leaves: checkpoints and the finished SFT, no output
+
+    monkeypatch.setattr(Progress, "on_step_end", killed_at_dpo_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(**where)
+    assert not (tmp_path / "models").exists()
+    rerun: list[str] = []
+
+    def counting(self: Progress, args: object, state: object, control: object, **kwargs: object) -> None:
+        counted(self, args, state, control, **kwargs)
+        rerun.append(self.phase)
+
+    monkeypatch.setattr(Progress, "on_step_end", counting)
+    record = train(**where).record
+    assert record is not None
+    assert rerun == ["dpo", "dpo"], "no SFT step again, and DPO from its checkpoint at step 2"
+    sft, dpo = record.phases
+    assert (sft.kind, sft.steps, sft.resumed_at, sft.steps_run) == ("sft", 4, 0, 4)  # the first run's figures, kept
+    assert (dpo.kind, dpo.steps, dpo.resumed_at, dpo.steps_run) == ("dpo", 4, 2, 2)
+    assert [step for step, _ in dpo.loss] == [1, 2, 3, 4]
+    config = json.loads((tmp_path / "models/tuned/adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(base_model)
+    assert not (tmp_path / "models/tuned/ref").exists(), "only the trained adapter, not DPO's frozen reference"
