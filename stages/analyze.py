@@ -17,6 +17,7 @@ from llm_feedback.artifacts import (
     write_table,
 )
 from llm_feedback.disagreements import find_disagreements
+from llm_feedback.leakage import refuse_trained_tasks
 from llm_feedback.params import load_params
 from llm_feedback.plot_data import write_plot_data
 from llm_feedback.report import write_metrics, write_reports
@@ -29,6 +30,7 @@ def main() -> str:
     paths = params.paths
     receipt = read_receipt(paths.push_receipt)
     generations = read_table(paths.generations, GENERATIONS)
+    refuse_trained_tasks(compare=params.compare, models=params.models, generations=generations)
     judgments = read_optional(paths.judgments, JUDGMENTS)
     annotations = read_table(paths.annotations, ANNOTATIONS)
     result = analyze(

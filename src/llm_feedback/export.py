@@ -9,7 +9,6 @@ against the worst original. Train and test are split by task, so no task is in b
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -25,6 +24,7 @@ from llm_feedback.annotation.values import DEFAULT_SCALE
 from llm_feedback.artifacts import MESSAGE, atomic_folder
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.params import ExportParams
+from llm_feedback.splits import in_test_split
 
 SFT_SCHEMA = pa.schema(
     [
@@ -176,12 +176,6 @@ def _corrections(rows: pd.DataFrame) -> dict[str, str]:
     written = written[written["corrected_response"].str.strip() != ""]
     latest = written.sort_values(["task_id", "updated_at", "annotator"]).drop_duplicates("task_id", keep="last")
     return dict(zip(latest["task_id"], latest["corrected_response"]))
-
-
-def in_test_split(task_id: str, seed: int, fraction: float) -> bool:
-    """A stable draw per task: adding tasks later never moves an old one between train and test."""
-    draw = int.from_bytes(hashlib.sha256(f"{seed}:{task_id}".encode()).digest()[:8], "big") / 2**64
-    return draw < fraction
 
 
 def _split(rows: list[dict], schema: pa.Schema, params: ExportParams) -> dict[str, pa.Table]:

@@ -141,6 +141,7 @@ class FetchParams(Strict):
     shuffle: Bool = False
     seed: Int = 42
     limit: Int | None = Field(default=None, ge=1)
+    held_out: Bool = False  # only the tasks of export's test split (export.seed, export.test_fraction)
 
 
 class FormatParams(Strict):
