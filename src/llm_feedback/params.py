@@ -37,6 +37,7 @@ ENV_VAR_PATTERN = re.compile(r"[A-Z_][A-Z0-9_]*")
 # What Argilla 2.8's SDK accepts as a workspace name (the server would take more, but push creates it with the SDK).
 WORKSPACE_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
 DATASET_NAME_MAX = 200  # argilla-server's limit
+COMPARISON = "{compare}"  # in annotation.dataset: the compared models' names, so each comparison has its own dataset
 # Access tokens as their issuers hand them out: Hugging Face, OpenAI and others (sk-), GitHub, GitLab, Slack, AWS,
 # Google. Such a value never belongs in params.yaml (it would reach dvc.lock and DVC's run cache).
 TOKEN_PATTERN = re.compile(
@@ -505,6 +506,19 @@ class Params(Strict):
     train: TrainParams = Field(default_factory=TrainParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     compare: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_per_comparison(cls, data: Any) -> Any:
+        """`{compare}` in annotation.dataset becomes the compared models' names (a-vs-b): each comparison gets a
+        dataset of its own, and an earlier comparison's dataset keeps its records, annotations and verdict."""
+        annotation = data.get("annotation") if isinstance(data, dict) else None
+        compare = data.get("compare") if isinstance(data, dict) else None
+        name = annotation.get("dataset") if isinstance(annotation, dict) else None
+        if isinstance(name, str) and COMPARISON in name and isinstance(compare, list) and compare:
+            named = name.replace(COMPARISON, "-vs-".join(str(model) for model in compare))
+            data = {**data, "annotation": {**annotation, "dataset": named}}
+        return data
 
     @field_validator("models")
     @classmethod

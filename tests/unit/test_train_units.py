@@ -149,3 +149,15 @@ def test_an_adapter_that_is_not_there_or_not_for_this_base_is_one_line(tmp_path:
     assert str(error.value) == (
         f"params.yaml: models.tuned.adapter: {other} was trained on 'org/another', and models.tuned.model is 'org/base'"
     )
+
+
+def test_compare_in_the_dataset_name_gives_each_comparison_a_dataset_of_its_own() -> None:
+    models = {"base": LOCAL, "tuned": {**LOCAL, "adapter": "models/tuned"}}
+
+    def dataset(name: str, compare: list[str]) -> str:
+        raw = {"models": models, "compare": compare, "annotation": {"dataset": name}}
+        return Params.model_validate(raw).annotation.dataset
+
+    assert dataset("code-answers-{compare}", ["base", "tuned"]) == "code-answers-base-vs-tuned"
+    assert dataset("code-answers-{compare}", ["tuned", "base"]) == "code-answers-tuned-vs-base"
+    assert dataset("code-answers", ["base", "tuned"]) == "code-answers"
