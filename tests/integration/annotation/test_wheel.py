@@ -44,10 +44,12 @@ print(json.dumps([[r.record_id, r.fields] for r in list_records(client, str(data
 
 
 def declared_requirements() -> list[Requirement]:
-    """What an install of the package asks for: its dependencies and every extra but the test tools."""
+    """What an install of the package asks for: its dependencies and every extra but the test tools (an extra that
+    names another of the package's own extras adds what that one declares)."""
     project = PYPROJECT["project"]
     extras = [r for name, rs in project["optional-dependencies"].items() if name != "dev" for r in rs]
-    return [Requirement(r) for r in project["dependencies"] + extras]
+    requirements = [Requirement(r) for r in project["dependencies"] + extras]
+    return [r for r in requirements if canonicalize_name(r.name) != canonicalize_name(project["name"])]
 
 
 def third_party_imports(*folders: Path) -> dict[str, Path]:
