@@ -21,7 +21,7 @@ repro: $(VENV)/.installed-base $(BWRAP)
 test: $(VENV)/.installed-dev $(CHROMIUM) $(BWRAP)
 	ruff check .
 	ruff format --check .
-	DVC_NO_ANALYTICS=1 pytest $(PYTEST_ARGS)
+	DVC_NO_ANALYTICS=1 pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
