@@ -122,10 +122,11 @@ def pull(params: Params, *, receipt: Receipt) -> Pulled:
         annotated += bool(record.responses)
         task_id = receipt.blinding[record.record_id]["task_id"]
         shas = [text_sha(shown_answer(record.fields, p)) for p in range(1, len(order) + 1)]
+        asked = Asked.from_params(params, responses=len(order))
         for response in record.responses:
             annotator = usernames.get(response["user_id"], response["user_id"])
             annotators.add(annotator)
-            answer = Answer.read(response, Asked.from_params(params, responses=len(order)))
+            answer = Answer.read(response, asked)
             statuses[answer.status] += 1
             if answer.problem:
                 problems.append(f"record {record.record_id} by {annotator}: {answer.problem}")
