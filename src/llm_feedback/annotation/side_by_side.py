@@ -2,11 +2,12 @@
 each rendered from Markdown with its code highlighted, and its execution result and the judge's reasoning folded
 under it when they exist.
 
-The answers are rendered here, at push, rather than in the annotator's browser: the page has no network to fetch a
-Markdown or highlighting library from, and every answer goes through the very same renderer (markdown-it-py, the
-CommonMark reference port, with raw HTML off so an answer cannot inject markup; Pygments for code), so no model's
-answer looks better for its fence style. The field's value keeps each answer's text too, which the server's full-text
-search indexes and pull reads back to tell which answer a response was given to.
+The answers are rendered here, at push, rather than in the annotator's browser: Argilla serves the field's page no
+Markdown or highlighting library (and an annotator's browser may reach nothing but the server), and every answer goes
+through the very same renderer (markdown-it-py, a CommonMark-compliant parser, with raw HTML off so an answer cannot
+inject markup; Pygments for code), so no model's answer looks better for its fence style. The field's value keeps
+each answer's text too, which the server's full-text search indexes and pull reads back to tell which answer a
+response was given to.
 """
 
 from __future__ import annotations
