@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 from llm_feedback.analysis import usable_annotations
 from llm_feedback.annotation.values import DEFAULT_SCALE
 from llm_feedback.artifacts import MESSAGE, atomic_folder
-from llm_feedback.errors import ConfigError, PipelineError
+from llm_feedback.hub_upload import upload_folder
 from llm_feedback.params import ExportParams
 from llm_feedback.splits import in_test_split
 
@@ -222,18 +221,11 @@ def _card(exported: Exported) -> str:
 
 def push_to_hub(folder: Path, repo_id: str, *, private: bool) -> str:
     """Upload the export folder as a dataset repository; the token comes from HF_TOKEN only."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    token = os.environ.get("HF_TOKEN", "").strip()
-    if not token:
-        raise ConfigError(f"export.push_to_hub is {repo_id}: export HF_TOKEN with write access, or set it to null")
-    api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        commit = api.upload_folder(
-            folder_path=str(folder), repo_id=repo_id, repo_type="dataset", commit_message="Update SFT and DPO exports"
-        )
-    except HfHubHTTPError as e:
-        raise PipelineError(f"could not push to the Hub dataset {repo_id}: {str(e).splitlines()[0]}") from None
-    return str(getattr(commit, "commit_url", f"https://huggingface.co/datasets/{repo_id}"))
+    return upload_folder(
+        folder,
+        repo_id,
+        repo_type="dataset",
+        private=private,
+        key="export.push_to_hub",
+        message="Update SFT and DPO exports",
+    )
