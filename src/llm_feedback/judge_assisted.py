@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from llm_feedback.ppi import PPIEstimate, judge_human_correlations, ppi_mean
+from llm_feedback.round_sequence import last_scored_round
 
 MIN_LABELLED = 2
 
@@ -102,12 +103,7 @@ def _design(rated: pd.Index, chances: dict[str, tuple[int, list[float]]]) -> tup
     part, is left out: who rated what first is no random draw)."""
     if not chances:
         return rated, None
-    rated_set = set(rated)
-    complete_round = 0
-    for last in range(1, max(r for r, _ in chances.values()) + 1):
-        if not all(t in rated_set for t, (r, _) in chances.items() if r <= last):
-            break
-        complete_round = last
+    complete_round = last_scored_round(chances, scored=set(rated), rounds=max(r for r, _ in chances.values()))
     tasks = pd.Index(sorted(t for t, (r, _) in chances.items() if r <= complete_round), name=rated.name)
     return tasks, pd.Series({t: chances[t][1][complete_round - chances[t][0]] for t in tasks}, dtype=float)
 

@@ -28,7 +28,7 @@ decisions over 20 looks.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,6 +70,15 @@ def by_round(
         first, since = chances[task]
         matrix[row, first - 1 : last] = since[: last - first + 1]
     return first_round, matrix
+
+
+def last_scored_round(
+    chances: Mapping[str, tuple[int, Sequence[float]]], *, scored: Collection[str], rounds: int
+) -> int:
+    """The last round up to which every published task has scores (0: none): a later round scored in part is no
+    random draw (who rated what first is not), so looks stop before it."""
+    unscored = [first for task, (first, _) in chances.items() if task not in scored]
+    return min(min(unscored) - 1, rounds) if unscored else rounds
 
 
 def look(*, human: np.ndarray, judge: np.ndarray | None, chances: np.ndarray, judge_mean: float, tasks: int) -> Look:

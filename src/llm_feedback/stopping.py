@@ -32,7 +32,7 @@ from llm_feedback.annotation.receipt import Receipt
 from llm_feedback.confidence_sequence import decided
 from llm_feedback.judge_assisted import judge_scores
 from llm_feedback.params import AnalyzeParams
-from llm_feedback.round_sequence import Labels, by_round, round_sequence
+from llm_feedback.round_sequence import Labels, by_round, last_scored_round, round_sequence
 from llm_feedback.stats import Interval
 
 
@@ -80,7 +80,7 @@ def stopping_on(
         population = len(judge)
     else:
         judge = None
-    last = _last_scored_round(chances, scored=set(complete.index), rounds=rounds)
+    last = last_scored_round(chances, scored=set(complete.index), rounds=rounds)
     tasks = sorted(task for task, (first, _) in chances.items() if first <= last)
     first_round, matrix = by_round(chances, tasks=tasks, last=last)
     pairs = {}
@@ -100,17 +100,6 @@ def stopping_on(
         )
         pairs[f"{a}_vs_{b}"] = looks[-1] if last else Interval(None, None, None)
     return Stopping(pairs, looked_at=last, judge_assisted=judge is not None)
-
-
-def _last_scored_round(chances: dict[str, tuple[int, list[float]]], *, scored: set[str], rounds: int) -> int:
-    """The last round up to which every published task has scores: later looks would see only the tasks rated
-    first."""
-    last = 0
-    for number in range(1, rounds + 1):
-        if any(first == number and task not in scored for task, (first, _) in chances.items()):
-            break
-        last = number
-    return last
 
 
 def rounds_summary(stop: Stopping, receipt: Receipt) -> tuple[dict, str]:

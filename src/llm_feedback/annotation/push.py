@@ -27,7 +27,7 @@ from llm_feedback.annotation.dataset_settings import (
 )
 from llm_feedback.annotation.receipt import BlindingEntry, Receipt, RoundEntry
 from llm_feedback.annotation.record_pages import ServerRecord, list_records
-from llm_feedback.annotation.records import AnnotationRecord, build_records
+from llm_feedback.annotation.records import AnnotationRecord, build_records, task_of
 from llm_feedback.annotation.review import ReviewMarks, to_sdk, without_mark
 from llm_feedback.annotation.rounds import (
     Chances,
@@ -252,7 +252,7 @@ class _Rounds:
         entries = list(previous.rounds) if previous else []
         chances = previous.chances() if previous else {}
         known = {entry["task_id"] for entry in previous.blinding.values()} if previous else set()
-        on_server = known | {_task_of(record_id) for record_id in server}
+        on_server = known | {task_of(record_id) for record_id in server}
         current = [record for record in built if record.task_id in on_server]
         plan = _plan(current, server, settings.on_annotated_change)
         last = sorted(task for task, (number, _) in chances.items() if number == len(entries))
@@ -346,11 +346,6 @@ def _weights(
     if so_far is None:
         return active_weights(uncertainty)
     return learnt_weights(uncertainty, residuals=so_far.residuals, chances=so_far.chances)
-
-
-def _task_of(record_id: str) -> str:
-    """A record's task: its id, or what comes before the dot of a copy's id (`<task_id>.<hash>`)."""
-    return record_id.rpartition(".")[0] if "." in record_id else record_id
 
 
 def _done(record: ServerRecord | None, min_submitted: int) -> bool:

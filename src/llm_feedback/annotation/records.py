@@ -67,6 +67,11 @@ def canonical_content(fields: Mapping, metadata: Mapping, suggestions: set[tuple
     return json.dumps({"fields": fields, "metadata": metadata, "suggestions": sorted(suggestions)}, sort_keys=True)
 
 
+def task_of(record_id: str) -> str:
+    """A record's task: its id, or what comes before the dot of a copy's id (`<task_id>.<hash>`)."""
+    return record_id.rpartition(".")[0] if "." in record_id else record_id
+
+
 def blind_order(task_id: str, *, models: Sequence[str], seed: int) -> tuple[str, ...]:
     """The display order of one task's answers: seeded per task, so it is stable across runs and machines."""
     order = list(models)

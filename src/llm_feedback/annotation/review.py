@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from llm_feedback.annotation.dataset_settings import REVIEW_MARK, REVIEW_METADATA
 from llm_feedback.annotation.pull import Answer, Asked
 from llm_feedback.annotation.record_pages import ServerRecord
-from llm_feedback.annotation.records import AnnotationRecord
+from llm_feedback.annotation.records import AnnotationRecord, task_of
 from llm_feedback.disagreements import Rating, disagreeing, rank_disagreements
 from llm_feedback.params import Params
 
@@ -79,7 +79,7 @@ def ratings_on_server(records: Iterable[ServerRecord], *, asked: Asked, username
     username) where it knows them, else by user id."""
     ratings = []
     for record in records:
-        task_id = record.record_id.rpartition(".")[0] if "." in record.record_id else record.record_id
+        task_id = task_of(record.record_id)
         for response in record.responses:
             if response["status"] != "submitted":
                 continue
