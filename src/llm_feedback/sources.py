@@ -10,7 +10,7 @@ import codecs
 import csv
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -59,8 +59,9 @@ class Fetched:
         )
 
 
-def fetch_tasks(params: FetchParams) -> Fetched:
-    """Load the configured source: the `tasks` table, shuffled and cut to `limit` when asked."""
+def fetch_tasks(params: FetchParams, *, select: Callable[[pa.Table], pa.Table] | None = None) -> Fetched:
+    """Load the configured source: the `tasks` table, shuffled, narrowed by `select` (fetch.held_out), then cut to
+    `limit` when asked: `limit` counts the tasks kept, so held-out tasks are not cut to a tenth of it."""
     _check_keep_columns(params)
     batches, source = _open_source(params)
     keep = list(params.keep_columns)
@@ -70,6 +71,8 @@ def fetch_tasks(params: FetchParams) -> Fetched:
     if params.shuffle:
         order = np.random.default_rng(params.seed).permutation(table.num_rows)
         table = table.take(pa.array(order))
+    if select is not None:
+        table = select(table)
     if params.limit is not None:
         table = table.slice(0, params.limit)
     return Fetched(table, params.source, rows, empty, duplicates)

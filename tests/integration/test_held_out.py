@@ -97,6 +97,21 @@ def test_fetch_keeps_only_the_test_split_when_held_out(tmp_path: Path) -> None:
     assert result.stdout.strip().endswith(f"; {len(kept)} of 44 in export's test split (fetch.held_out)")
 
 
+def test_fetch_limit_counts_the_held_out_tasks_it_keeps(tmp_path: Path) -> None:
+    """limit cuts after the held-out selection: 5 held-out tasks, not the held-out share of the first 5."""
+    params = {
+        "fetch": {"path": str(PROJECT_ROOT / "data/sample/tasks.yaml"), "held_out": True, "limit": 5},
+        "export": {"test_fraction": 0.25, "seed": 3},
+        "models": {"base": BASE},
+        "compare": ["base"],
+    }
+    result = run_stage("fetch", make_project(tmp_path, params=params))
+    assert result.returncode == 0, result.stderr
+    kept = pq.read_table(tmp_path / "data/tasks.parquet").column("task_id").to_pylist()
+    assert len(kept) == 5 and all(in_test_split(t, 3, 0.25) for t in kept)
+    assert "in export's test split (fetch.held_out), then limit 5" in result.stdout
+
+
 def analyze_project(folder: Path, compared_on: list[str]) -> Path:
     """base and tuned, each answered and rated on `compared_on`; tuned's record says it was trained on TRAINED."""
     adapter = tuned_adapter(folder / "models/tuned", TRAINED)
