@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from llm_feedback.errors import ConfigError
 
@@ -190,7 +191,7 @@ class ModelSpec(Strict):
     system_prompt: str | None = None
     provider: str | None = None
     endpoint_url: str | None = None
-    base_url: str | None = None
+    base_url: str | list[str] | None = None  # openai: the server, or a list of replicas serving the same model
     api_key_env: str | None = None
     device: str | None = None
     adapter: str | None = None  # transformers: a PEFT adapter's folder or hub id; openai: the name it is served under
@@ -208,12 +209,41 @@ class ModelSpec(Strict):
             )
         return name
 
-    @field_validator("base_url", "endpoint_url")
+    @field_validator("endpoint_url")
     @classmethod
     def _url_without_key(cls, url: str | None) -> str | None:
         if url is not None:
             refuse_credentials_in_url(url, "put the key in the variable named by api_key_env")
         return url
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _server_urls(cls, urls: Any) -> Any:
+        """One URL, or replicas each checked under its own index (base_url[1]), so the message names the one at
+        fault."""
+        if isinstance(urls, str):
+            check_server_url(urls)
+        if urls is None or isinstance(urls, str):
+            return urls
+        if not isinstance(urls, list):
+            raise ValueError("must be a URL, or a list of the URLs of replicas serving the same model")
+        if not urls:
+            raise ValueError("list at least one URL (or give the one URL as text)")
+        problems, first = [], {}
+        for i, url in enumerate(urls):
+            try:
+                if not isinstance(url, str):
+                    raise ValueError("must be a URL such as http://localhost:8000/v1")
+                check_server_url(url)
+                same = first.setdefault(url.rstrip("/"), i)
+                if same != i:
+                    raise ValueError(f"repeats base_url[{same}]; list each replica once")
+            except ValueError as e:
+                reason = PydanticCustomError("value_error", "{reason}", {"reason": str(e)})
+                problems.append(InitErrorDetails(type=reason, loc=(i,), input=url))
+        if problems:
+            raise ValidationError.from_exception_data("base_url", problems)
+        return urls
 
     @model_validator(mode="after")
     def _backend_fields(self) -> ModelSpec:
@@ -241,12 +271,24 @@ class ModelSpec(Strict):
         return self
 
     @property
+    def base_urls(self) -> list[str]:
+        """The openai server's replicas, however base_url gives them (one URL, or a list)."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url or [])
+
+    @property
     def needs_prompt(self) -> bool:
         """Backends that take raw text, so the format stage renders the model's own chat template."""
         return self.backend == "transformers" or (self.backend == "hf" and self.endpoint_url is not None)
 
     def generation_params(self, defaults: GenerationParams) -> GenerationParams:
         return defaults.model_copy(update=self.generation.model_dump(exclude_unset=True))
+
+
+def check_server_url(url: str) -> None:
+    """An openai base_url: http(s), and no key in it."""
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise ValueError("must be an http(s) URL such as http://localhost:8000/v1")
+    refuse_credentials_in_url(url, "put the key in the variable named by api_key_env")
 
 
 def refuse_credentials_in_url(url: str, hint: str) -> None:

@@ -7,9 +7,9 @@ import pytest
 from tenacity import RetryCallState
 
 from llm_feedback.llm.base import Request, TransientError, cut_at_stop, parse_retry_after
-from llm_feedback.llm.batch import endpoint_identity, request_hash
+from llm_feedback.llm.batch import _limits, endpoint_identity, request_hash
 from llm_feedback.llm.runner import Limits, server_aware_wait
-from llm_feedback.params import GenerationOverrides, GenerationParams, ModelSpec
+from llm_feedback.params import GenerateParams, GenerationOverrides, GenerationParams, ModelSpec
 
 MESSAGES = [{"role": "user", "content": "Write `f`."}]
 
@@ -41,6 +41,19 @@ def test_request_hash_depends_on_what_determines_the_answer_only() -> None:
     assert base != request_hash(api(), dataclasses.replace(request(), json_schema={"type": "object"}))
     local = ModelSpec(backend="transformers", model="m")
     assert request_hash(local, request(prompt="<s>a")) != request_hash(local, request(prompt="<s>b"))
+
+
+def test_replicas_hash_as_their_first_whichever_answers() -> None:
+    """The first URL names replicas in the cache: listing more of them keeps every cached answer."""
+    one = request_hash(api(), request())
+    assert one == request_hash(api(base_url=["http://127.0.0.1:8000/v1"]), request())
+    assert one == request_hash(api(base_url=["http://127.0.0.1:8000/v1", "http://10.0.0.2:8000/v1"]), request())
+    assert one != request_hash(api(base_url=["http://10.0.0.2:8000/v1", "http://127.0.0.1:8000/v1"]), request())
+
+
+def test_concurrency_is_per_replica() -> None:
+    assert _limits(api(concurrency=4), GenerateParams()).concurrency == 4
+    assert _limits(api(base_url=["http://a/v1", "http://b/v1", "http://c/v1"]), GenerateParams()).concurrency == 24
 
 
 def test_request_hash_is_stable() -> None:

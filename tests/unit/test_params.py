@@ -112,6 +112,22 @@ def test_shipped_params_load_and_compare_declared_models() -> None:
             "models.x: backend 'openai' needs base_url",
         ),
         (lambda p: p["models"].update({"a b": {"backend": "hf", "model": "m"}}), "models: model name 'a b'"),
+        (
+            lambda p: p["models"]["local-server"].update(base_url=[]),
+            "models.local-server.base_url: list at least one URL",
+        ),
+        (
+            lambda p: p["models"]["local-server"].update(base_url=["http://a:8000/v1", "localhost:8001/v1"]),
+            "models.local-server.base_url[1]: must be an http(s) URL",
+        ),
+        (
+            lambda p: p["models"]["local-server"].update(base_url=["http://a/v1", "http://b/v1", "http://a/v1/"]),
+            "models.local-server.base_url[2]: repeats base_url[0]",
+        ),
+        (
+            lambda p: p["models"]["local-server"].update(base_url=["http://a/v1", 8000]),
+            "models.local-server.base_url[1]: must be a URL",
+        ),
         (lambda p: p.update(extra_section={}), "extra_section: unknown key"),
     ],
 )
@@ -203,6 +219,12 @@ SECRETS = {
         (
             lambda p, s: p["models"]["local-server"].update(base_url="http://localhost:8000/v1?api_key=plainpassword"),
             "models.local-server.base_url",
+        ),
+        (
+            lambda p, s: p["models"]["local-server"].update(
+                base_url=["http://localhost:8000/v1", "http://me:plainpassword@localhost:8001/v1"]
+            ),
+            "models.local-server.base_url[1]",
         ),
         (
             lambda p, s: p["models"]["llama-3.3-70b"].update(

@@ -96,8 +96,9 @@ class Batch(Generic[K]):
 
 
 def endpoint_identity(spec: ModelSpec) -> str | None:
-    """Where the model is served, without credentials or query strings (they change nothing in the answer)."""
-    url = spec.base_url or spec.endpoint_url
+    """Where the model is served, without credentials or query strings (they change nothing in the answer). Of
+    replicas, the first names them all: the hash stays whichever answers, and with other replicas added or removed."""
+    url = spec.base_urls[0] if spec.base_urls else spec.endpoint_url
     if url is None:
         return f"provider:{spec.provider or 'auto'}" if spec.backend == "hf" else None
     parts = urlsplit(url)
@@ -210,7 +211,8 @@ def _first(group: BaseExceptionGroup) -> BaseException:
 
 def _limits(spec: ModelSpec, run: GenerateParams) -> Limits:
     local = spec.backend == "transformers"
-    concurrency = spec.concurrency or run.concurrency
+    # Per server: each replica takes as many as one server would, so replicas add throughput.
+    concurrency = (spec.concurrency or run.concurrency) * max(len(spec.base_urls), 1)
     if spec.backend == "hf":
         concurrency = min(concurrency, HF_MAX_CONNECTIONS)
     return Limits(

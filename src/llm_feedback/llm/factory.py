@@ -19,7 +19,9 @@ def backend_for(name: str, spec: ModelSpec, run: GenerateParams) -> Backend:
     if spec.backend == "openai":
         from llm_feedback.llm.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(spec, run.timeout_s, api_key=key)
+        return OpenAIBackend(
+            spec, run.timeout_s, api_key=key, rest_s=run.backoff_initial_s, rest_max_s=run.backoff_max_s
+        )
     if spec.backend == "hf":
         from llm_feedback.llm.hf_backend import HFBackend
 
