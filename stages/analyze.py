@@ -18,15 +18,16 @@ from llm_feedback.artifacts import (
 )
 from llm_feedback.disagreements import find_disagreements
 from llm_feedback.leakage import refuse_trained_tasks
-from llm_feedback.params import load_params
+from llm_feedback.params import Params, load_params
 from llm_feedback.plot_data import write_plot_data
 from llm_feedback.report import write_metrics, write_reports
 from llm_feedback.stage import run_stage
 from llm_feedback.stopping import rounds_summary, stopping_on
 
 
-def main() -> str:
-    params = load_params()
+def main(*, params: Params | None = None) -> str:
+    """`params`: another study's (the evaluate stage's); by default params.yaml's."""
+    params = params or load_params()
     paths = params.paths
     receipt = read_receipt(paths.push_receipt)
     generations = read_table(paths.generations, GENERATIONS)

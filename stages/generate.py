@@ -5,12 +5,13 @@ from functools import partial
 from llm_feedback.artifacts import GENERATIONS, PROMPTS, read_previous, read_table, write_table
 from llm_feedback.generation import generate
 from llm_feedback.llm.factory import backend_for
-from llm_feedback.params import load_params
+from llm_feedback.params import Params, load_params
 from llm_feedback.stage import run_stage
 
 
-def main() -> str:
-    params = load_params()
+def main(*, params: Params | None = None) -> str:
+    """`params`: another study's (the evaluate stage's); by default params.yaml's."""
+    params = params or load_params()
     result = generate(
         prompts=read_table(params.paths.prompts, PROMPTS),
         params=params,

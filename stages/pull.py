@@ -5,12 +5,13 @@ from llm_feedback.annotation.connection import offline
 from llm_feedback.annotation.pull import kept, pull
 from llm_feedback.annotation.receipt import read_receipt
 from llm_feedback.artifacts import ANNOTATIONS, write_table
-from llm_feedback.params import load_params
+from llm_feedback.params import Params, load_params
 from llm_feedback.stage import run_stage
 
 
-def main() -> str:
-    params = load_params()
+def main(*, params: Params | None = None) -> str:
+    """`params`: another study's (the evaluate stage's); by default params.yaml's."""
+    params = params or load_params()
     if offline():
         return kept(params.paths.annotations)
     pulled = pull(params, receipt=read_receipt(params.paths.push_receipt))

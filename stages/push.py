@@ -16,12 +16,13 @@ from llm_feedback.artifacts import (
     read_table,
 )
 from llm_feedback.errors import InputError
-from llm_feedback.params import load_params
+from llm_feedback.params import Params, load_params
 from llm_feedback.stage import run_stage
 
 
-def main() -> str:
-    params = load_params()
+def main(*, params: Params | None = None) -> str:
+    """`params`: another study's (the evaluate stage's); by default params.yaml's."""
+    params = params or load_params()
     paths = params.paths
     if offline():
         return _kept(paths.push_receipt)

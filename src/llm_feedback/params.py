@@ -64,7 +64,8 @@ Bool = StrictBool
 
 
 RATING_TOP = 10  # Argilla's rating questions take values 0 to 10
-FOLDER_OUTPUTS = ("plots", "reports", "export", "models", "train_checkpoints")  # paths.* that name a folder
+# paths.* that name a folder
+FOLDER_OUTPUTS = ("plots", "reports", "export", "models", "train_checkpoints", "evaluation_data", "evaluation")
 
 
 class Paths(Strict):
@@ -87,6 +88,8 @@ class Paths(Strict):
     train_checkpoints: Path = Path("data/cache/train")
     train_metrics: Path = Path("training/metrics.json")
     train_loss: Path = Path("training/loss.csv")
+    evaluation_data: Path = Path("data/evaluation")
+    evaluation: Path = Path("evaluation")
 
     @field_validator("*")
     @classmethod
@@ -532,6 +535,13 @@ class TrainParams(Strict):
         return self
 
 
+class EvaluateParams(Strict):
+    """The tuned model against its base on export's test split, rated by people in a dataset of its own."""
+
+    dataset: str = Field(default="code-answers-{tuned}-vs-{base}-{weights}", min_length=1)
+    limit: Int | None = Field(default=None, ge=1)  # at most this many held-out tasks
+
+
 class Params(Strict):
     paths: Paths = Field(default_factory=Paths)
     fetch: FetchParams = Field(default_factory=FetchParams)
@@ -546,6 +556,7 @@ class Params(Strict):
     export: ExportParams = Field(default_factory=ExportParams)
     rubric: RubricParams = Field(default_factory=RubricParams)
     train: TrainParams = Field(default_factory=TrainParams)
+    evaluate: EvaluateParams = Field(default_factory=EvaluateParams)
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     compare: list[str] = Field(default_factory=list)
 

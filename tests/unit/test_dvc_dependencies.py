@@ -1,9 +1,9 @@
 """Each stage's `deps:` in dvc.yaml cover every project module the stage imports, so that a change in any of them
 reruns the stage (and what follows it), and every dep names something that exists or that a stage writes.
 
-The imports are read statically: each module is parsed, and every `import` of `llm_feedback` (at the top or inside a
-function) is followed. Importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py` too; a folder dep covers every
-file under it."""
+The imports are read statically: each module is parsed, and every `import` of `llm_feedback` or of another stage
+(at the top or inside a function) is followed. Importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py` too; a
+folder dep covers every file under it."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ import pytest
 from tests.conftest import PROJECT_ROOT
 
 PACKAGE = "llm_feedback"
+STAGES = "stages"  # a stage may run others (evaluate runs format, generate, push, pull and analyze)
 SRC = PROJECT_ROOT / "src"
 
 
 def module_file(name: str) -> Path | None:
     """The file a project module name is loaded from, or None for a name that is no module (a class, a function)."""
-    base = SRC.joinpath(*name.split("."))
+    base = (PROJECT_ROOT if name.split(".")[0] == STAGES else SRC).joinpath(*name.split("."))
     return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
 
 
@@ -41,7 +42,7 @@ def imported_modules(path: Path, package: str) -> set[str]:
     modules = set()
     for name in names:
         parts = name.split(".")
-        if parts[0] != PACKAGE:
+        if parts[0] not in (PACKAGE, STAGES):
             continue
         modules.update(prefix for k in range(1, len(parts) + 1) if module_file(prefix := ".".join(parts[:k])))
     return modules
@@ -116,3 +117,4 @@ def test_the_closure_follows_packages_and_imports_inside_functions() -> None:
     generate = import_closure("generate")
     assert Path("src/llm_feedback/llm/openai_backend.py") in generate, "imported inside a function (factory.py)"
     assert Path("stages/generate.py") in generate and not any(p.parts[0] == "tests" for p in generate)
+    assert {Path("stages/analyze.py"), Path("src/llm_feedback/leakage.py")} <= import_closure("evaluate"), "a stage's"

@@ -1,6 +1,7 @@
 """The rules docs/architecture.md states about who may import or read what, checked on the source: stages never
-import each other, the library never imports stages, the embedded server's package and the pipeline never import
-each other, and only params.py parses YAML (params.yaml and the sample file go through its loader)."""
+import each other (but evaluate, which runs the stages its study needs), the library never imports stages, the
+embedded server's package and the pipeline never import each other, and only params.py parses YAML (params.yaml and
+the sample file go through its loader)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from tests.conftest import PROJECT_ROOT
 LIBRARY = PROJECT_ROOT / "src" / "llm_feedback"
 SERVER = PROJECT_ROOT / "annotation_server" / "annotation_server"
 STAGES = PROJECT_ROOT / "stages"
+EVALUATE = STAGES / "evaluate.py"
+EVALUATE_RUNS = {"stages.format", "stages.generate", "stages.push", "stages.pull", "stages.analyze"}
 
 
 def python_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.py") if "_annotation_server" not in p.parts)
+    return sorted(p for p in folder.rglob("*.py") if "_annotation_server" not in p.parts and p != EVALUATE)
 
 
 def imported_names(path: Path) -> Iterator[str]:
@@ -53,6 +56,19 @@ def test_imports_respect_the_layers(folder: Path, forbidden: str) -> None:
     files = python_files(folder)
     assert files, f"nothing to check in {folder}"
     assert offenders(files, forbidden) == []
+
+
+def test_evaluate_runs_only_the_stages_of_its_study() -> None:
+    """`from stages import a, b` names the package; the stages it brings are the imported names."""
+    tree = ast.parse(EVALUATE.read_text(encoding="utf-8"))
+    stages = {
+        f"stages.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "stages"
+        for alias in node.names
+    }
+    other = {name for name in imported_names(EVALUATE) if name.startswith("stages.")}
+    assert stages | other == EVALUATE_RUNS
 
 
 def yaml_parsing_calls(path: Path) -> list[str]:
