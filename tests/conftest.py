@@ -51,3 +51,11 @@ def server_venv() -> Path:
     from llm_feedback.annotation.embedded import EmbeddedServer, ensure_venv
 
     return ensure_venv(EmbeddedServer(data_dir=PROJECT_ROOT / ".argilla")).parent.parent
+
+
+@pytest.fixture(scope="session")
+def engine_venv() -> Path:
+    """vLLM's own virtualenv, built once (about a minute, 2.1 GB) and kept in .engine/venv for later runs."""
+    from llm_feedback.testing.engine_server import ensure_venv
+
+    return ensure_venv(PROJECT_ROOT / ".engine" / "venv").parent.parent
