@@ -83,33 +83,31 @@ def test_a_tuned_model_on_tasks_it_was_trained_on_is_named_with_them(tmp_path: P
     refuse_trained_tasks(compare=["base"], models=models, generations=generations)  # the base saw nothing
 
 
-def test_fetch_keeps_only_the_test_split_when_held_out(tmp_path: Path) -> None:
+def fetch_held_out(folder: Path, **fetch) -> tuple[str, list[str]]:
+    """The fetch stage on the shipped sample with held_out on (export's test split at 0.25, seed 3): its line and the
+    tasks it kept."""
     params = {
-        "fetch": {"path": str(PROJECT_ROOT / "data/sample/tasks.yaml"), "held_out": True},
+        "fetch": {"path": str(PROJECT_ROOT / "data/sample/tasks.yaml"), "held_out": True, **fetch},
         "export": {"test_fraction": 0.25, "seed": 3},
         "models": {"base": BASE},
         "compare": ["base"],
     }
-    result = run_stage("fetch", make_project(tmp_path, params=params))
+    result = run_stage("fetch", make_project(folder, params=params))
     assert result.returncode == 0, result.stderr
-    kept = pq.read_table(tmp_path / "data/tasks.parquet").column("task_id").to_pylist()
+    return result.stdout.strip(), pq.read_table(folder / "data/tasks.parquet").column("task_id").to_pylist()
+
+
+def test_fetch_keeps_only_the_test_split_when_held_out(tmp_path: Path) -> None:
+    line, kept = fetch_held_out(tmp_path)
     assert kept and all(in_test_split(t, 3, 0.25) for t in kept)
-    assert result.stdout.strip().endswith(f"; {len(kept)} of 44 in export's test split (fetch.held_out)")
+    assert line.endswith(f"; {len(kept)} of 44 in export's test split (fetch.held_out)")
 
 
 def test_fetch_limit_counts_the_held_out_tasks_it_keeps(tmp_path: Path) -> None:
     """limit cuts after the held-out selection: 5 held-out tasks, not the held-out share of the first 5."""
-    params = {
-        "fetch": {"path": str(PROJECT_ROOT / "data/sample/tasks.yaml"), "held_out": True, "limit": 5},
-        "export": {"test_fraction": 0.25, "seed": 3},
-        "models": {"base": BASE},
-        "compare": ["base"],
-    }
-    result = run_stage("fetch", make_project(tmp_path, params=params))
-    assert result.returncode == 0, result.stderr
-    kept = pq.read_table(tmp_path / "data/tasks.parquet").column("task_id").to_pylist()
+    line, kept = fetch_held_out(tmp_path, limit=5)
     assert len(kept) == 5 and all(in_test_split(t, 3, 0.25) for t in kept)
-    assert "in export's test split (fetch.held_out), then limit 5" in result.stdout
+    assert "in export's test split (fetch.held_out), then limit 5" in line
 
 
 def analyze_project(folder: Path, compared_on: list[str]) -> Path:
