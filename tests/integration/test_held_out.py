@@ -18,7 +18,7 @@ from llm_feedback.leakage import refuse_trained_tasks
 from llm_feedback.params import ModelSpec
 from llm_feedback.splits import held_out, in_test_split
 from llm_feedback.testing.synthetic_annotations import annotations_for, generations_for
-from llm_feedback.training.record import TrainingRecord
+from llm_feedback.testing.training_data import write_training_record
 from tests.conftest import PROJECT_ROOT
 from tests.project import make_project, run_stage
 
@@ -39,20 +39,7 @@ def tasks(ids: list[str]) -> pa.Table:
 
 def tuned_adapter(folder: Path, trained_on: list[str]) -> Path:
     """A record as the train stage writes it beside an adapter (analyze reads nothing else of it)."""
-    folder.mkdir(parents=True)
-    record = TrainingRecord(
-        fingerprint="f",
-        name="tuned",
-        base="base",
-        base_model="org/base",
-        method="sft",
-        tuning="lora",
-        merged=False,
-        task_ids=sorted(trained_on),
-        trainable_parameters=1,
-        phases=[],
-    )
-    (folder / "training.json").write_text(record.to_json())
+    write_training_record(folder, trained_on=trained_on)
     return folder
 
 

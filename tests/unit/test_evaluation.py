@@ -12,6 +12,7 @@ from llm_feedback.errors import ConfigError
 from llm_feedback.evaluation import evaluation_study, evaluation_tasks
 from llm_feedback.params import Params
 from llm_feedback.splits import in_test_split
+from llm_feedback.testing.training_data import write_training_record
 from llm_feedback.training.record import TrainingRecord
 
 BASE = {"backend": "transformers", "model": "org/base", "device": "cpu"}
@@ -31,24 +32,8 @@ def params_in(folder: Path, **sections) -> Params:
     )
 
 
-def trained(params: Params, *, tuning: str = "lora", merged: bool = False) -> TrainingRecord:
-    record = TrainingRecord(
-        fingerprint="f",
-        name="tuned",
-        base="base",
-        base_model="org/base",
-        method="dpo",
-        tuning=tuning,
-        merged=merged,
-        task_ids=[],
-        trainable_parameters=1,
-        phases=[],
-        weights_sha="0123456789abcdef",
-    )
-    folder = params.paths.models / "tuned"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "training.json").write_text(record.to_json())
-    return record
+def trained(params: Params, *, merged: bool = False) -> TrainingRecord:
+    return write_training_record(params.paths.models / "tuned", merged=merged, weights_sha="0123456789abcdef")
 
 
 def test_the_study_compares_the_tuned_model_with_its_base_in_places_of_its_own(tmp_path: Path) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
 from llm_feedback.export import DPO_SCHEMA, SFT_SCHEMA, Exported, write_exports
+from llm_feedback.training.record import TrainingRecord
 
 
 def task_id(instruction: str) -> str:
@@ -62,3 +64,26 @@ def _dpo(number: int) -> dict:
         "score_chosen": 7.0,
         "score_rejected": 0.0,
     }
+
+
+def write_training_record(
+    folder: Path, *, trained_on: Sequence[str] = (), merged: bool = False, weights_sha: str = ""
+) -> TrainingRecord:
+    """A record as the train stage writes it beside the tuned model `tuned` of base `base` (org/base): what analyze's
+    leakage check and the evaluate stage read of a trained model."""
+    record = TrainingRecord(
+        fingerprint="f",
+        name="tuned",
+        base="base",
+        base_model="org/base",
+        method="sft",
+        tuning="lora",
+        merged=merged,
+        task_ids=sorted(trained_on),
+        trainable_parameters=1,
+        phases=[],
+        weights_sha=weights_sha,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "training.json").write_text(record.to_json())
+    return record
